@@ -1,0 +1,526 @@
+/*
+ * clmoe.h - dynamic Mixture-of-Experts routing and grouped expert compute on
+ * OpenCL devices.
+ *
+ * This header is the library's manual. Conventions that hold for every call:
+ *
+ *  - Every call that can fail returns a clmoe_status: CLMOE_SUCCESS (0) or a
+ *    negative error. On error, clmoe_last_error_detail() returns a sentence
+ *    naming the call, the argument and the reason. Output handles are set to
+ *    NULL on error. The library never prints, aborts or exits.
+ *  - Handles are opaque. clmoe_*_destroy(NULL) is a no-op. A handle created
+ *    from a context must be destroyed before that context.
+ *  - Descriptor structs start with `size_t struct_size`; fill them with the
+ *    matching clmoe_*_desc_init() and then set the fields you need. Structs
+ *    are only ever passed by pointer, so they can grow without breaking the
+ *    ABI: a caller compiled against an older, smaller struct keeps working.
+ *  - Enumerations are int32_t with explicit values that never change.
+ *  - Tensors are dense and row-major, rank 1 to 4, float32 or int32.
+ *  - Device work is enqueued, in order, on the context's command queue.
+ *    Calls that take (num_wait_events, wait_events, out_event) wait for the
+ *    listed events first; when out_event is not NULL it receives a new event
+ *    that completes with the call's device work, and the caller owns it
+ *    (release with clReleaseEvent).
+ *  - Thread safety: a context may be shared between threads; it serialises
+ *    its own shared state (program builds, caches). Tensors, routers and
+ *    routing objects may be read by several threads, but a call that writes
+ *    an object (a tensor written, a routing filled) needs exclusive use of it.
+ *
+ * Stable interface. Symbols are exported with the clmoe_ prefix only.
+ */
+#ifndef CLMOE_CLMOE_H
+#define CLMOE_CLMOE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clmoe/clmoe_cl_types.h"
+#include "clmoe/clmoe_export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                   */
+/* ------------------------------------------------------------------------ */
+
+#define CLMOE_VERSION_MAJOR 0
+#define CLMOE_VERSION_MINOR 1
+#define CLMOE_VERSION_PATCH 0
+/* MAJOR * 10000 + MINOR * 100 + PATCH, as returned by clmoe_version_number(). */
+#define CLMOE_VERSION_NUMBER                                                   \
+  (CLMOE_VERSION_MAJOR * 10000 + CLMOE_VERSION_MINOR * 100 + CLMOE_VERSION_PATCH)
+
+/* Version of the library actually loaded ("0.1.0"); never NULL. */
+CLMOE_API const char *clmoe_version_string(void);
+/* Version of the library actually loaded, as CLMOE_VERSION_NUMBER. */
+CLMOE_API int32_t clmoe_version_number(void);
+
+/* ------------------------------------------------------------------------ */
+/* Status codes and error detail                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef int32_t clmoe_status;
+enum {
+  CLMOE_SUCCESS = 0,
+  CLMOE_ERROR_INVALID_ARGUMENT = -1,    /* a parameter value is out of range */
+  CLMOE_ERROR_NULL_POINTER = -2,        /* a required pointer is NULL */
+  CLMOE_ERROR_INVALID_STRUCT_SIZE = -3, /* struct_size too small or unknown */
+  CLMOE_ERROR_SHAPE_MISMATCH = -4,      /* tensor shape does not fit */
+  CLMOE_ERROR_DTYPE_MISMATCH = -5,      /* tensor dtype does not fit */
+  CLMOE_ERROR_DEVICE_NOT_FOUND = -6,    /* no OpenCL device matches */
+  CLMOE_ERROR_OPENCL = -7,              /* an OpenCL call failed */
+  CLMOE_ERROR_BUILD_FAILED = -8,        /* kernel compilation failed */
+  CLMOE_ERROR_OUT_OF_HOST_MEMORY = -9,
+  CLMOE_ERROR_OUT_OF_DEVICE_MEMORY = -10,
+  CLMOE_ERROR_NONFINITE_INPUT = -11, /* NaN or Inf in an input */
+  CLMOE_ERROR_TOO_LARGE = -12,       /* sizes overflow 32-bit indices or the
+                                        device's allocation limit */
+  CLMOE_ERROR_UNSUPPORTED = -13,     /* valid request the device/build lacks */
+  CLMOE_ERROR_CLBLAST = -14,         /* a CLBlast call failed */
+  CLMOE_ERROR_CONTEXT_MISMATCH = -15 /* objects from different contexts */
+};
+
+/* Name of a status ("CLMOE_ERROR_SHAPE_MISMATCH"); never NULL, also for
+ * unknown values ("CLMOE_UNKNOWN_STATUS"). */
+CLMOE_API const char *clmoe_status_string(clmoe_status status);
+
+/* Detail of the last error raised by a clmoe call on the calling thread; ""
+ * when there was none. Never NULL. The text stays valid until the next
+ * failing clmoe call on the same thread. Successful calls leave it alone. */
+CLMOE_API const char *clmoe_last_error_detail(void);
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef int32_t clmoe_log_level;
+enum {
+  CLMOE_LOG_DEBUG = 0,
+  CLMOE_LOG_INFO = 1,
+  CLMOE_LOG_WARNING = 2,
+  CLMOE_LOG_ERROR = 3
+};
+
+/* Receives the library's messages. Called on the thread that made the clmoe
+ * call, possibly several threads at once for a shared context. `message` is
+ * only valid during the call. Messages about kernel programs start with
+ * "program <name>: " and then "built from source", "loaded from cache" or
+ * "cache entry rejected", so a caller can count compilations. */
+typedef void (*clmoe_log_fn)(void *user_data, clmoe_log_level level,
+                             const char *message);
+
+/* ------------------------------------------------------------------------ */
+/* Device selection                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* Device selector strings (CLMOE_DEVICE or clmoe_context_desc.device):
+ *   "gpu"      first GPU device;        "cpu"  first CPU device;
+ *   "<n>"      the n-th device (0-based) over all platforms, in platform order
+ *              and then device order, as clmoe-info numbers them;
+ *   otherwise  the first device whose platform name or device name contains
+ *              the string, compared case-insensitively.
+ * Empty or NULL: the first GPU, else the first accelerator, else the first
+ * CPU device. */
+
+typedef struct clmoe_device_choice {
+  size_t struct_size;
+  cl_platform_id platform;
+  cl_device_id device;
+  int32_t index;      /* global device index, as "<n>" selects */
+  char reason[256];   /* why this device was chosen, one sentence */
+} clmoe_device_choice;
+
+CLMOE_API void clmoe_device_choice_init(clmoe_device_choice *choice);
+
+/* Applies the selection rules above to `selector` (NULL: use CLMOE_DEVICE,
+ * then the default rule). Errors: CLMOE_ERROR_DEVICE_NOT_FOUND (the detail
+ * lists every visible device), CLMOE_ERROR_OPENCL, NULL_POINTER,
+ * INVALID_STRUCT_SIZE. Thread-safe. */
+CLMOE_API clmoe_status clmoe_device_select(const char *selector,
+                                           clmoe_device_choice *choice);
+
+/* ------------------------------------------------------------------------ */
+/* Context                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct clmoe_context clmoe_context;
+
+enum {
+  /* Do not read or write the on-disk program cache. */
+  CLMOE_CONTEXT_NO_DISK_CACHE = 1u << 0
+};
+
+typedef struct clmoe_context_desc {
+  size_t struct_size;
+  /* Interop: the caller's OpenCL objects. Either all NULL (clmoe picks a
+   * device and creates its own context and queue) or cl_context and
+   * cl_device both set; cl_queue may be NULL (clmoe then creates one on
+   * cl_context). The caller's objects are retained, never released beyond
+   * that, and must use an in-order queue. */
+  cl_context cl_context;
+  cl_device_id cl_device;
+  cl_command_queue cl_queue;
+  /* Device selector when no cl_context is given; NULL reads CLMOE_DEVICE. */
+  const char *device;
+  /* Program cache directory; NULL: $CLMOE_CACHE_DIR, else
+   * $XDG_CACHE_HOME/clmoe, else $HOME/.cache/clmoe. */
+  const char *cache_dir;
+  uint32_t flags; /* CLMOE_CONTEXT_* */
+  clmoe_log_fn log_fn;
+  void *log_user_data;
+} clmoe_context_desc;
+
+/* Fills *desc with defaults (everything NULL/0) and sets struct_size. */
+CLMOE_API void clmoe_context_desc_init(clmoe_context_desc *desc);
+
+/* Creates a context. desc may be NULL (all defaults). Kernel programs are
+ * built lazily, once per context, on first use (or by
+ * clmoe_context_build_programs) and cached on disk, keyed by device, driver
+ * version, build options and source; a corrupt or foreign cache file is
+ * ignored and rebuilt. Errors: DEVICE_NOT_FOUND, OPENCL, UNSUPPORTED
+ * (out-of-order queue), INVALID_ARGUMENT (cl_device without cl_context),
+ * INVALID_STRUCT_SIZE, OUT_OF_HOST_MEMORY. */
+CLMOE_API clmoe_status clmoe_context_create(const clmoe_context_desc *desc,
+                                            clmoe_context **out);
+
+/* Releases the context's OpenCL objects and programs. NULL is a no-op. All
+ * objects created from it must be destroyed first. */
+CLMOE_API void clmoe_context_destroy(clmoe_context *ctx);
+
+/* Builds (or loads from the cache) every kernel program now, so that later
+ * calls do not pay for compilation. Errors: BUILD_FAILED (detail holds the
+ * build log), OPENCL. */
+CLMOE_API clmoe_status clmoe_context_build_programs(clmoe_context *ctx);
+
+typedef int32_t clmoe_device_type;
+enum {
+  CLMOE_DEVICE_TYPE_OTHER = 0,
+  CLMOE_DEVICE_TYPE_CPU = 1,
+  CLMOE_DEVICE_TYPE_GPU = 2,
+  CLMOE_DEVICE_TYPE_ACCELERATOR = 3
+};
+
+typedef struct clmoe_device_info {
+  size_t struct_size;
+  char name[256];
+  char vendor[256];
+  char platform_name[256];
+  char version[128];        /* CL_DEVICE_VERSION */
+  char driver_version[128]; /* CL_DRIVER_VERSION */
+  clmoe_device_type type;
+  int32_t has_fp16; /* cl_khr_fp16 arithmetic */
+  int32_t has_fp64; /* cl_khr_fp64 or CL_DEVICE_DOUBLE_FP_CONFIG */
+  int32_t compute_units;
+  uint64_t global_mem_bytes;
+  uint64_t max_alloc_bytes;
+  uint64_t local_mem_bytes;
+} clmoe_device_info;
+
+CLMOE_API void clmoe_device_info_init(clmoe_device_info *info);
+
+/* Describes the context's device. Thread-safe. Errors: NULL_POINTER,
+ * INVALID_STRUCT_SIZE. */
+CLMOE_API clmoe_status clmoe_context_get_device_info(const clmoe_context *ctx,
+                                                     clmoe_device_info *info);
+
+/* The context's OpenCL objects (borrowed; do not release). Any out pointer
+ * may be NULL. */
+CLMOE_API clmoe_status clmoe_context_get_cl(const clmoe_context *ctx,
+                                            cl_context *context,
+                                            cl_device_id *device,
+                                            cl_command_queue *queue);
+
+/* Blocks until all work enqueued on the context's queue has finished. */
+CLMOE_API clmoe_status clmoe_context_finish(clmoe_context *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Tensors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct clmoe_tensor clmoe_tensor;
+
+typedef int32_t clmoe_dtype;
+enum { CLMOE_DTYPE_F32 = 1, CLMOE_DTYPE_I32 = 2 };
+
+#define CLMOE_MAX_RANK 4
+
+/* Creates a device tensor of `dtype` and `shape[0..rank)` (rank 1..4, every
+ * dimension >= 0; a zero dimension gives an empty tensor). host_data, when
+ * not NULL, holds numel * element-size bytes copied to the device before the
+ * call returns; when NULL the tensor is zero-filled. Errors: NULL_POINTER,
+ * INVALID_ARGUMENT (rank, negative dimension, dtype), TOO_LARGE (more bytes
+ * than CL_DEVICE_MAX_MEM_ALLOC_SIZE or more than 2^31-1 elements),
+ * OUT_OF_DEVICE_MEMORY, OPENCL. */
+CLMOE_API clmoe_status clmoe_tensor_create(clmoe_context *ctx,
+                                           clmoe_dtype dtype, int32_t rank,
+                                           const int64_t *shape,
+                                           const void *host_data,
+                                           clmoe_tensor **out);
+
+/* Wraps the caller's buffer `mem` as a tensor without copying. The buffer
+ * must belong to the context's cl_context and hold at least numel *
+ * element-size bytes. clmoe retains `mem` for the tensor's lifetime and
+ * releases only that reference: the memory stays the caller's. Errors as
+ * clmoe_tensor_create, plus SHAPE_MISMATCH (buffer too small). */
+CLMOE_API clmoe_status clmoe_tensor_wrap(clmoe_context *ctx, cl_mem mem,
+                                         clmoe_dtype dtype, int32_t rank,
+                                         const int64_t *shape,
+                                         clmoe_tensor **out);
+
+/* Destroys the tensor (and its buffer, unless wrapped). NULL is a no-op. */
+CLMOE_API void clmoe_tensor_destroy(clmoe_tensor *tensor);
+
+/* Blocking copies between the tensor and host memory, ordered after all
+ * work already enqueued on the context's queue. `bytes` must equal the
+ * tensor's size in bytes. Errors: NULL_POINTER, SHAPE_MISMATCH (bytes),
+ * OPENCL. */
+CLMOE_API clmoe_status clmoe_tensor_read(const clmoe_tensor *tensor,
+                                         void *host, size_t bytes);
+CLMOE_API clmoe_status clmoe_tensor_write(clmoe_tensor *tensor,
+                                          const void *host, size_t bytes);
+
+/* Shape queries. `shape` receives `rank` entries (give room for
+ * CLMOE_MAX_RANK); any out pointer may be NULL. */
+CLMOE_API clmoe_status clmoe_tensor_get_shape(const clmoe_tensor *tensor,
+                                              int32_t *rank, int64_t *shape);
+CLMOE_API clmoe_status clmoe_tensor_get_dtype(const clmoe_tensor *tensor,
+                                              clmoe_dtype *dtype);
+/* Number of elements (product of the shape). */
+CLMOE_API clmoe_status clmoe_tensor_get_numel(const clmoe_tensor *tensor,
+                                              int64_t *numel);
+/* The underlying buffer (borrowed; do not release). */
+CLMOE_API clmoe_status clmoe_tensor_get_cl_mem(const clmoe_tensor *tensor,
+                                               cl_mem *mem);
+
+/* ------------------------------------------------------------------------ */
+/* Router                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct clmoe_router clmoe_router;
+
+/* Policies; exact semantics in DESIGN.md "Policies - exact semantics".
+ * "Sorted" below means by router probability descending, ties by lower
+ * expert id. The order is computed from the logits, which orders exactly
+ * like softmax(logits) but does not depend on how exp() rounds. */
+typedef int32_t clmoe_policy;
+enum {
+  /* first k of sorted. */
+  CLMOE_POLICY_TOPK = 1,
+  /* fewest experts whose cumulative probability exceeds p (strictly); E when
+   * none does; then clamped to [k_min, k_max]. */
+  CLMOE_POLICY_TOPP = 2,
+  /* DA-MoE: K_t = clamp(ceil(s_t * k_max), k_min, k_max) from an importance
+   * s_t (clamped to [0,1]); or, with k_mean > 0, a fixed batch budget (see
+   * clmoe_router_desc.k_mean). */
+  CLMOE_POLICY_IMPORTANCE = 3,
+  /* Expert-Token Resonance: every token proposes its first k of sorted; each
+   * expert accepts at most C = ceil(capacity_factor * T * k / E) proposals,
+   * highest affinity first (ties by lower token index). */
+  CLMOE_POLICY_RESONANCE = 4,
+  /* every expert takes its top C = ceil(capacity_factor * T / E) tokens by
+   * probability (ties by lower token index). */
+  CLMOE_POLICY_EXPERT_CHOICE = 5
+};
+
+typedef int32_t clmoe_gate_mode;
+enum {
+  CLMOE_GATES_DEFAULT = 0, /* the policy's default (see desc) */
+  CLMOE_GATES_RENORM = 1,  /* P / sum of P over the token's kept slots */
+  CLMOE_GATES_RAW = 2      /* P itself */
+};
+
+typedef int32_t clmoe_overflow;
+enum {
+  /* an expert over capacity keeps its highest-probability slots (ties by
+   * lower token index) */
+  CLMOE_OVERFLOW_DROP_LOWEST_GATE = 0,
+  /* an expert over capacity keeps its earliest tokens (Switch/GShard) */
+  CLMOE_OVERFLOW_DROP_LATEST_TOKEN = 1
+};
+
+typedef int32_t clmoe_affinity;
+enum {
+  CLMOE_AFFINITY_PROB = 0,  /* router probability P[t,e] */
+  CLMOE_AFFINITY_COSINE = 1 /* cos(x_t, W_r[:,e]); needs x, not logits */
+};
+
+typedef int32_t clmoe_fallback;
+enum {
+  CLMOE_FALLBACK_NONE = 0, /* a token with no accepted proposal gets K = 0 */
+  CLMOE_FALLBACK_TOP1 = 1  /* ... gets its top-1 expert anyway */
+};
+
+typedef struct clmoe_router_desc {
+  size_t struct_size;
+  int32_t num_experts; /* E, 1..1024 */
+  /* d, >= 1; may be 0 when no weight is given: such a router only routes
+   * logits (clmoe_route_logits). */
+  int32_t d_model;
+  clmoe_policy policy;
+  int32_t k;   /* TOPK, RESONANCE: 1..E (default 2, which needs E >= 2) */
+  float p;     /* TOPP: in (0, 1] (default 0.4) */
+  int32_t k_min; /* TOPP, IMPORTANCE: 0..k_max (default 1) */
+  int32_t k_max; /* TOPP, IMPORTANCE: k_min..E; 0 means E (default 0) */
+  /* IMPORTANCE: 0 (default) = per-token K. > 0: the batch gets
+   * B = round(T * k_mean) slots in all (k_min <= k_mean <= k_max). Every
+   * token first gets k_min; the remaining B - T*k_min are shared in
+   * proportion to w_t = floor(s_t * 65536 + 0.5) with each token capped at
+   * k_max (water-filling: tokens whose share would pass the cap get exactly
+   * the cap, the rest is shared again), then by largest remainder, ties by
+   * lower token index. Integer arithmetic: exact and reproducible. When all
+   * w_t are 0 every token weighs 1. */
+  float k_mean;
+  /* TOPK/TOPP/IMPORTANCE: <= 0 (default) dropless; > 0: each expert keeps at
+   * most C = ceil(capacity_factor * N_proposed / E) slots (fp32 arithmetic),
+   * resolved by `overflow`. RESONANCE/EXPERT_CHOICE: 0 means 1.0; must not
+   * be negative. */
+  float capacity_factor;
+  clmoe_overflow overflow;
+  /* DEFAULT: RAW for TOPP and EXPERT_CHOICE, RENORM for the others. */
+  clmoe_gate_mode gates;
+  clmoe_affinity affinity; /* RESONANCE only */
+  clmoe_fallback fallback; /* RESONANCE only */
+  /* Router weight W_r[d, E] row-major, from host memory or a float32 tensor
+   * of shape [d, E] (set at most one). Copied: the caller keeps ownership. */
+  const float *weight_host;
+  const clmoe_tensor *weight;
+  /* Optional bias [E], host or float32 tensor [E]; added to x * W_r. */
+  const float *bias_host;
+  const clmoe_tensor *bias;
+} clmoe_router_desc;
+
+/* Fills defaults: TOPK, k = 2, p = 0.4, k_min = 1, k_max = 0 (= E),
+ * k_mean = 0, capacity_factor = 0, DROP_LOWEST_GATE, GATES_DEFAULT, PROB,
+ * FALLBACK_NONE, no weight, no bias. */
+CLMOE_API void clmoe_router_desc_init(clmoe_router_desc *desc);
+
+/* Creates a router. Every invalid parameter or combination is rejected here
+ * with INVALID_ARGUMENT and a detail naming the field (E outside 1..1024,
+ * k > E, p outside (0,1], k_min > k_max, k_mean outside [k_min, k_max],
+ * COSINE without a weight, ...). Errors also: NULL_POINTER,
+ * INVALID_STRUCT_SIZE, SHAPE_MISMATCH/DTYPE_MISMATCH (weight tensors),
+ * CONTEXT_MISMATCH, OUT_OF_DEVICE_MEMORY, OPENCL. Thread-safe. */
+CLMOE_API clmoe_status clmoe_router_create(clmoe_context *ctx,
+                                           const clmoe_router_desc *desc,
+                                           clmoe_router **out);
+CLMOE_API void clmoe_router_destroy(clmoe_router *router);
+
+/* ------------------------------------------------------------------------ */
+/* Routing result                                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef struct clmoe_routing clmoe_routing;
+
+/* The device arrays of a routing (int32 unless noted). T tokens, E experts,
+ * N slots in all. */
+typedef int32_t clmoe_routing_array;
+enum {
+  CLMOE_ROUTING_COUNTS = 0,         /* [T]   K_t */
+  CLMOE_ROUTING_TOKEN_OFFSETS = 1,  /* [T+1] CSR row pointer into slots */
+  CLMOE_ROUTING_EXPERT_IDS = 2,     /* [N]   expert of each slot; inside a
+                                       token by gate descending, ties by
+                                       lower expert id */
+  CLMOE_ROUTING_GATES = 3,          /* [N]   float32 weight of each slot */
+  CLMOE_ROUTING_EXPERT_OFFSETS = 4, /* [E+1] expert-major row pointer */
+  CLMOE_ROUTING_SLOT_ROWS = 5,      /* [N]   row of each slot in x_sorted */
+  CLMOE_ROUTING_ROW_TOKENS = 6      /* [N]   token of each x_sorted row
+                                       (ascending inside each expert) */
+};
+
+/* Creates an empty routing object owned by the caller. Its device arrays
+ * grow when a route needs more room and are reused otherwise. */
+CLMOE_API clmoe_status clmoe_routing_create(clmoe_context *ctx,
+                                            clmoe_routing **out);
+CLMOE_API void clmoe_routing_destroy(clmoe_routing *routing);
+
+/* T, E and N of the last successful route (all 0 for an empty routing).
+ * Reads N from the device (a blocking 4-byte read). Any pointer may be
+ * NULL. */
+CLMOE_API clmoe_status clmoe_routing_get_sizes(clmoe_routing *routing,
+                                               int64_t *num_tokens,
+                                               int64_t *num_experts,
+                                               int64_t *num_slots);
+
+/* A tensor view of one array, shaped as listed above. The view is owned by
+ * the routing and valid until the next route into it or its destruction; do
+ * not destroy it. Errors: INVALID_ARGUMENT (unknown array), NULL_POINTER. */
+CLMOE_API clmoe_status clmoe_routing_get_array(clmoe_routing *routing,
+                                               clmoe_routing_array which,
+                                               const clmoe_tensor **view);
+
+typedef struct clmoe_routing_stats {
+  size_t struct_size;
+  int64_t num_tokens;   /* T */
+  int64_t num_experts;  /* E */
+  int64_t num_slots;    /* N = sum of K_t */
+  /* assignments proposed but not kept: capacity overflow and rejected
+   * resonance proposals (a TOP1 fallback slot counts as kept). 0 for
+   * EXPERT_CHOICE. */
+  int64_t dropped;
+  double mean_k; /* N / T (0 when T = 0) */
+  int32_t min_k; /* 0 when T = 0 */
+  int32_t max_k;
+  /* E * sum_i f_i * Q_i with f_i = (slots of expert i) / N and Q_i the mean
+   * router probability of expert i over tokens; 1.0 when perfectly
+   * balanced, 0 when N = 0. */
+  double balance_loss;
+  double mean_entropy; /* mean over tokens of -sum_i P log P (nats) */
+  /* Optional caller arrays (NULL to skip): k_histogram[E+1] counts tokens
+   * with K_t = 0..E; expert_load[E] = f_i; mean_prob[E] = Q_i. Their length
+   * must be at least E+1, E and E; give it in `array_capacity` (in elements
+   * of the largest, i.e. >= E+1). */
+  int64_t *k_histogram;
+  float *expert_load;
+  float *mean_prob;
+  int64_t array_capacity;
+} clmoe_routing_stats;
+
+CLMOE_API void clmoe_routing_stats_init(clmoe_routing_stats *stats);
+
+/* Reads the stats of the last route (computed on the device, one small
+ * transfer). Errors: NULL_POINTER, INVALID_STRUCT_SIZE, INVALID_ARGUMENT
+ * (array_capacity too small with arrays given), OPENCL. */
+CLMOE_API clmoe_status clmoe_routing_read_stats(clmoe_routing *routing,
+                                                clmoe_routing_stats *stats);
+
+/* ------------------------------------------------------------------------ */
+/* Route                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Routes x[T, d] (float32): logits = x * W_r (+ bias) through CLBlast, then
+ * softmax and the router's policy on the device, into `routing`.
+ * importance[T] (float32) is required for IMPORTANCE and ignored otherwise
+ * (may be NULL). The call enqueues its work, then blocks for one 4-byte
+ * read that tells whether the logits were finite; on return the routing is
+ * complete. On any error the routing is left empty (T = N = 0).
+ * Errors: NULL_POINTER, SHAPE_MISMATCH, DTYPE_MISMATCH, CONTEXT_MISMATCH,
+ * UNSUPPORTED (router has no weight), NONFINITE_INPUT (the detail names the
+ * first token with a NaN/Inf logit or importance), TOO_LARGE (T*E or the
+ * slot arrays overflow int32), CLBLAST, OPENCL, OUT_OF_DEVICE_MEMORY.
+ * The router may be shared between threads; the routing may not. */
+CLMOE_API clmoe_status clmoe_route(clmoe_router *router,
+                                   const clmoe_tensor *x,
+                                   const clmoe_tensor *importance,
+                                   clmoe_routing *routing,
+                                   uint32_t num_wait_events,
+                                   const cl_event *wait_events,
+                                   cl_event *out_event);
+
+/* As clmoe_route, from router logits[T, E] (float32) given directly; the
+ * router's weight and bias are not used. COSINE affinity is unavailable
+ * (UNSUPPORTED). */
+CLMOE_API clmoe_status clmoe_route_logits(clmoe_router *router,
+                                          const clmoe_tensor *logits,
+                                          const clmoe_tensor *importance,
+                                          clmoe_routing *routing,
+                                          uint32_t num_wait_events,
+                                          const cl_event *wait_events,
+                                          cl_event *out_event);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CLMOE_CLMOE_H */

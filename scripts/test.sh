@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# README command 2: installs what is missing, builds, runs every test
+# (ctest, then pytest on the Python binding).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$root/scripts/setup.sh"
+cd "$build_dir"
+ctest --output-on-failure -j2

@@ -1,0 +1,112 @@
+/* Internal declarations shared by the library's translation units. Nothing
+ * here is exported: the library is built with hidden visibility. */
+#ifndef CLMOE_INTERNAL_H
+#define CLMOE_INTERNAL_H
+
+#define CL_TARGET_OPENCL_VERSION 120
+#include <CL/cl.h>
+#include <pthread.h>
+#include <stdarg.h>
+
+#include "clmoe/clmoe.h"
+
+/* ---- errors (error.c) ---- */
+
+/* Records a printf-style detail for the calling thread and returns st. */
+clmoe_status cm_fail(clmoe_status st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Records "<what> failed: CL_NAME (code)" and maps the code to a status. */
+clmoe_status cm_cl_fail(cl_int err, const char *what);
+const char *cm_cl_error_name(cl_int err);
+
+/* Checks the struct_size of a descriptor: it must cover at least the first
+ * `min_size` bytes (the fields of version 0.1) and not be absurdly large. */
+clmoe_status cm_check_struct(const void *desc, size_t min_size,
+                             const char *what);
+
+/* ---- embedded kernel sources (generated cl_sources.c) ---- */
+
+typedef struct cm_cl_source {
+  const char *name; /* file name without .cl */
+  const char *text;
+} cm_cl_source;
+extern const cm_cl_source cm_cl_sources[];
+extern const int cm_cl_source_count;
+
+/* ---- programs (program.c) ---- */
+
+typedef enum cm_program_id {
+  CM_PROG_GROUP = 0, /* scans, expert-major grouping */
+  CM_PROG_COUNT
+} cm_program_id;
+
+/* ---- context (context.c) ---- */
+
+struct clmoe_context {
+  cl_platform_id platform;
+  cl_device_id device;
+  cl_context context;
+  cl_command_queue queue;
+  clmoe_device_info info;
+  size_t max_work_group;
+  char cache_dir[1024]; /* "" when the disk cache is off */
+  clmoe_log_fn log_fn;
+  void *log_user_data;
+  pthread_mutex_t lock; /* guards programs[] */
+  cl_program programs[CM_PROG_COUNT];
+};
+
+void cm_log(const clmoe_context *ctx, clmoe_log_level level, const char *fmt,
+            ...) __attribute__((format(printf, 3, 4)));
+
+/* Returns the built program (building or loading it on first use). */
+clmoe_status cm_get_program(clmoe_context *ctx, cm_program_id id,
+                            cl_program *out);
+/* Creates a kernel from a program; the caller releases it. */
+clmoe_status cm_create_kernel(clmoe_context *ctx, cm_program_id id,
+                              const char *name, cl_kernel *out);
+clmoe_status cm_build_program(clmoe_context *ctx, cm_program_id id,
+                              cl_program *out);
+void cm_resolve_cache_dir(const char *explicit_dir, char *out, size_t len);
+
+/* ---- device selection (device.c) ---- */
+
+clmoe_status cm_query_device_info(cl_platform_id platform, cl_device_id dev,
+                                  clmoe_device_info *info);
+
+/* ---- tensors (tensor.c) ---- */
+
+struct clmoe_tensor {
+  clmoe_context *ctx;
+  cl_mem mem;
+  clmoe_dtype dtype;
+  int32_t rank;
+  int64_t shape[CLMOE_MAX_RANK];
+  int64_t numel;
+  int owns_mem; /* 0 for wrapped buffers and routing views */
+};
+
+size_t cm_dtype_size(clmoe_dtype dtype);
+/* Validates a tensor argument: non-NULL, same context, dtype, rank, and each
+ * dims[i] >= 0 must match (dims[i] < 0 means "any"). `what` names it in the
+ * detail. */
+clmoe_status cm_check_tensor(const clmoe_tensor *t, const clmoe_context *ctx,
+                             const char *what, clmoe_dtype dtype,
+                             int32_t rank, const int64_t *dims);
+/* Initialises a borrowed view over part of a buffer owned elsewhere. */
+void cm_tensor_view(clmoe_tensor *view, clmoe_context *ctx, cl_mem mem,
+                    clmoe_dtype dtype, int32_t rank, const int64_t *shape);
+
+/* ---- buffers (buffer.c) ---- */
+
+/* Creates a device buffer of `bytes` (at least 1 byte, so empty arrays still
+ * have a valid handle). */
+clmoe_status cm_buffer_create(clmoe_context *ctx, size_t bytes,
+                              cl_mem_flags flags, cl_mem *out);
+/* Makes *buf hold at least `bytes`, reallocating (contents lost) only when
+ * it is smaller. *cap tracks the current size. */
+clmoe_status cm_buffer_reserve(clmoe_context *ctx, cl_mem *buf, size_t *cap,
+                               size_t bytes);
+void cm_release_mem(cl_mem *mem);
+
+#endif /* CLMOE_INTERNAL_H */

@@ -1,0 +1,97 @@
+/* Minimal test harness: CHECK macros, a per-process shared context (pocl
+ * compiles every program once per context, so tests share one) and a seeded
+ * random generator. */
+#ifndef CLMOE_TEST_HARNESS_H
+#define CLMOE_TEST_HARNESS_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clmoe/clmoe.h"
+
+static int g_failures = 0;
+
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+      ++g_failures;                                                            \
+    }                                                                          \
+  } while (0)
+
+/* Expects a call to return `want` and, on error, a non-empty detail. */
+#define CHECK_STATUS(call, want)                                               \
+  do {                                                                         \
+    clmoe_status got_ = (call);                                                \
+    if (got_ != (want)) {                                                      \
+      fprintf(stderr, "%s:%d: %s returned %s, expected %s (detail: %s)\n",     \
+              __FILE__, __LINE__, #call, clmoe_status_string(got_),            \
+              clmoe_status_string(want), clmoe_last_error_detail());           \
+      ++g_failures;                                                            \
+    } else if ((want) != CLMOE_SUCCESS && !*clmoe_last_error_detail()) {       \
+      fprintf(stderr, "%s:%d: %s set no error detail\n", __FILE__, __LINE__,   \
+              #call);                                                          \
+      ++g_failures;                                                            \
+    }                                                                          \
+  } while (0)
+
+#define CHECK_OK(call) CHECK_STATUS(call, CLMOE_SUCCESS)
+
+/* Aborts the test program when a precondition for the rest fails. */
+#define REQUIRE_OK(call)                                                       \
+  do {                                                                         \
+    clmoe_status got_ = (call);                                                \
+    if (got_ != CLMOE_SUCCESS) {                                               \
+      fprintf(stderr, "%s:%d: %s failed: %s: %s\n", __FILE__, __LINE__, #call, \
+              clmoe_status_string(got_), clmoe_last_error_detail());           \
+      exit(1);                                                                 \
+    }                                                                          \
+  } while (0)
+
+static clmoe_context *g_ctx = NULL;
+
+static inline clmoe_context *test_context(void) {
+  if (!g_ctx)
+    REQUIRE_OK(clmoe_context_create(NULL, &g_ctx));
+  return g_ctx;
+}
+
+static inline int test_finish(const char *name) {
+  clmoe_context_destroy(g_ctx);
+  g_ctx = NULL;
+  if (g_failures)
+    fprintf(stderr, "%s: %d check(s) failed\n", name, g_failures);
+  else
+    printf("%s: all checks passed\n", name);
+  return g_failures ? 1 : 0;
+}
+
+/* xorshift64*: deterministic across platforms. */
+typedef struct test_rng {
+  uint64_t s;
+} test_rng;
+
+static inline uint64_t rng_next(test_rng *r) {
+  r->s ^= r->s >> 12;
+  r->s ^= r->s << 25;
+  r->s ^= r->s >> 27;
+  return r->s * 2685821657736338717ull;
+}
+
+/* Uniform in [0, 1). */
+static inline float rng_uniform(test_rng *r) {
+  return (float)(rng_next(r) >> 40) / 16777216.0f;
+}
+
+/* Approximately standard normal (sum of uniforms). */
+static inline float rng_normal(test_rng *r) {
+  float s = 0;
+  for (int i = 0; i < 4; ++i)
+    s += rng_uniform(r);
+  return (s - 2.0f) * 1.7320508f;
+}
+
+#endif /* CLMOE_TEST_HARNESS_H */
