@@ -3,7 +3,9 @@
 #ifndef CLMOE_INTERNAL_H
 #define CLMOE_INTERNAL_H
 
+#ifndef CL_TARGET_OPENCL_VERSION
 #define CL_TARGET_OPENCL_VERSION 120
+#endif
 #include <CL/cl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -36,7 +38,8 @@ extern const int cm_cl_source_count;
 /* ---- programs (program.c) ---- */
 
 typedef enum cm_program_id {
-  CM_PROG_GROUP = 0, /* scans, expert-major grouping */
+  CM_PROG_ROUTE = 0, /* softmax, per-token selection, policies, stats */
+  CM_PROG_GROUP,     /* scans, expert-major grouping */
   CM_PROG_COUNT
 } cm_program_id;
 

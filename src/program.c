@@ -17,6 +17,7 @@ typedef struct cm_program_spec {
 } cm_program_spec;
 
 static const cm_program_spec k_programs[CM_PROG_COUNT] = {
+    [CM_PROG_ROUTE] = {"route", {"common", "route", NULL}},
     [CM_PROG_GROUP] = {"group", {"common", "group", NULL}},
 };
 

@@ -301,9 +301,8 @@ CLMOE_API clmoe_status clmoe_tensor_get_cl_mem(const clmoe_tensor *tensor,
 typedef struct clmoe_router clmoe_router;
 
 /* Policies; exact semantics in DESIGN.md "Policies - exact semantics".
- * "Sorted" below means by router probability descending, ties by lower
- * expert id. The order is computed from the logits, which orders exactly
- * like softmax(logits) but does not depend on how exp() rounds. */
+ * P = softmax(logits) in fp32 with max subtraction. "Sorted" below means by
+ * the fp32 P descending, ties (equal fp32 values) by lower expert id. */
 typedef int32_t clmoe_policy;
 enum {
   /* first k of sorted. */

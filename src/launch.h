@@ -1,0 +1,77 @@
+/* Kernel launching and the shared device primitives (scan, grouping). */
+#ifndef CLMOE_LAUNCH_H
+#define CLMOE_LAUNCH_H
+
+#include "internal.h"
+
+typedef struct cm_arg {
+  size_t size;
+  const void *ptr; /* NULL: a __local buffer of `size` bytes */
+} cm_arg;
+
+#define CM_ARG(x) ((cm_arg){sizeof(x), &(x)})
+#define CM_LOCAL(bytes) ((cm_arg){(bytes), NULL})
+#define CM_ARGS(...)                                                           \
+  (cm_arg[]){__VA_ARGS__},                                                     \
+      (int)(sizeof((cm_arg[]){__VA_ARGS__}) / sizeof(cm_arg))
+
+/* Sets the arguments and enqueues `kernel` over global[0..dims) (rounded up
+ * to a multiple of local when local is given); nothing is enqueued when a
+ * global size is 0. */
+clmoe_status cm_launch(clmoe_context *ctx, cl_kernel kernel, const char *name,
+                       int dims, const size_t *global, const size_t *local,
+                       const cm_arg *args, int nargs);
+
+/* Kernels used by a routing object, created once per routing (a kernel
+ * object's arguments are per-call state, so each routing owns its own). */
+typedef enum cm_kernel_id {
+  CM_K_SCAN_CHUNK_SUMS,
+  CM_K_SCAN_PARTIALS,
+  CM_K_SCAN_APPLY,
+  CM_K_GROUP_COUNT,
+  CM_K_GROUP_EXPERT_OFFSETS,
+  CM_K_GROUP_PLACE,
+  CM_K_STATS_INIT,
+  CM_K_ROUTE_SELECT,
+  CM_K_ROW_NORMS,
+  CM_K_SELECT_BY_EXPERT,
+  CM_K_IMPORTANCE_BUDGET,
+  CM_K_COMPACT_COUNT,
+  CM_K_COMPACT_WRITE,
+  CM_K_STATS_TOKENS,
+  CM_K_STATS_BLOCK_SUMS,
+  CM_K_STATS_FINALIZE,
+  CM_K_COUNT
+} cm_kernel_id;
+
+typedef struct cm_kernels {
+  cl_kernel k[CM_K_COUNT];
+} cm_kernels;
+
+clmoe_status cm_kernel(clmoe_context *ctx, cm_kernels *ks, cm_kernel_id id,
+                       cl_kernel *out);
+void cm_kernels_release(cm_kernels *ks);
+const char *cm_kernel_name(cm_kernel_id id);
+
+/* Scratch for cm_scan: partial sums of at most CM_SCAN_MAX_CHUNKS chunks. */
+enum { CM_SCAN_MAX_CHUNKS = 4096 };
+
+/* Exclusive scan of n ints: out[0..n] (out[n] = total). `partials` holds
+ * CM_SCAN_MAX_CHUNKS + 1 ints. in and out may be the same buffer. */
+clmoe_status cm_scan(clmoe_context *ctx, cm_kernels *ks, cl_mem in, cl_mem out,
+                     int n, cl_mem partials);
+
+/* Tokens per work-item in the grouping kernels; the number of blocks bounds
+ * the histogram at E * blocks entries. */
+void cm_group_blocks(int T, int *block, int *num_blocks);
+
+/* Stable expert-major grouping of ragged slot lists (slot j of token t at
+ * t*stride + j, or offsets[t] + j when stride = 0; j < counts[t]): fills
+ * expert_offsets[E+1], row_tokens[N] and, when slot_rows is not NULL,
+ * slot_rows. hist holds E * num_blocks + 1 ints. */
+clmoe_status cm_group(clmoe_context *ctx, cm_kernels *ks, int T, int E,
+                      cl_mem ids, int stride, cl_mem offsets, cl_mem counts,
+                      cl_mem hist, cl_mem partials, cl_mem expert_offsets,
+                      cl_mem slot_rows, cl_mem row_tokens);
+
+#endif /* CLMOE_LAUNCH_H */

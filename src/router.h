@@ -1,0 +1,23 @@
+/* Router object shared by route.c (and later the forward pass). */
+#ifndef CLMOE_ROUTER_H
+#define CLMOE_ROUTER_H
+
+#include "internal.h"
+
+struct clmoe_router {
+  clmoe_context *ctx;
+  clmoe_policy policy;
+  int E, d;
+  int k, k_min, k_max; /* k_max resolved (0 -> E) */
+  float p, k_mean;
+  float capacity_factor; /* resolved (0 -> 1 for RESONANCE/EC) */
+  clmoe_overflow overflow;
+  int renorm; /* gates resolved from GATES_DEFAULT */
+  clmoe_affinity affinity;
+  clmoe_fallback fallback;
+  cl_mem weight; /* [d, E] or NULL */
+  cl_mem bias;   /* [E] or NULL */
+  cl_mem wnorm;  /* [E] column norms of weight (COSINE), or NULL */
+};
+
+#endif /* CLMOE_ROUTER_H */
