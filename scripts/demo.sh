@@ -5,3 +5,5 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$root/scripts/setup.sh"
 "$build_dir/clmoe-info"
+echo
+"$build_dir/clmoe-demo"

@@ -6,3 +6,6 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$root/scripts/setup.sh"
 cd "$build_dir"
 ctest --output-on-failure -j2
+cd "$root"
+CLMOE_LIBRARY="$build_dir/libclmoe.so" CLMOE_CACHE_DIR="$build_dir/kernel-cache" \
+  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python

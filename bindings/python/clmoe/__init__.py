@@ -1,0 +1,5 @@
+"""clmoe: dynamic Mixture-of-Experts routing on OpenCL devices (ctypes
+binding over the C ABI)."""
+from .core import Context, Error, Router, Routing, Tensor, version
+
+__all__ = ["Context", "Error", "Router", "Routing", "Tensor", "version"]
