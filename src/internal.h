@@ -40,6 +40,7 @@ extern const int cm_cl_source_count;
 typedef enum cm_program_id {
   CM_PROG_ROUTE = 0, /* softmax, per-token selection, policies, stats */
   CM_PROG_GROUP,     /* scans, expert-major grouping */
+  CM_PROG_FFN,       /* dispatch, activation, combine */
   CM_PROG_COUNT
 } cm_program_id;
 

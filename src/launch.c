@@ -23,6 +23,10 @@ static const struct {
     [CM_K_STATS_TOKENS] = {CM_PROG_ROUTE, "stats_tokens"},
     [CM_K_STATS_BLOCK_SUMS] = {CM_PROG_ROUTE, "stats_block_sums"},
     [CM_K_STATS_FINALIZE] = {CM_PROG_ROUTE, "stats_finalize"},
+    [CM_K_DISPATCH_ROWS] = {CM_PROG_FFN, "dispatch_rows"},
+    [CM_K_EXPERT_ACTIVATION] = {CM_PROG_FFN, "expert_activation"},
+    [CM_K_EXPERT_ADD_BIAS] = {CM_PROG_FFN, "expert_add_bias"},
+    [CM_K_COMBINE_ROWS] = {CM_PROG_FFN, "combine_rows"},
 };
 
 const char *cm_kernel_name(cm_kernel_id id) { return k_kernels[id].name; }
@@ -140,4 +144,27 @@ clmoe_status cm_group(clmoe_context *ctx, cm_kernels *ks, int T, int E,
                            CM_ARG(stride), CM_ARG(offsets), CM_ARG(counts),
                            CM_ARG(hist), CM_ARG(write_slot_rows), CM_ARG(rows),
                            CM_ARG(row_tokens)));
+}
+
+clmoe_status cm_enqueue_wait(clmoe_context *ctx, uint32_t num_wait,
+                             const cl_event *wait, const char *fn) {
+  if (num_wait == 0)
+    return CLMOE_SUCCESS;
+  if (!wait)
+    return cm_fail(CLMOE_ERROR_NULL_POINTER,
+                   "%s: num_wait_events = %u but wait_events is NULL", fn,
+                   num_wait);
+  cl_int err = clEnqueueMarkerWithWaitList(ctx->queue, num_wait, wait, NULL);
+  return err == CL_SUCCESS
+             ? CLMOE_SUCCESS
+             : cm_cl_fail(err, "clEnqueueMarkerWithWaitList(wait_events)");
+}
+
+clmoe_status cm_enqueue_done(clmoe_context *ctx, cl_event *out_event) {
+  if (!out_event)
+    return CLMOE_SUCCESS;
+  cl_int err = clEnqueueMarkerWithWaitList(ctx->queue, 0, NULL, out_event);
+  return err == CL_SUCCESS
+             ? CLMOE_SUCCESS
+             : cm_cl_fail(err, "clEnqueueMarkerWithWaitList(out_event)");
 }

@@ -22,6 +22,13 @@ clmoe_status cm_launch(clmoe_context *ctx, cl_kernel kernel, const char *name,
                        int dims, const size_t *global, const size_t *local,
                        const cm_arg *args, int nargs);
 
+/* Orders the queue after the caller's wait list (a marker; no-op for an
+ * empty list). */
+clmoe_status cm_enqueue_wait(clmoe_context *ctx, uint32_t num_wait,
+                             const cl_event *wait, const char *fn);
+/* Returns an event that completes with everything enqueued so far. */
+clmoe_status cm_enqueue_done(clmoe_context *ctx, cl_event *out_event);
+
 /* Kernels used by a routing object, created once per routing (a kernel
  * object's arguments are per-call state, so each routing owns its own). */
 typedef enum cm_kernel_id {
@@ -41,6 +48,10 @@ typedef enum cm_kernel_id {
   CM_K_STATS_TOKENS,
   CM_K_STATS_BLOCK_SUMS,
   CM_K_STATS_FINALIZE,
+  CM_K_DISPATCH_ROWS,
+  CM_K_EXPERT_ACTIVATION,
+  CM_K_EXPERT_ADD_BIAS,
+  CM_K_COMBINE_ROWS,
   CM_K_COUNT
 } cm_kernel_id;
 

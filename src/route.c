@@ -278,7 +278,7 @@ static clmoe_status run_pipeline(route_call *c) {
   return run_stats(c);
 }
 
-static clmoe_status route_impl(clmoe_router *router, const clmoe_tensor *x,
+clmoe_status cm_route(clmoe_router *router, const clmoe_tensor *x,
                                const clmoe_tensor *logits,
                                const clmoe_tensor *importance,
                                clmoe_routing *routing, uint32_t num_wait,
@@ -294,10 +294,6 @@ static clmoe_status route_impl(clmoe_router *router, const clmoe_tensor *x,
     return cm_fail(CLMOE_ERROR_CONTEXT_MISMATCH,
                    "%s: routing and router belong to different contexts", fn);
   cm_routing_clear(routing);
-  if (num_wait > 0 && !wait)
-    return cm_fail(CLMOE_ERROR_NULL_POINTER,
-                   "%s: num_wait_events = %u but wait_events is NULL", fn,
-                   num_wait);
   if (x && !router->weight)
     return cm_fail(CLMOE_ERROR_UNSUPPORTED,
                    "%s: the router has no weight; use clmoe_route_logits", fn);
@@ -341,12 +337,8 @@ static clmoe_status route_impl(clmoe_router *router, const clmoe_tensor *x,
   if ((st = reserve_all(&c)))
     return st;
   c.logits = x ? routing->buf[CM_RB_LOGITS] : logits->mem;
-  if (num_wait > 0) {
-    cl_int err = clEnqueueMarkerWithWaitList(ctx->queue, num_wait, wait, NULL);
-    if (err != CL_SUCCESS)
-      return cm_cl_fail(err, "clEnqueueMarkerWithWaitList(wait_events)");
-  }
-  if ((st = run_pipeline(&c)))
+  if ((st = cm_enqueue_wait(ctx, num_wait, wait, fn)) ||
+      (st = run_pipeline(&c)))
     return st;
   cl_int header[CM_ST_HEADER];
   cl_int err = clEnqueueReadBuffer(ctx->queue, routing->buf[CM_RB_STATS],
@@ -365,12 +357,7 @@ static clmoe_status route_impl(clmoe_router *router, const clmoe_tensor *x,
   cm_routing_set_sizes(routing, c.T, c.E, header[CM_ST_N],
                        header[CM_ST_N_PROPOSED]);
   routing->valid = 1;
-  if (out_event) {
-    err = clEnqueueMarkerWithWaitList(ctx->queue, 0, NULL, out_event);
-    if (err != CL_SUCCESS)
-      return cm_cl_fail(err, "clEnqueueMarkerWithWaitList(out_event)");
-  }
-  return CLMOE_SUCCESS;
+  return cm_enqueue_done(ctx, out_event);
 }
 
 clmoe_status clmoe_route(clmoe_router *router, const clmoe_tensor *x,
@@ -379,7 +366,7 @@ clmoe_status clmoe_route(clmoe_router *router, const clmoe_tensor *x,
                          const cl_event *wait_events, cl_event *out_event) {
   if (!x)
     return cm_fail(CLMOE_ERROR_NULL_POINTER, "clmoe_route: x is NULL");
-  return route_impl(router, x, NULL, importance, routing, num_wait_events,
+  return cm_route(router, x, NULL, importance, routing, num_wait_events,
                     wait_events, out_event, "clmoe_route");
 }
 
@@ -393,7 +380,7 @@ clmoe_status clmoe_route_logits(clmoe_router *router,
   if (!logits)
     return cm_fail(CLMOE_ERROR_NULL_POINTER,
                    "clmoe_route_logits: logits is NULL");
-  return route_impl(router, NULL, logits, importance, routing,
+  return cm_route(router, NULL, logits, importance, routing,
                     num_wait_events, wait_events, out_event,
                     "clmoe_route_logits");
 }

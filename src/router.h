@@ -20,4 +20,12 @@ struct clmoe_router {
   cl_mem wnorm;  /* [E] column norms of weight (COSINE), or NULL */
 };
 
+/* clmoe_route / clmoe_route_logits (exactly one of x and logits set);
+ * `fn` names the public call in error details. */
+clmoe_status cm_route(clmoe_router *router, const clmoe_tensor *x,
+                      const clmoe_tensor *logits,
+                      const clmoe_tensor *importance, clmoe_routing *routing,
+                      uint32_t num_wait, const cl_event *wait,
+                      cl_event *out_event, const char *fn);
+
 #endif /* CLMOE_ROUTER_H */

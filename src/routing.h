@@ -29,6 +29,10 @@ typedef enum cm_routing_buffer {
   CM_RB_BLOCK_SUMS,   /* [blocks, E+1] stats partial sums */
   CM_RB_STATS,        /* stats words, see cl/route.cl ST_* */
   CM_RB_HEAP,         /* [T, E] ulong per-token sort scratch */
+  CM_RB_X_SORTED,     /* [N, d] forward: dispatched rows */
+  CM_RB_FFN_H,        /* [N, F] experts: x_sorted * [W1|W3] */
+  CM_RB_FFN_ACT,      /* [N, f] experts: activation */
+  CM_RB_Y_SORTED,     /* [N, d] forward: expert outputs */
   CM_RB_COUNT
 } cm_routing_buffer;
 

@@ -518,6 +518,126 @@ CLMOE_API clmoe_status clmoe_route_logits(clmoe_router *router,
                                           const cl_event *wait_events,
                                           cl_event *out_event);
 
+/* ------------------------------------------------------------------------ */
+/* Experts, dispatch, combine, forward                                       */
+/* ------------------------------------------------------------------------ */
+
+typedef struct clmoe_experts clmoe_experts;
+
+typedef int32_t clmoe_activation;
+enum {
+  CLMOE_ACTIVATION_RELU = 1,   /* y = relu(x W1 + b1) W2 + b2 */
+  CLMOE_ACTIVATION_GELU = 2,   /* tanh approximation */
+  CLMOE_ACTIVATION_SILU = 3,
+  CLMOE_ACTIVATION_SWIGLU = 4, /* y = (silu(x W1 + b1) * (x W3 + b3)) W2 + b2 */
+  CLMOE_ACTIVATION_GEGLU = 5   /* as SWIGLU with gelu (tanh) */
+};
+
+typedef int32_t clmoe_weight_layout;
+enum {
+  /* W1, W3: [E, d, f]; W2: [E, f, d] - the documented, fast layout */
+  CLMOE_LAYOUT_IN_OUT = 0,
+  /* W1, W3: [E, f, d]; W2: [E, d, f] (PyTorch / GGUF); transposed once at
+   * create */
+  CLMOE_LAYOUT_OUT_IN = 1
+};
+
+typedef struct clmoe_experts_desc {
+  size_t struct_size;
+  int32_t num_experts; /* E, 1..1024 */
+  int32_t d_model;     /* d >= 1 */
+  int32_t d_ff;        /* f >= 1 */
+  clmoe_activation activation;
+  clmoe_weight_layout layout;
+  /* Weights, expert-major row-major float32, each from host memory or a
+   * tensor (set at most one of each pair); copied at create. W3 is required
+   * for the gated kinds and refused otherwise. Biases are optional:
+   * b1, b3 [E, f], b2 [E, d]. */
+  const float *w1_host;
+  const clmoe_tensor *w1;
+  const float *w3_host;
+  const clmoe_tensor *w3;
+  const float *w2_host;
+  const clmoe_tensor *w2;
+  const float *b1_host;
+  const clmoe_tensor *b1;
+  const float *b3_host;
+  const clmoe_tensor *b3;
+  const float *b2_host;
+  const clmoe_tensor *b2;
+} clmoe_experts_desc;
+
+/* Defaults: SWIGLU, LAYOUT_IN_OUT, everything else 0/NULL. */
+CLMOE_API void clmoe_experts_desc_init(clmoe_experts_desc *desc);
+
+/* Creates E expert FFNs. Gated kinds keep [W1 | W3] side by side per expert
+ * so that one GEMM computes both. Errors: NULL_POINTER, INVALID_STRUCT_SIZE,
+ * INVALID_ARGUMENT (sizes, activation, missing/extra W3, a weight given
+ * twice), SHAPE_MISMATCH / DTYPE_MISMATCH (weight tensors), CONTEXT_MISMATCH,
+ * TOO_LARGE, OUT_OF_DEVICE_MEMORY, OPENCL. Thread-safe. */
+CLMOE_API clmoe_status clmoe_experts_create(clmoe_context *ctx,
+                                            const clmoe_experts_desc *desc,
+                                            clmoe_experts **out);
+CLMOE_API void clmoe_experts_destroy(clmoe_experts *experts);
+
+/* Gathers token rows into expert-major order: x_sorted[r, :] =
+ * x[row_tokens[r], :]. x: float32 [T, d] with T the routing's; x_sorted:
+ * float32 [N, d]. Errors: NULL_POINTER, SHAPE_MISMATCH, DTYPE_MISMATCH,
+ * CONTEXT_MISMATCH, INVALID_ARGUMENT (empty routing), OPENCL. */
+CLMOE_API clmoe_status clmoe_dispatch(clmoe_routing *routing,
+                                      const clmoe_tensor *x,
+                                      clmoe_tensor *x_sorted,
+                                      uint32_t num_wait_events,
+                                      const cl_event *wait_events,
+                                      cl_event *out_event);
+
+/* Runs every expert on its rows: y_sorted[rows of e] = FFN_e(x_sorted[rows
+ * of e]). Reads expert_offsets back (E+1 ints, the one host sync of a layer)
+ * and runs CLBlast SGEMMs per expert on buffer offsets, skipping experts
+ * without rows; the activation is one fused elementwise launch. x_sorted,
+ * y_sorted: float32 [N, d]. The experts object may be shared by threads;
+ * the routing may not. Errors: as clmoe_dispatch, plus CLBLAST. */
+CLMOE_API clmoe_status clmoe_experts_run(clmoe_experts *experts,
+                                         clmoe_routing *routing,
+                                         const clmoe_tensor *x_sorted,
+                                         clmoe_tensor *y_sorted,
+                                         uint32_t num_wait_events,
+                                         const cl_event *wait_events,
+                                         cl_event *out_event);
+
+enum {
+  /* combine / forward: add into y instead of overwriting it (residual) */
+  CLMOE_COMBINE_ACCUMULATE = 1u << 0
+};
+
+/* y[t, :] = sum over token t's slots j (in slot order) of
+ * gates[j] * y_sorted[slot_rows[j], :]; a token with K = 0 gets 0 (or keeps
+ * its value with CLMOE_COMBINE_ACCUMULATE). Deterministic, no atomics.
+ * y_sorted: float32 [N, d]; y: float32 [T, d]. Errors as clmoe_dispatch. */
+CLMOE_API clmoe_status clmoe_combine(clmoe_routing *routing,
+                                     const clmoe_tensor *y_sorted,
+                                     clmoe_tensor *y, uint32_t flags,
+                                     uint32_t num_wait_events,
+                                     const cl_event *wait_events,
+                                     cl_event *out_event);
+
+/* The whole layer: route x[T, d] with `router` (importance[T] for
+ * IMPORTANCE), dispatch, run `experts`, combine into y[T, d]. The
+ * intermediate buffers live in `routing` (which also receives the routing)
+ * and grow only when a larger batch needs them. All shapes are checked
+ * before any device work: router and experts must agree on E and d.
+ * Errors: those of the stages, SHAPE_MISMATCH (router/experts/tensors
+ * disagree), CONTEXT_MISMATCH. */
+CLMOE_API clmoe_status clmoe_forward(clmoe_router *router,
+                                     clmoe_experts *experts,
+                                     const clmoe_tensor *x,
+                                     const clmoe_tensor *importance,
+                                     clmoe_tensor *y, clmoe_routing *routing,
+                                     uint32_t flags,
+                                     uint32_t num_wait_events,
+                                     const cl_event *wait_events,
+                                     cl_event *out_event);
+
 #ifdef __cplusplus
 }
 #endif

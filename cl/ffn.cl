@@ -1,0 +1,91 @@
+/* Expert FFN helpers around the GEMMs: gather into expert-major rows, the
+ * (gated) activation with biases, and the deterministic combine. */
+
+#define ACT_RELU 1
+#define ACT_GELU 2
+#define ACT_SILU 3
+#define ACT_SWIGLU 4
+#define ACT_GEGLU 5
+
+/* x_sorted[row, :] = x[row_tokens[row], :]; global (d, N). */
+kernel void dispatch_rows(int N, int d, global const int *row_tokens,
+                          global const float *x, global float *x_sorted) {
+  int c = get_global_id(0), row = get_global_id(1);
+  if (c >= d || row >= N)
+    return;
+  x_sorted[(size_t)row * d + c] = x[(size_t)row_tokens[row] * d + c];
+}
+
+/* The expert that owns a row: the last e with expert_offsets[e] <= row. */
+inline int row_expert(global const int *expert_offsets, int E, int row) {
+  int lo = 0, hi = E - 1;
+  while (lo < hi) {
+    int mid = (lo + hi + 1) / 2;
+    if (expert_offsets[mid] <= row)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return lo;
+}
+
+inline float gelu_tanh(float v) {
+  return 0.5f * v *
+         (1.0f + tanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+}
+
+inline float silu(float v) { return v / (1.0f + exp(-v)); }
+
+/* act[row, j] from h[row, :] (width F = f, or 2f for gated kinds where
+ * h = [gate | up]); biases b1[E, f] and b3[E, f] are optional. Global
+ * (f, N). */
+kernel void expert_activation(int N, int E, int f, int kind,
+                              global const int *expert_offsets,
+                              global const float *h, int has_b1,
+                              global const float *b1, int has_b3,
+                              global const float *b3, global float *act) {
+  int j = get_global_id(0), row = get_global_id(1);
+  if (j >= f || row >= N)
+    return;
+  int gated = kind == ACT_SWIGLU || kind == ACT_GEGLU;
+  int F = gated ? 2 * f : f;
+  int e = (has_b1 || has_b3) ? row_expert(expert_offsets, E, row) : 0;
+  float g = h[(size_t)row * F + j] + (has_b1 ? b1[(size_t)e * f + j] : 0.0f);
+  float out;
+  if (kind == ACT_RELU)
+    out = fmax(g, 0.0f);
+  else if (kind == ACT_GELU || kind == ACT_GEGLU)
+    out = gelu_tanh(g);
+  else
+    out = silu(g);
+  if (gated)
+    out *= h[(size_t)row * F + f + j] + (has_b3 ? b3[(size_t)e * f + j] : 0.0f);
+  act[(size_t)row * f + j] = out;
+}
+
+/* y_sorted[row, :] += b2[expert(row), :]; global (d, N). */
+kernel void expert_add_bias(int N, int E, int d,
+                            global const int *expert_offsets,
+                            global const float *b2, global float *y_sorted) {
+  int c = get_global_id(0), row = get_global_id(1);
+  if (c >= d || row >= N)
+    return;
+  int e = row_expert(expert_offsets, E, row);
+  y_sorted[(size_t)row * d + c] += b2[(size_t)e * d + c];
+}
+
+/* y[t, c] (+)= sum over the token's slots, in slot order, of
+ * gate * y_sorted[slot_rows[slot], c]: a gather, no atomics. Global (d, T). */
+kernel void combine_rows(int T, int d, global const int *token_offsets,
+                         global const int *slot_rows,
+                         global const float *gates,
+                         global const float *y_sorted, int accumulate,
+                         global float *y) {
+  int c = get_global_id(0), t = get_global_id(1);
+  if (c >= d || t >= T)
+    return;
+  float acc = accumulate ? y[(size_t)t * d + c] : 0.0f;
+  for (int s = token_offsets[t]; s < token_offsets[t + 1]; ++s)
+    acc = fma(gates[s], y_sorted[(size_t)slot_rows[s] * d + c], acc);
+  y[(size_t)t * d + c] = acc;
+}

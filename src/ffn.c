@@ -1,0 +1,160 @@
+/* Dispatch, combine, clmoe_experts_run's checks, and the whole forward. */
+#include "experts.h"
+#include "router.h"
+
+static clmoe_status check_routing(const clmoe_routing *rt, const char *fn) {
+  if (!rt)
+    return cm_fail(CLMOE_ERROR_NULL_POINTER, "%s: routing is NULL", fn);
+  if (!rt->valid)
+    return cm_fail(CLMOE_ERROR_INVALID_ARGUMENT,
+                   "%s: the routing holds no successful route", fn);
+  return CLMOE_SUCCESS;
+}
+
+static clmoe_status dispatch_mem(clmoe_routing *rt, int d, cl_mem x,
+                                 cl_mem xs) {
+  cl_kernel k;
+  clmoe_status st = cm_kernel(rt->ctx, &rt->kernels, CM_K_DISPATCH_ROWS, &k);
+  size_t g[2] = {(size_t)d, (size_t)rt->N};
+  return st ? st
+            : cm_launch(rt->ctx, k, "dispatch_rows", 2, g, NULL,
+                        CM_ARGS(CM_ARG(rt->N), CM_ARG(d),
+                                CM_ARG(rt->buf[CM_RB_ROW_TOKENS]), CM_ARG(x),
+                                CM_ARG(xs)));
+}
+
+static clmoe_status combine_mem(clmoe_routing *rt, int d, cl_mem ys, cl_mem y,
+                                uint32_t flags) {
+  cl_kernel k;
+  clmoe_status st = cm_kernel(rt->ctx, &rt->kernels, CM_K_COMBINE_ROWS, &k);
+  int accumulate = (flags & CLMOE_COMBINE_ACCUMULATE) != 0;
+  size_t g[2] = {(size_t)d, (size_t)rt->T};
+  return st ? st
+            : cm_launch(rt->ctx, k, "combine_rows", 2, g, NULL,
+                        CM_ARGS(CM_ARG(rt->T), CM_ARG(d),
+                                CM_ARG(rt->buf[CM_RB_TOKEN_OFFSETS]),
+                                CM_ARG(rt->buf[CM_RB_SLOT_ROWS]),
+                                CM_ARG(rt->buf[CM_RB_GATES]), CM_ARG(ys),
+                                CM_ARG(accumulate), CM_ARG(y)));
+}
+
+/* Width of a [rows, d] float32 tensor, checked against the routing. */
+static clmoe_status check_rows(const clmoe_routing *rt, const clmoe_tensor *t,
+                               const char *name, int64_t rows, int64_t d) {
+  return cm_check_tensor(t, rt->ctx, name, CLMOE_DTYPE_F32, 2,
+                         (int64_t[]){rows, d});
+}
+
+clmoe_status clmoe_dispatch(clmoe_routing *routing, const clmoe_tensor *x,
+                            clmoe_tensor *x_sorted, uint32_t num_wait,
+                            const cl_event *wait, cl_event *out_event) {
+  const char *fn = "clmoe_dispatch";
+  if (out_event)
+    *out_event = NULL;
+  clmoe_status st = check_routing(routing, fn);
+  if (st || (st = check_rows(routing, x, "x", routing->T, -1)))
+    return st;
+  int64_t d = x->shape[1];
+  if ((st = check_rows(routing, x_sorted, "x_sorted", routing->N, d)) ||
+      (st = cm_enqueue_wait(routing->ctx, num_wait, wait, fn)) ||
+      (st = dispatch_mem(routing, (int)d, x->mem, x_sorted->mem)))
+    return st;
+  return cm_enqueue_done(routing->ctx, out_event);
+}
+
+clmoe_status clmoe_combine(clmoe_routing *routing, const clmoe_tensor *y_sorted,
+                           clmoe_tensor *y, uint32_t flags, uint32_t num_wait,
+                           const cl_event *wait, cl_event *out_event) {
+  const char *fn = "clmoe_combine";
+  if (out_event)
+    *out_event = NULL;
+  clmoe_status st = check_routing(routing, fn);
+  if (st || (st = check_rows(routing, y, "y", routing->T, -1)))
+    return st;
+  int64_t d = y->shape[1];
+  if ((st = check_rows(routing, y_sorted, "y_sorted", routing->N, d)) ||
+      (st = cm_enqueue_wait(routing->ctx, num_wait, wait, fn)) ||
+      (st = combine_mem(routing, (int)d, y_sorted->mem, y->mem, flags)))
+    return st;
+  return cm_enqueue_done(routing->ctx, out_event);
+}
+
+static clmoe_status check_pair(const clmoe_experts *x,
+                               const clmoe_routing *rt, const char *fn) {
+  if (!x)
+    return cm_fail(CLMOE_ERROR_NULL_POINTER, "%s: experts is NULL", fn);
+  clmoe_status st = check_routing(rt, fn);
+  if (st)
+    return st;
+  if (x->ctx != rt->ctx)
+    return cm_fail(CLMOE_ERROR_CONTEXT_MISMATCH,
+                   "%s: experts and routing belong to different contexts", fn);
+  if (rt->E != x->E && rt->T > 0)
+    return cm_fail(CLMOE_ERROR_SHAPE_MISMATCH,
+                   "%s: the routing has E = %d experts but the experts object "
+                   "%d",
+                   fn, rt->E, x->E);
+  return CLMOE_SUCCESS;
+}
+
+clmoe_status clmoe_experts_run(clmoe_experts *experts, clmoe_routing *routing,
+                               const clmoe_tensor *x_sorted,
+                               clmoe_tensor *y_sorted, uint32_t num_wait,
+                               const cl_event *wait, cl_event *out_event) {
+  const char *fn = "clmoe_experts_run";
+  if (out_event)
+    *out_event = NULL;
+  clmoe_status st = check_pair(experts, routing, fn);
+  if (st ||
+      (st = check_rows(routing, x_sorted, "x_sorted", routing->N, experts->d)) ||
+      (st = check_rows(routing, y_sorted, "y_sorted", routing->N, experts->d)) ||
+      (st = cm_enqueue_wait(routing->ctx, num_wait, wait, fn)) ||
+      (st = cm_experts_run(experts, routing, x_sorted->mem, y_sorted->mem)))
+    return st;
+  return cm_enqueue_done(routing->ctx, out_event);
+}
+
+clmoe_status clmoe_forward(clmoe_router *router, clmoe_experts *experts,
+                           const clmoe_tensor *x,
+                           const clmoe_tensor *importance, clmoe_tensor *y,
+                           clmoe_routing *routing, uint32_t flags,
+                           uint32_t num_wait, const cl_event *wait,
+                           cl_event *out_event) {
+  const char *fn = "clmoe_forward";
+  if (out_event)
+    *out_event = NULL;
+  if (!router || !experts || !routing)
+    return cm_fail(CLMOE_ERROR_NULL_POINTER,
+                   "%s: router, experts or routing is NULL", fn);
+  clmoe_context *ctx = router->ctx;
+  if (experts->ctx != ctx || routing->ctx != ctx)
+    return cm_fail(CLMOE_ERROR_CONTEXT_MISMATCH,
+                   "%s: router, experts and routing must share a context", fn);
+  if (router->E != experts->E || router->d != experts->d)
+    return cm_fail(CLMOE_ERROR_SHAPE_MISMATCH,
+                   "%s: the router is E = %d, d = %d but the experts are "
+                   "E = %d, d = %d",
+                   fn, router->E, router->d, experts->E, experts->d);
+  clmoe_status st =
+      cm_check_tensor(x, ctx, "x", CLMOE_DTYPE_F32, 2,
+                      (int64_t[]){-1, router->d});
+  if (st || (st = cm_check_tensor(y, ctx, "y", CLMOE_DTYPE_F32, 2,
+                                  (int64_t[]){x->shape[0], router->d})))
+    return st;
+  if ((st = cm_route(router, x, NULL, importance, routing, num_wait, wait,
+                     NULL, fn)))
+    return st;
+  size_t rows = (size_t)routing->N * (size_t)experts->d * 4;
+  if ((st = cm_routing_reserve(routing, CM_RB_X_SORTED, rows)) ||
+      (st = cm_routing_reserve(routing, CM_RB_Y_SORTED, rows)))
+    goto fail;
+  cl_mem xs = routing->buf[CM_RB_X_SORTED], ys = routing->buf[CM_RB_Y_SORTED];
+  if ((st = dispatch_mem(routing, experts->d, x->mem, xs)) ||
+      (st = cm_experts_run(experts, routing, xs, ys)) ||
+      (st = combine_mem(routing, experts->d, ys, y->mem, flags)))
+    goto fail;
+  return cm_enqueue_done(ctx, out_event);
+fail:
+  cm_routing_clear(routing);
+  return st;
+}
