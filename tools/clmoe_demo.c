@@ -1,7 +1,8 @@
-/* clmoe-demo: routes a batch of tokens through a seeded random MoE router
- * (E = 16, d = 512, T = 1024) with four dynamic policies on the default
- * device and prints, per policy, the number of experts per token, expert
- * load, drops and time. */
+/* clmoe-demo: a real MoE layer (E = 16 experts, d = 512, d_ff = 1024,
+ * SwiGLU, seeded random weights) run on T = 1024 tokens with four dynamic
+ * routing policies on the default device. Prints, per policy, the experts
+ * per token, expert load, drops, time per stage, tokens/s, and the error
+ * against a double-precision host evaluation. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +11,7 @@
 
 #include "clmoe/clmoe.h"
 
-enum { T = 1024, D = 512, E = 16, REPS = 9 };
+enum { T = 1024, D = 512, F = 1024, E = 16, REPS = 5 };
 
 static void die(clmoe_status st, const char *what) {
   if (st) {
@@ -68,6 +69,72 @@ static void synthetic_importance(float *s) {
   free(w);
 }
 
+static double median(double *v, int n) {
+  for (int a = 0; a < n; ++a) /* insertion sort: n is tiny */
+    for (int b = a; b > 0 && v[b] < v[b - 1]; --b) {
+      double t = v[b];
+      v[b] = v[b - 1];
+      v[b - 1] = t;
+    }
+  return v[n / 2];
+}
+
+static void *read_view(clmoe_routing *rt, clmoe_routing_array which) {
+  const clmoe_tensor *v = NULL;
+  int64_t n = 0;
+  die(clmoe_routing_get_array(rt, which, &v), "routing array");
+  clmoe_tensor_get_numel(v, &n);
+  void *host = malloc((size_t)(n ? n : 1) * 4);
+  die(clmoe_tensor_read(v, host, (size_t)n * 4), "routing read");
+  return host;
+}
+
+/* The layer's output for every 8th token evaluated on the host in double
+ * from the device's routing; returns max |y - ref| / max |ref|. */
+static double max_error(clmoe_routing *rt, const float *x, const float *w1,
+                        const float *w3, const float *w2, clmoe_tensor *yt) {
+  int *off = read_view(rt, CLMOE_ROUTING_TOKEN_OFFSETS);
+  int *ids = read_view(rt, CLMOE_ROUTING_EXPERT_IDS);
+  float *gates = read_view(rt, CLMOE_ROUTING_GATES);
+  float *y = malloc(sizeof *y * T * D);
+  die(clmoe_tensor_read(yt, y, sizeof *y * T * D), "y");
+  double *h = malloc(sizeof *h * F), *ref = malloc(sizeof *ref * D);
+  double maxerr = 0, maxref = 1e-30;
+  for (int t = 0; t < T; t += 8) {
+    for (int c = 0; c < D; ++c)
+      ref[c] = 0;
+    for (int s = off[t]; s < off[t + 1]; ++s) {
+      int e = ids[s];
+      for (int j = 0; j < F; ++j) {
+        double g = 0, u = 0;
+        for (int i = 0; i < D; ++i) {
+          g += (double)x[t * D + i] * w1[((size_t)e * D + i) * F + j];
+          u += (double)x[t * D + i] * w3[((size_t)e * D + i) * F + j];
+        }
+        h[j] = g / (1 + exp(-g)) * u;
+      }
+      for (int c = 0; c < D; ++c) {
+        double o = 0;
+        for (int j = 0; j < F; ++j)
+          o += h[j] * w2[((size_t)e * F + j) * D + c];
+        ref[c] += gates[s] * o;
+      }
+    }
+    for (int c = 0; c < D; ++c) {
+      double e = fabs(y[t * D + c] - ref[c]);
+      maxerr = e > maxerr ? e : maxerr;
+      maxref = fabs(ref[c]) > maxref ? fabs(ref[c]) : maxref;
+    }
+  }
+  free(off);
+  free(ids);
+  free(gates);
+  free(y);
+  free(h);
+  free(ref);
+  return maxerr / maxref;
+}
+
 static void log_progress(void *user, clmoe_log_level level, const char *msg) {
   if (strstr(msg, ": built from source"))
     fprintf(stderr, "  %s\n", msg);
@@ -84,25 +151,50 @@ int main(void) {
   clmoe_context_get_device_info(ctx, &info);
   printf("clmoe %s on %s (%s)\n", clmoe_version_string(), info.name,
          info.platform_name);
+  fflush(stdout);
   fprintf(stderr, "preparing kernels (compiled on first run, then cached)...\n");
   double t0 = now_ms();
   die(clmoe_context_build_programs(ctx), "building kernels");
   fprintf(stderr, "kernels ready in %.1f s\n", (now_ms() - t0) / 1e3);
+  fflush(stderr);
 
   float *x = malloc(sizeof *x * T * D), *w = malloc(sizeof *w * D * E);
+  float *w1 = malloc(sizeof *w1 * E * D * F), *w3 = malloc(sizeof *w3 * E * D * F);
+  float *w2 = malloc(sizeof *w2 * E * F * D);
   float imp[T];
   for (int i = 0; i < T * D; ++i)
     x[i] = normal();
   for (int i = 0; i < D * E; ++i)
     w[i] = normal() / sqrtf((float)D) * 2.0f;
+  for (size_t i = 0; i < (size_t)E * D * F; ++i) {
+    w1[i] = normal() / sqrtf((float)D);
+    w3[i] = normal() / sqrtf((float)D);
+    w2[i] = normal() / sqrtf((float)F);
+  }
   synthetic_importance(imp);
-  clmoe_tensor *xt = NULL, *it = NULL;
+  clmoe_tensor *xt = NULL, *it = NULL, *yt = NULL;
   die(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, D}, x, &xt),
       "x");
   die(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 1, (int64_t[]){T}, imp, &it),
       "importance");
+  die(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, D}, NULL,
+                          &yt),
+      "y");
+  clmoe_experts_desc ed;
+  clmoe_experts_desc_init(&ed);
+  ed.num_experts = E;
+  ed.d_model = D;
+  ed.d_ff = F;
+  ed.activation = CLMOE_ACTIVATION_SWIGLU;
+  ed.w1_host = w1;
+  ed.w3_host = w3;
+  ed.w2_host = w2;
+  clmoe_experts *experts = NULL;
+  die(clmoe_experts_create(ctx, &ed, &experts), "clmoe_experts_create");
 
-  printf("MoE router: T = %d tokens, d = %d, E = %d experts\n\n", T, D, E);
+  printf("MoE layer: T = %d tokens, d = %d, d_ff = %d, E = %d experts, "
+         "SwiGLU; times are medians of %d runs\n\n",
+         T, D, F, E, REPS);
   const struct {
     const char *name;
     clmoe_policy policy;
@@ -114,9 +206,9 @@ int main(void) {
       {"IMPORTANCE(k~2)", CLMOE_POLICY_IMPORTANCE, 2, 4, 0, 0, 2.0f},
       {"RESONANCE(k=2)", CLMOE_POLICY_RESONANCE, 2, 0, 0, 1.0f, 0},
   };
-  printf("%-17s %6s %5s %5s %8s %9s %9s %9s %8s %10s\n", "policy", "mean K",
-         "min", "max", "dropped", "load min", "load max", "bal.loss",
-         "route ms", "tokens/s");
+  printf("%-16s %6s %8s %8s %8s | %7s %8s %8s %8s %8s | %9s %9s\n", "policy",
+         "mean K", "dropped", "load min", "load max", "route", "dispatch",
+         "experts", "combine", "forward", "tokens/s", "max err");
   char hists[4][256];
   for (int i = 0; i < 4; ++i) {
     clmoe_router_desc rd;
@@ -134,19 +226,48 @@ int main(void) {
     die(clmoe_router_create(ctx, &rd, &r), "clmoe_router_create");
     clmoe_routing *rt = NULL;
     die(clmoe_routing_create(ctx, &rt), "clmoe_routing_create");
-    double times[REPS];
+    if (i == 0)
+      fprintf(stderr, "warming up (the first GEMMs compile CLBlast's kernels, "
+                      "a few seconds)...\n");
+    double stage[5][REPS];
+    clmoe_tensor *xs = NULL, *ys = NULL;
     for (int rep = -1; rep < REPS; ++rep) {
       double a = now_ms();
       die(clmoe_route(r, xt, it, rt, 0, NULL, NULL), "clmoe_route");
-      if (rep >= 0)
-        times[rep] = now_ms() - a;
-    }
-    for (int a = 0; a < REPS; ++a) /* median by insertion sort */
-      for (int b = a; b > 0 && times[b] < times[b - 1]; --b) {
-        double tmp = times[b];
-        times[b] = times[b - 1];
-        times[b - 1] = tmp;
+      double b = now_ms();
+      int64_t N = 0;
+      die(clmoe_routing_get_sizes(rt, NULL, NULL, &N), "sizes");
+      if (!xs) {
+        die(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){N, D},
+                                NULL, &xs), "x_sorted");
+        die(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){N, D},
+                                NULL, &ys), "y_sorted");
       }
+      die(clmoe_dispatch(rt, xt, xs, 0, NULL, NULL), "clmoe_dispatch");
+      clmoe_context_finish(ctx);
+      double c = now_ms();
+      die(clmoe_experts_run(experts, rt, xs, ys, 0, NULL, NULL),
+          "clmoe_experts_run");
+      clmoe_context_finish(ctx);
+      double dd = now_ms();
+      die(clmoe_combine(rt, ys, yt, 0, 0, NULL, NULL), "clmoe_combine");
+      clmoe_context_finish(ctx);
+      double e = now_ms();
+      die(clmoe_forward(r, experts, xt, it, yt, rt, 0, 0, NULL, NULL),
+          "clmoe_forward");
+      clmoe_context_finish(ctx);
+      double f = now_ms();
+      if (rep >= 0) {
+        stage[0][rep] = b - a;
+        stage[1][rep] = c - b;
+        stage[2][rep] = dd - c;
+        stage[3][rep] = e - dd;
+        stage[4][rep] = f - e;
+      }
+    }
+    double med[5];
+    for (int k = 0; k < 5; ++k)
+      med[k] = median(stage[k], REPS);
     int64_t hist[E + 1];
     float load[E + 1], prob[E + 1];
     clmoe_routing_stats st;
@@ -161,25 +282,36 @@ int main(void) {
       lmin = load[e] < lmin ? load[e] : lmin;
       lmax = load[e] > lmax ? load[e] : lmax;
     }
-    double med = times[REPS / 2];
-    printf("%-17s %6.2f %5d %5d %8lld %8.1f%% %8.1f%% %9.3f %8.2f %10.0f\n",
-           runs[i].name, st.mean_k, st.min_k, st.max_k, (long long)st.dropped,
-           100 * lmin, 100 * lmax, st.balance_loss, med, T / (med / 1e3));
+    double err = max_error(rt, x, w1, w3, w2, yt);
+    printf("%-16s %6.2f %8lld %7.1f%% %7.1f%% | %7.2f %8.2f %8.2f %8.2f %8.2f "
+           "| %9.0f %9.1e\n",
+           runs[i].name, st.mean_k, (long long)st.dropped, 100 * lmin,
+           100 * lmax, med[0], med[1], med[2], med[3], med[4],
+           T / (med[4] / 1e3), err);
     size_t used = 0;
     for (int k = 0; k <= st.max_k; ++k)
       used += (size_t)snprintf(hists[i] + used, sizeof hists[i] - used,
                                "%sK=%d:%lld", k ? "  " : "", k,
                                (long long)hist[k]);
+    clmoe_tensor_destroy(xs);
+    clmoe_tensor_destroy(ys);
     clmoe_routing_destroy(rt);
     clmoe_router_destroy(r);
   }
+  printf("(stage times in ms; max err = max |y - y_host| / max |y_host| over "
+         "every 8th token, y_host in double precision)\n");
   printf("\nK histogram (tokens per number of experts):\n");
   for (int i = 0; i < 4; ++i)
-    printf("  %-17s %s\n", runs[i].name, hists[i]);
+    printf("  %-16s %s\n", runs[i].name, hists[i]);
+  clmoe_experts_destroy(experts);
   clmoe_tensor_destroy(xt);
   clmoe_tensor_destroy(it);
+  clmoe_tensor_destroy(yt);
   free(x);
   free(w);
+  free(w1);
+  free(w3);
+  free(w2);
   clmoe_context_destroy(ctx);
   return 0;
 }
