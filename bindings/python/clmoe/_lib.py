@@ -54,6 +54,14 @@ class RoutingStats(ctypes.Structure):
                 ("array_capacity", c_i64)]
 
 
+class ExpertsDesc(ctypes.Structure):
+    _fields_ = [("struct_size", c_size), ("num_experts", c_i32),
+                ("d_model", c_i32), ("d_ff", c_i32), ("activation", c_i32),
+                ("layout", c_i32)] + [
+        (name, c_void) for w in ("w1", "w3", "w2", "b1", "b3", "b2")
+        for name in (w + "_host", w)]
+
+
 def _candidates():
     env = os.environ.get("CLMOE_LIBRARY")
     if env:
@@ -117,6 +125,12 @@ _SIGNATURES = {
                             c_void, c_void]),
     "clmoe_route_logits": (c_i32, [c_void, c_void, c_void, c_void,
                                    ctypes.c_uint32, c_void, c_void]),
+    "clmoe_experts_desc_init": (None, [_P(ExpertsDesc)]),
+    "clmoe_experts_create": (c_i32, [c_void, _P(ExpertsDesc), _P(c_void)]),
+    "clmoe_experts_destroy": (None, [c_void]),
+    "clmoe_forward": (c_i32, [c_void, c_void, c_void, c_void, c_void, c_void,
+                              ctypes.c_uint32, ctypes.c_uint32, c_void,
+                              c_void]),
 }
 for _name, (_res, _args) in _SIGNATURES.items():
     _fn = getattr(lib, _name)

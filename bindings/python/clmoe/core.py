@@ -14,6 +14,8 @@ GATES = {None: 0, "default": 0, "renorm": 1, "raw": 2}
 OVERFLOW = {"drop_lowest_gate": 0, "drop_latest_token": 1}
 AFFINITY = {"prob": 0, "cosine": 1}
 FALLBACK = {"none": 0, None: 0, "top1": 1}
+ACTIVATIONS = {"relu": 1, "gelu": 2, "silu": 3, "swiglu": 4, "geglu": 5}
+LAYOUTS = {"in_out": 0, "out_in": 1}
 
 
 class Error(RuntimeError):
@@ -313,3 +315,85 @@ class Routing:
             self.handle = None
 
     __del__ = close
+
+
+class Experts:
+    """E expert FFNs. Weights float32: w1 [E, d, f], w3 [E, d, f] (gated
+    activations only), w2 [E, f, d]; with layout="out_in" they are given as
+    [E, f, d] / [E, d, f] (PyTorch) and transposed once. Optional biases
+    b1/b3 [E, f], b2 [E, d]."""
+
+    def __init__(self, ctx, w1, w2, w3=None, activation="swiglu",
+                 b1=None, b2=None, b3=None, layout="in_out"):
+        self.ctx, self.handle = ctx, None
+        desc = _lib.ExpertsDesc()
+        lib.clmoe_experts_desc_init(ctypes.byref(desc))
+        desc.activation = _choice(ACTIVATIONS, activation, "activation")
+        desc.layout = _choice(LAYOUTS, layout, "layout")
+        arrays = {}
+        for name, value in (("w1", w1), ("w2", w2), ("w3", w3), ("b1", b1),
+                            ("b2", b2), ("b3", b3)):
+            if value is not None:
+                a = np.ascontiguousarray(value, dtype=np.float32)
+                arrays[name] = a
+                setattr(desc, name + "_host", a.ctypes.data)
+        w1a = arrays["w1"]
+        if w1a.ndim != 3:
+            raise Error(-4, f"w1 must be 3-d [E, d, f]; got shape {w1a.shape}")
+        E, a, b = w1a.shape
+        d, f = (a, b) if layout == "in_out" else (b, a)
+        for name, want in (("w3", (E, a, b)),
+                           ("w2", (E, b, a)), ("b1", (E, f)), ("b3", (E, f)),
+                           ("b2", (E, d))):
+            if name in arrays and arrays[name].shape != want:
+                raise Error(-4, f"{name} must have shape {want}; got "
+                            f"{arrays[name].shape}")
+        desc.num_experts, desc.d_model, desc.d_ff = E, d, f
+        self.num_experts, self.d_model, self.d_ff = E, d, f
+        self.handle = ctypes.c_void_p()
+        check(lib.clmoe_experts_create(ctx.handle, ctypes.byref(desc),
+                                       ctypes.byref(self.handle)))
+
+    def close(self):
+        if self.handle:
+            lib.clmoe_experts_destroy(self.handle)
+            self.handle = None
+
+    __del__ = close
+
+
+class MoELayer:
+    """router + experts: `y, routing = layer(x, importance=None)`. With a
+    pyopencl-backed context, a pyopencl array x gives a pyopencl array y."""
+
+    def __init__(self, router, experts):
+        if router.ctx is not experts.ctx:
+            raise Error(-15, "router and experts belong to different contexts")
+        self.router, self.experts, self.ctx = router, experts, router.ctx
+
+    def __call__(self, x, importance=None, residual=None):
+        ctx = self.ctx
+        xt = ctx._as_2d(x, "x")
+        T = xt.shape()[0]
+        d = self.experts.d_model
+        pyopencl_in = hasattr(x, "base_data")
+        if pyopencl_in:
+            import pyopencl.array as cla
+            y_arr = (residual.copy() if residual is not None else
+                     cla.zeros(x.queue, (T, d), np.float32))
+            yt = ctx.tensor(y_arr)
+        else:
+            init = (np.zeros((T, d), np.float32) if residual is None
+                    else np.asarray(residual, np.float32))
+            yt = Tensor.from_numpy(ctx, init)
+        imp = self.router._importance(importance)
+        routing = Routing(ctx)
+        flags = 1 if residual is not None else 0
+        check(lib.clmoe_forward(self.router.handle, self.experts.handle,
+                                xt.handle, imp.handle if imp else None,
+                                yt.handle, routing.handle, flags, 0, None,
+                                None))
+        if pyopencl_in:
+            ctx.finish()
+            return y_arr, routing
+        return yt.numpy(), routing
