@@ -41,6 +41,7 @@ typedef enum cm_program_id {
   CM_PROG_ROUTE = 0, /* softmax, per-token selection, policies, stats */
   CM_PROG_GROUP,     /* scans, expert-major grouping */
   CM_PROG_FFN,       /* dispatch, activation, combine */
+  CM_PROG_SCORE,     /* attention-importance scoring */
   CM_PROG_COUNT
 } cm_program_id;
 

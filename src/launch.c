@@ -27,6 +27,11 @@ static const struct {
     [CM_K_EXPERT_ACTIVATION] = {CM_PROG_FFN, "expert_activation"},
     [CM_K_EXPERT_ADD_BIAS] = {CM_PROG_FFN, "expert_add_bias"},
     [CM_K_COMBINE_ROWS] = {CM_PROG_FFN, "combine_rows"},
+    [CM_K_SCORE_PROB_COLUMNS] = {CM_PROG_SCORE, "score_prob_columns"},
+    [CM_K_SCORE_FUSED_ROWS] = {CM_PROG_SCORE, "score_fused_rows"},
+    [CM_K_SCORE_FUSED_COLUMNS] = {CM_PROG_SCORE, "score_fused_columns"},
+    [CM_K_SCORE_AVERAGE] = {CM_PROG_SCORE, "score_average"},
+    [CM_K_SCORE_NORMALIZE] = {CM_PROG_SCORE, "score_normalize"},
 };
 
 const char *cm_kernel_name(cm_kernel_id id) { return k_kernels[id].name; }

@@ -638,6 +638,69 @@ CLMOE_API clmoe_status clmoe_forward(clmoe_router *router,
                                      const cl_event *wait_events,
                                      cl_event *out_event);
 
+/* ------------------------------------------------------------------------ */
+/* Attention-importance scoring (DA-MoE)                                     */
+/* ------------------------------------------------------------------------ */
+
+typedef int32_t clmoe_score_mask;
+enum {
+  CLMOE_SCORE_MASK_NONE = 0,  /* every query of a sequence sees every key */
+  CLMOE_SCORE_MASK_CAUSAL = 1 /* query i sees keys j <= i */
+};
+
+typedef int32_t clmoe_score_norm;
+enum {
+  CLMOE_SCORE_NORM_MAX = 0, /* divide each sequence by its maximum: [0, 1] */
+  CLMOE_SCORE_NORM_RAW = 1  /* no per-sequence scaling */
+};
+
+typedef struct clmoe_score_desc {
+  size_t struct_size;
+  clmoe_score_mask mask;
+  clmoe_score_norm norm;
+  /* Fused path: logits are scale * q . k; 0 means 1 / sqrt(dh). */
+  float scale;
+  /* Optional int32 [B+1]: varlen sequences (tokens of different sequences
+   * never see each other); strictly increasing from 0 to T. NULL: one
+   * sequence (or, for probs [B, H, S, S], B sequences of S tokens). */
+  const clmoe_tensor *seq_offsets;
+  /* Optional int32 [B]: valid keys per sequence (key padding); tokens past
+   * it are neither seen nor counted and get importance 0. NULL: all. */
+  const clmoe_tensor *key_lengths;
+  uint32_t flags; /* CLMOE_SCORE_* */
+} clmoe_score_desc;
+
+enum {
+  /* Do not block to check for non-finite input: the call is then fully
+   * asynchronous and a NaN/Inf is left in `importance`, where
+   * clmoe_route(IMPORTANCE) rejects it with NONFINITE_INPUT. */
+  CLMOE_SCORE_DEFER_CHECK = 1u << 0
+};
+
+/* Defaults: no mask, MAX, scale 0 (1/sqrt(dh)), no varlen, no padding,
+ * flags 0. */
+CLMOE_API void clmoe_score_desc_init(clmoe_score_desc *desc);
+
+/* importance[j] = (mean over heads of the attention token j receives from
+ * the queries that can see it) / (the number of those queries), then, with
+ * NORM_MAX, divided by its sequence's maximum. Inputs, float32:
+ *  - probs: attention probabilities A[H, T, T] or, as a padded batch,
+ *    A[B, H, S, S] (T = B * S); rows are used as given (not renormalised);
+ *    set q = k = NULL; or
+ *  - q, k: [H, T, dh] (fused: softmax rows are recomputed on the fly, never
+ *    materialising T x T; extra memory O(T * H)); set probs = NULL.
+ * importance: float32 [T]. Deterministic (no float atomics). Blocks for a
+ * 4-byte read that reports non-finite input, unless CLMOE_SCORE_DEFER_CHECK. Errors: NULL_POINTER,
+ * INVALID_STRUCT_SIZE, SHAPE_MISMATCH, DTYPE_MISMATCH, INVALID_ARGUMENT
+ * (both or neither input, bad seq_offsets/key_lengths), NONFINITE_INPUT
+ * (NaN/Inf in the inputs; the detail names the first affected token),
+ * CONTEXT_MISMATCH, OPENCL. */
+CLMOE_API clmoe_status clmoe_score_attention(
+    clmoe_context *ctx, const clmoe_score_desc *desc,
+    const clmoe_tensor *probs, const clmoe_tensor *q, const clmoe_tensor *k,
+    clmoe_tensor *importance, uint32_t num_wait_events,
+    const cl_event *wait_events, cl_event *out_event);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,158 @@
+/* DA-MoE attention-importance scoring. One work-item per (head, key) sums
+ * the attention that key receives over the queries that can see it, in
+ * query order (no float atomics, so results are bitwise reproducible). The
+ * fused path recomputes softmax rows from Q and K (row max and sum first)
+ * and never materialises the T x T matrix. */
+
+/* The sequence holding token t: seq_offsets[b] <= t < seq_offsets[b + 1]. */
+inline int token_seq(global const int *seq_offsets, int B, int t) {
+  int lo = 0, hi = B - 1;
+  while (lo < hi) {
+    int mid = (lo + hi + 1) / 2;
+    if (seq_offsets[mid] <= t)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return lo;
+}
+
+/* Visible queries [*q0, *q1) for key j, per the mask and key padding. */
+inline void visible_queries(global const int *seq_offsets,
+                            global const int *key_lengths, int B, int causal,
+                            int j, int *q0, int *q1) {
+  int b = token_seq(seq_offsets, B, j);
+  int s0 = seq_offsets[b];
+  int end = s0 + key_lengths[b];
+  *q0 = causal ? j : s0;
+  *q1 = j < end ? end : *q0; /* padded keys are seen by nobody */
+}
+
+/* Keys [*k0, *k1) visible to query i. */
+inline void visible_keys(global const int *seq_offsets,
+                         global const int *key_lengths, int B, int causal,
+                         int i, int *k0, int *k1) {
+  int b = token_seq(seq_offsets, B, i);
+  int s0 = seq_offsets[b];
+  int end = s0 + key_lengths[b];
+  *k0 = s0;
+  *k1 = i >= end ? s0 : (causal ? i + 1 : end);
+}
+
+/* Probabilities: col[h, j] = sum over visible i of A[h, i, j]. Layout 0:
+ * A[H, T, T] with global token indices; layout 1: A[B, H, S, S] (padded
+ * batch, token t = b * S + s). Global (T, H). */
+kernel void score_prob_columns(int T, int H, int B, int S, int layout,
+                               int causal, global const int *seq_offsets,
+                               global const int *key_lengths,
+                               global const float *A, global float *col) {
+  int j = get_global_id(0), h = get_global_id(1);
+  if (j >= T || h >= H)
+    return;
+  int q0, q1;
+  visible_queries(seq_offsets, key_lengths, B, causal, j, &q0, &q1);
+  float s = 0.0f;
+  if (layout == 0) {
+    for (int i = q0; i < q1; ++i)
+      s += A[((size_t)h * T + i) * T + j];
+  } else {
+    int b = j / S, base = b * S;
+    for (int i = q0; i < q1; ++i)
+      s += A[(((size_t)b * H + h) * S + (i - base)) * S + (j - base)];
+  }
+  col[(size_t)h * T + j] = s;
+}
+
+inline float qk(global const float *q, global const float *k, int dh) {
+  float s = 0.0f;
+  for (int c = 0; c < dh; ++c)
+    s = fma(q[c], k[c], s);
+  return s;
+}
+
+/* Fused pass 1: for query i of head h, the row max and the softmax
+ * denominator over its visible keys (online, in key order). Global (T, H). */
+kernel void score_fused_rows(int T, int H, int dh, float scale, int B,
+                             int causal, global const int *seq_offsets,
+                             global const int *key_lengths,
+                             global const float *Q, global const float *K,
+                             global float *row_max, global float *row_sum) {
+  int i = get_global_id(0), h = get_global_id(1);
+  if (i >= T || h >= H)
+    return;
+  int k0, k1;
+  visible_keys(seq_offsets, key_lengths, B, causal, i, &k0, &k1);
+  global const float *q = Q + ((size_t)h * T + i) * dh;
+  float m = -INFINITY, s = 0.0f;
+  for (int j = k0; j < k1; ++j) {
+    float v = scale * qk(q, K + ((size_t)h * T + j) * dh, dh);
+    if (v > m) {
+      s = s * exp(m - v) + 1.0f;
+      m = v;
+    } else {
+      s += exp(v - m);
+    }
+  }
+  row_max[(size_t)h * T + i] = m;
+  row_sum[(size_t)h * T + i] = s;
+}
+
+/* Fused pass 2: col[h, j] = sum over visible queries i of
+ * exp(scale q_i . k_j - max_i) / sum_i. Global (T, H). */
+kernel void score_fused_columns(int T, int H, int dh, float scale, int B,
+                                int causal, global const int *seq_offsets,
+                                global const int *key_lengths,
+                                global const float *Q, global const float *K,
+                                global const float *row_max,
+                                global const float *row_sum,
+                                global float *col) {
+  int j = get_global_id(0), h = get_global_id(1);
+  if (j >= T || h >= H)
+    return;
+  int q0, q1;
+  visible_queries(seq_offsets, key_lengths, B, causal, j, &q0, &q1);
+  global const float *k = K + ((size_t)h * T + j) * dh;
+  float s = 0.0f;
+  for (int i = q0; i < q1; ++i) {
+    size_t r = (size_t)h * T + i;
+    float v = scale * qk(Q + r * dh, k, dh);
+    s += exp(v - row_max[r]) / row_sum[r];
+  }
+  col[(size_t)h * T + j] = s;
+}
+
+/* importance[j] = mean over heads of col[:, j] / (queries that see j); a
+ * non-finite result lowers *bad_token. Global (T). */
+kernel void score_average(int T, int H, int B, int causal,
+                          global const int *seq_offsets,
+                          global const int *key_lengths,
+                          global const float *col, global float *importance,
+                          global int *bad_token) {
+  int j = get_global_id(0);
+  if (j >= T)
+    return;
+  int q0, q1;
+  visible_queries(seq_offsets, key_lengths, B, causal, j, &q0, &q1);
+  float s = 0.0f;
+  for (int h = 0; h < H; ++h)
+    s += col[(size_t)h * T + j];
+  float v = q1 > q0 ? s / (float)H / (float)(q1 - q0) : 0.0f;
+  if (!isfinite(v))
+    atomic_min(bad_token, j);
+  importance[j] = v;
+}
+
+/* Per sequence: divide by its maximum (when positive), so that importance
+ * lies in [0, 1]. Global (B). */
+kernel void score_normalize(int B, global const int *seq_offsets,
+                            global float *importance) {
+  int b = get_global_id(0);
+  if (b >= B)
+    return;
+  float m = 0.0f;
+  for (int t = seq_offsets[b]; t < seq_offsets[b + 1]; ++t)
+    m = fmax(m, importance[t]);
+  if (m > 0.0f)
+    for (int t = seq_offsets[b]; t < seq_offsets[b + 1]; ++t)
+      importance[t] /= m;
+}
