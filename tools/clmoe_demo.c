@@ -41,32 +41,21 @@ static float normal(void) {
   return (s - 2.0f) * 1.7320508f;
 }
 
-/* DA-MoE importance from a synthetic causal attention pattern in which a
- * few "anchor" tokens draw attention: attention received per token, divided
- * by how many queries can see it, scaled to [0, 1]. (Computed on the host
- * here; the device scoring kernels are a separate clmoe stage.) */
-static void synthetic_importance(float *s) {
-  double *recv = calloc(T, sizeof *recv);
-  double *w = malloc(sizeof *w * T);
+/* A synthetic causal attention matrix A[1, T, T] in which a few "anchor"
+ * tokens draw attention; clmoe turns it into DA-MoE importance. */
+static float *synthetic_attention(void) {
+  float *a = calloc((size_t)T * T, sizeof *a);
   for (int i = 0; i < T; ++i) {
     double sum = 0;
     for (int j = 0; j <= i; ++j) {
       double bias = (j % 97 == 0) ? 1.0 : (j % 13 == 0 ? 0.6 : 0.0);
-      w[j] = exp(bias + 0.5 * normal());
-      sum += w[j];
+      a[(size_t)i * T + j] = (float)exp(bias + 0.5 * normal());
+      sum += a[(size_t)i * T + j];
     }
     for (int j = 0; j <= i; ++j)
-      recv[j] += w[j] / sum;
+      a[(size_t)i * T + j] = (float)(a[(size_t)i * T + j] / sum);
   }
-  double mx = 0;
-  for (int j = 0; j < T; ++j) {
-    recv[j] /= (double)(T - j);
-    mx = recv[j] > mx ? recv[j] : mx;
-  }
-  for (int j = 0; j < T; ++j)
-    s[j] = (float)(recv[j] / mx);
-  free(recv);
-  free(w);
+  return a;
 }
 
 static double median(double *v, int n) {
@@ -161,7 +150,6 @@ int main(void) {
   float *x = malloc(sizeof *x * T * D), *w = malloc(sizeof *w * D * E);
   float *w1 = malloc(sizeof *w1 * E * D * F), *w3 = malloc(sizeof *w3 * E * D * F);
   float *w2 = malloc(sizeof *w2 * E * F * D);
-  float imp[T];
   for (int i = 0; i < T * D; ++i)
     x[i] = normal();
   for (int i = 0; i < D * E; ++i)
@@ -171,12 +159,26 @@ int main(void) {
     w3[i] = normal() / sqrtf((float)D);
     w2[i] = normal() / sqrtf((float)F);
   }
-  synthetic_importance(imp);
-  clmoe_tensor *xt = NULL, *it = NULL, *yt = NULL;
+  float *attn = synthetic_attention();
+  clmoe_tensor *xt = NULL, *it = NULL, *yt = NULL, *at = NULL;
   die(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, D}, x, &xt),
       "x");
-  die(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 1, (int64_t[]){T}, imp, &it),
+  die(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 1, (int64_t[]){T}, NULL, &it),
       "importance");
+  die(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 3, (int64_t[]){1, T, T}, attn,
+                          &at),
+      "attention");
+  clmoe_score_desc sd;
+  clmoe_score_desc_init(&sd);
+  sd.mask = CLMOE_SCORE_MASK_CAUSAL;
+  die(clmoe_score_attention(ctx, &sd, at, NULL, NULL, it, 0, NULL, NULL),
+      "clmoe_score_attention"); /* warm-up: first launch compiles */
+  double ts = now_ms();
+  die(clmoe_score_attention(ctx, &sd, at, NULL, NULL, it, 0, NULL, NULL),
+      "clmoe_score_attention");
+  printf("DA-MoE importance scored from a %dx%d causal attention matrix in "
+         "%.2f ms\n",
+         T, T, now_ms() - ts);
   die(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, D}, NULL,
                           &yt),
       "y");
@@ -306,7 +308,9 @@ int main(void) {
   clmoe_experts_destroy(experts);
   clmoe_tensor_destroy(xt);
   clmoe_tensor_destroy(it);
+  clmoe_tensor_destroy(at);
   clmoe_tensor_destroy(yt);
+  free(attn);
   free(x);
   free(w);
   free(w1);

@@ -62,6 +62,12 @@ class ExpertsDesc(ctypes.Structure):
         for name in (w + "_host", w)]
 
 
+class ScoreDesc(ctypes.Structure):
+    _fields_ = [("struct_size", c_size), ("mask", c_i32), ("norm", c_i32),
+                ("scale", ctypes.c_float), ("seq_offsets", c_void),
+                ("key_lengths", c_void), ("flags", ctypes.c_uint32)]
+
+
 def _candidates():
     env = os.environ.get("CLMOE_LIBRARY")
     if env:
@@ -131,6 +137,10 @@ _SIGNATURES = {
     "clmoe_forward": (c_i32, [c_void, c_void, c_void, c_void, c_void, c_void,
                               ctypes.c_uint32, ctypes.c_uint32, c_void,
                               c_void]),
+    "clmoe_score_desc_init": (None, [_P(ScoreDesc)]),
+    "clmoe_score_attention": (c_i32, [c_void, _P(ScoreDesc), c_void, c_void,
+                                      c_void, c_void, ctypes.c_uint32, c_void,
+                                      c_void]),
 }
 for _name, (_res, _args) in _SIGNATURES.items():
     _fn = getattr(lib, _name)

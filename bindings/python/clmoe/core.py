@@ -163,6 +163,47 @@ class Context:
                         **params)
         return router.route_logits(logits, importance=importance)
 
+    def score_attention(self, probs=None, q=None, k=None, causal=False,
+                        seq_offsets=None, key_lengths=None, norm="max",
+                        scale=None):
+        """DA-MoE importance[T] (float32 numpy) from attention probabilities
+        A[H, T, T] / A[B, H, S, S], or fused from q, k [H, T, dh]."""
+        desc = _lib.ScoreDesc()
+        lib.clmoe_score_desc_init(ctypes.byref(desc))
+        desc.mask = 1 if causal else 0
+        desc.norm = _choice({"max": 0, "raw": 1}, norm, "norm")
+        if scale is not None:
+            desc.scale = scale
+        keep = []
+        for name, value in (("seq_offsets", seq_offsets),
+                            ("key_lengths", key_lengths)):
+            if value is not None:
+                t = self.tensor(value, np.int32)
+                keep.append(t)
+                setattr(desc, name, t.handle.value)
+        tensors = {}
+        for name, value in (("probs", probs), ("q", q), ("k", k)):
+            if value is not None:
+                tensors[name] = value if isinstance(value, Tensor) else \
+                    self.tensor(value)
+        if "probs" in tensors:
+            shape = tensors["probs"].shape()
+            T = shape[1] if len(shape) == 3 else (
+                shape[0] * shape[2] if len(shape) == 4 else 0)
+        elif "q" in tensors:
+            T = tensors["q"].shape()[1] if len(tensors["q"].shape()) == 3 else 0
+        else:
+            raise Error(-1, "give probs, or q and k")
+        out = Tensor.from_numpy(self, np.zeros(T, np.float32))
+
+        def handle(name):
+            return tensors[name].handle if name in tensors else None
+        check(lib.clmoe_score_attention(self.handle, ctypes.byref(desc),
+                                        handle("probs"), handle("q"),
+                                        handle("k"), out.handle, 0, None,
+                                        None))
+        return out.numpy()
+
     def _as_2d(self, array, what):
         t = array if isinstance(array, Tensor) else self.tensor(array)
         if len(t.shape()) != 2:

@@ -18,18 +18,15 @@ POLICIES = [("TOPK(k=2)", dict(policy="top_k", k=2)),
                                     capacity_factor=1.0))]
 
 
-def synthetic_importance(rng):
-    """DA-MoE importance from a causal attention pattern with anchor tokens:
-    attention received, divided by the queries that can see each token,
-    scaled to [0, 1]."""
+def synthetic_attention(rng):
+    """A causal attention matrix A[1, T, T] with a few anchor tokens that
+    draw attention; clmoe scores it into DA-MoE importance."""
     bias = np.where(np.arange(T) % 97 == 0, 1.0,
                     np.where(np.arange(T) % 13 == 0, 0.6, 0.0))
     logits = bias[None, :] + 0.5 * rng.normal(size=(T, T))
     logits[np.triu_indices(T, 1)] = -np.inf
     a = np.exp(logits - logits.max(1, keepdims=True))
-    a /= a.sum(1, keepdims=True)
-    recv = a.sum(0) / (T - np.arange(T))
-    return (recv / recv.max()).astype(np.float32)
+    return (a / a.sum(1, keepdims=True)).astype(np.float32)[None]
 
 
 def main(argv=None):
@@ -44,7 +41,7 @@ def main(argv=None):
     wr = (rng.normal(size=(D, E)) * 2 / np.sqrt(D)).astype(np.float32)
     w1, w3 = (rng.normal(size=(2, E, D, F)) / np.sqrt(D)).astype(np.float32)
     w2 = (rng.normal(size=(E, F, D)) / np.sqrt(F)).astype(np.float32)
-    imp = synthetic_importance(rng)
+    imp = ctx.score_attention(probs=synthetic_attention(rng), causal=True)
     experts = clmoe.Experts(ctx, w1=w1, w2=w2, w3=w3, activation="swiglu")
     print(f"MoE layer: T={T}, d={D}, d_ff={F}, E={E}, SwiGLU\n")
     print(f"{'policy':<16} {'mean K':>6} {'dropped':>8} {'load min':>9} "
