@@ -2,8 +2,20 @@
 #ifndef CLMOE_BENCH_COMMON_H
 #define CLMOE_BENCH_COMMON_H
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+
+#include "clmoe/clmoe.h"
+
+/* Benchmarks stop at the first failure, saying what failed. */
+static inline void die(clmoe_status st, const char *what) {
+  if (st) {
+    fprintf(stderr, "%s: %s: %s\n", what, clmoe_status_string(st),
+            clmoe_last_error_detail());
+    exit(1);
+  }
+}
 
 static inline double now_ms(void) {
   struct timespec ts;

@@ -12,14 +12,6 @@
 
 #define REPS 9
 
-static void die(clmoe_status st, const char *what) {
-  if (st) {
-    fprintf(stderr, "%s: %s: %s\n", what, clmoe_status_string(st),
-            clmoe_last_error_detail());
-    exit(1);
-  }
-}
-
 int main(void) {
   const int T = 4096, d = 1024;
   clmoe_context *ctx = NULL;

@@ -9,14 +9,6 @@
 
 #define REPS 5
 
-static void die(clmoe_status st, const char *what) {
-  if (st) {
-    fprintf(stderr, "%s: %s: %s\n", what, clmoe_status_string(st),
-            clmoe_last_error_detail());
-    exit(1);
-  }
-}
-
 int main(void) {
   const int T = 2048, H = 16, dh = 64;
   clmoe_context *ctx = NULL;

@@ -16,19 +16,6 @@ kernel void dispatch_rows(int N, int d, global const int *row_tokens,
   x_sorted[(size_t)row * d + c] = x[(size_t)row_tokens[row] * d + c];
 }
 
-/* The expert that owns a row: the last e with expert_offsets[e] <= row. */
-inline int row_expert(global const int *expert_offsets, int E, int row) {
-  int lo = 0, hi = E - 1;
-  while (lo < hi) {
-    int mid = (lo + hi + 1) / 2;
-    if (expert_offsets[mid] <= row)
-      lo = mid;
-    else
-      hi = mid - 1;
-  }
-  return lo;
-}
-
 inline float gelu_tanh(float v) {
   return 0.5f * v *
          (1.0f + tanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));
@@ -49,7 +36,7 @@ kernel void expert_activation(int N, int E, int f, int kind,
     return;
   int gated = kind == ACT_SWIGLU || kind == ACT_GEGLU;
   int F = gated ? 2 * f : f;
-  int e = (has_b1 || has_b3) ? row_expert(expert_offsets, E, row) : 0;
+  int e = (has_b1 || has_b3) ? cm_segment_of(expert_offsets, E, row) : 0;
   float g = h[(size_t)row * F + j] + (has_b1 ? b1[(size_t)e * f + j] : 0.0f);
   float out;
   if (kind == ACT_RELU)
@@ -70,7 +57,7 @@ kernel void expert_add_bias(int N, int E, int d,
   int c = get_global_id(0), row = get_global_id(1);
   if (c >= d || row >= N)
     return;
-  int e = row_expert(expert_offsets, E, row);
+  int e = cm_segment_of(expert_offsets, E, row);
   y_sorted[(size_t)row * d + c] += b2[(size_t)e * d + c];
 }
 

@@ -4,24 +4,11 @@
  * fused path recomputes softmax rows from Q and K (row max and sum first)
  * and never materialises the T x T matrix. */
 
-/* The sequence holding token t: seq_offsets[b] <= t < seq_offsets[b + 1]. */
-inline int token_seq(global const int *seq_offsets, int B, int t) {
-  int lo = 0, hi = B - 1;
-  while (lo < hi) {
-    int mid = (lo + hi + 1) / 2;
-    if (seq_offsets[mid] <= t)
-      lo = mid;
-    else
-      hi = mid - 1;
-  }
-  return lo;
-}
-
 /* Visible queries [*q0, *q1) for key j, per the mask and key padding. */
 inline void visible_queries(global const int *seq_offsets,
                             global const int *key_lengths, int B, int causal,
                             int j, int *q0, int *q1) {
-  int b = token_seq(seq_offsets, B, j);
+  int b = cm_segment_of(seq_offsets, B, j);
   int s0 = seq_offsets[b];
   int end = s0 + key_lengths[b];
   *q0 = causal ? j : s0;
@@ -32,7 +19,7 @@ inline void visible_queries(global const int *seq_offsets,
 inline void visible_keys(global const int *seq_offsets,
                          global const int *key_lengths, int B, int causal,
                          int i, int *k0, int *k1) {
-  int b = token_seq(seq_offsets, B, i);
+  int b = cm_segment_of(seq_offsets, B, i);
   int s0 = seq_offsets[b];
   int end = s0 + key_lengths[b];
   *k0 = s0;

@@ -19,8 +19,8 @@ typedef struct cm_program_spec {
 static const cm_program_spec k_programs[CM_PROG_COUNT] = {
     [CM_PROG_ROUTE] = {"route", {"common", "route", NULL}},
     [CM_PROG_GROUP] = {"group", {"common", "group", NULL}},
-    [CM_PROG_FFN] = {"ffn", {"ffn", NULL}},
-    [CM_PROG_SCORE] = {"score", {"score", NULL}},
+    [CM_PROG_FFN] = {"ffn", {"common", "ffn", NULL}},
+    [CM_PROG_SCORE] = {"score", {"common", "score", NULL}},
 };
 
 /* The on-disk entry: header, then the binary. Every field is checked on load;

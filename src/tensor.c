@@ -236,6 +236,15 @@ clmoe_status clmoe_tensor_get_cl_mem(const clmoe_tensor *tensor, cl_mem *mem) {
   return CLMOE_SUCCESS;
 }
 
+static void format_shape(char *buf, size_t len, int rank,
+                         const int64_t *dims) {
+  size_t used = 0;
+  buf[0] = 0;
+  for (int i = 0; i < rank && used < len; ++i)
+    used += (size_t)snprintf(buf + used, len - used, i ? ", %lld" : "%lld",
+                             (long long)dims[i]);
+}
+
 clmoe_status cm_check_tensor(const clmoe_tensor *t, const clmoe_context *ctx,
                              const char *what, clmoe_dtype dtype,
                              int32_t rank, const int64_t *dims) {
@@ -247,14 +256,9 @@ clmoe_status cm_check_tensor(const clmoe_tensor *t, const clmoe_context *ctx,
   if (t->dtype != dtype)
     return cm_fail(CLMOE_ERROR_DTYPE_MISMATCH, "%s is %s; expected %s", what,
                    dtype_name(t->dtype), dtype_name(dtype));
-  char want[96] = "", got[96] = "";
-  size_t wl = 0, gl = 0;
-  for (int i = 0; i < rank; ++i)
-    wl += (size_t)snprintf(want + wl, sizeof want - wl, i ? ", %lld" : "%lld",
-                           (long long)dims[i]);
-  for (int i = 0; i < t->rank; ++i)
-    gl += (size_t)snprintf(got + gl, sizeof got - gl, i ? ", %lld" : "%lld",
-                           (long long)t->shape[i]);
+  char want[96], got[96];
+  format_shape(want, sizeof want, rank, dims);
+  format_shape(got, sizeof got, t->rank, t->shape);
   int ok = t->rank == rank;
   for (int i = 0; ok && i < rank; ++i)
     ok = dims[i] < 0 || dims[i] == t->shape[i];
