@@ -1,0 +1,148 @@
+"""Loads libclmoe and declares the C ABI for ctypes."""
+import ctypes
+import ctypes.util
+import os
+from pathlib import Path
+
+c_size = ctypes.c_size_t
+c_i32 = ctypes.c_int32
+c_i64 = ctypes.c_int64
+c_void = ctypes.c_void_p
+LOG_FN = ctypes.CFUNCTYPE(None, c_void, c_i32, ctypes.c_char_p)
+
+
+class ContextDesc(ctypes.Structure):
+    _fields_ = [("struct_size", c_size), ("cl_context", c_void),
+                ("cl_device", c_void), ("cl_queue", c_void),
+                ("device", ctypes.c_char_p), ("cache_dir", ctypes.c_char_p),
+                ("flags", ctypes.c_uint32), ("log_fn", LOG_FN),
+                ("log_user_data", c_void)]
+
+
+class DeviceInfo(ctypes.Structure):
+    _fields_ = [("struct_size", c_size), ("name", ctypes.c_char * 256),
+                ("vendor", ctypes.c_char * 256),
+                ("platform_name", ctypes.c_char * 256),
+                ("version", ctypes.c_char * 128),
+                ("driver_version", ctypes.c_char * 128), ("type", c_i32),
+                ("has_fp16", c_i32), ("has_fp64", c_i32),
+                ("compute_units", c_i32), ("global_mem_bytes", ctypes.c_uint64),
+                ("max_alloc_bytes", ctypes.c_uint64),
+                ("local_mem_bytes", ctypes.c_uint64)]
+
+
+class RouterDesc(ctypes.Structure):
+    _fields_ = [("struct_size", c_size), ("num_experts", c_i32),
+                ("d_model", c_i32), ("policy", c_i32), ("k", c_i32),
+                ("p", ctypes.c_float), ("k_min", c_i32), ("k_max", c_i32),
+                ("k_mean", ctypes.c_float), ("capacity_factor", ctypes.c_float),
+                ("overflow", c_i32), ("gates", c_i32), ("affinity", c_i32),
+                ("fallback", c_i32), ("weight_host", c_void),
+                ("weight", c_void), ("bias_host", c_void), ("bias", c_void)]
+
+
+class RoutingStats(ctypes.Structure):
+    _fields_ = [("struct_size", c_size), ("num_tokens", c_i64),
+                ("num_experts", c_i64), ("num_slots", c_i64),
+                ("dropped", c_i64), ("mean_k", ctypes.c_double),
+                ("min_k", c_i32), ("max_k", c_i32),
+                ("balance_loss", ctypes.c_double),
+                ("mean_entropy", ctypes.c_double),
+                ("k_histogram", ctypes.POINTER(c_i64)),
+                ("expert_load", ctypes.POINTER(ctypes.c_float)),
+                ("mean_prob", ctypes.POINTER(ctypes.c_float)),
+                ("array_capacity", c_i64)]
+
+
+class ExpertsDesc(ctypes.Structure):
+    _fields_ = [("struct_size", c_size), ("num_experts", c_i32),
+                ("d_model", c_i32), ("d_ff", c_i32), ("activation", c_i32),
+                ("layout", c_i32)] + [
+        (name, c_void) for w in ("w1", "w3", "w2", "b1", "b3", "b2")
+        for name in (w + "_host", w)]
+
+
+class ScoreDesc(ctypes.Structure):
+    _fields_ = [("struct_size", c_size), ("mask", c_i32), ("norm", c_i32),
+                ("scale", ctypes.c_float), ("seq_offsets", c_void),
+                ("key_lengths", c_void), ("flags", ctypes.c_uint32)]
+
+
+def _candidates():
+    env = os.environ.get("CLMOE_LIBRARY")
+    if env:
+        yield env
+    root = Path(__file__).resolve().parents[3]
+    for build in sorted(root.glob("build*")):
+        yield str(build / "libclmoe.so")
+    found = ctypes.util.find_library("clmoe")
+    if found:
+        yield found
+    yield "libclmoe.so.0"
+
+
+def _load():
+    errors = []
+    for path in _candidates():
+        if os.sep in path and not os.path.exists(path):
+            continue
+        try:
+            return ctypes.CDLL(path)
+        except OSError as exc:
+            errors.append(f"{path}: {exc}")
+    raise ImportError("libclmoe not found; build it (bash scripts/test.sh) or "
+                      "set CLMOE_LIBRARY. Tried: " + "; ".join(errors))
+
+
+lib = _load()
+
+_P = ctypes.POINTER
+_SIGNATURES = {
+    "clmoe_version_string": (ctypes.c_char_p, []),
+    "clmoe_status_string": (ctypes.c_char_p, [c_i32]),
+    "clmoe_last_error_detail": (ctypes.c_char_p, []),
+    "clmoe_context_desc_init": (None, [_P(ContextDesc)]),
+    "clmoe_context_create": (c_i32, [_P(ContextDesc), _P(c_void)]),
+    "clmoe_context_destroy": (None, [c_void]),
+    "clmoe_context_build_programs": (c_i32, [c_void]),
+    "clmoe_context_finish": (c_i32, [c_void]),
+    "clmoe_device_info_init": (None, [_P(DeviceInfo)]),
+    "clmoe_context_get_device_info": (c_i32, [c_void, _P(DeviceInfo)]),
+    "clmoe_tensor_create": (c_i32, [c_void, c_i32, c_i32, _P(c_i64), c_void,
+                                    _P(c_void)]),
+    "clmoe_tensor_wrap": (c_i32, [c_void, c_void, c_i32, c_i32, _P(c_i64),
+                                  _P(c_void)]),
+    "clmoe_tensor_destroy": (None, [c_void]),
+    "clmoe_tensor_read": (c_i32, [c_void, c_void, c_size]),
+    "clmoe_tensor_write": (c_i32, [c_void, c_void, c_size]),
+    "clmoe_tensor_get_shape": (c_i32, [c_void, _P(c_i32), _P(c_i64)]),
+    "clmoe_tensor_get_dtype": (c_i32, [c_void, _P(c_i32)]),
+    "clmoe_router_desc_init": (None, [_P(RouterDesc)]),
+    "clmoe_router_create": (c_i32, [c_void, _P(RouterDesc), _P(c_void)]),
+    "clmoe_router_destroy": (None, [c_void]),
+    "clmoe_routing_create": (c_i32, [c_void, _P(c_void)]),
+    "clmoe_routing_destroy": (None, [c_void]),
+    "clmoe_routing_get_array": (c_i32, [c_void, c_i32, _P(c_void)]),
+    "clmoe_routing_get_sizes": (c_i32, [c_void, _P(c_i64), _P(c_i64),
+                                        _P(c_i64)]),
+    "clmoe_routing_stats_init": (None, [_P(RoutingStats)]),
+    "clmoe_routing_read_stats": (c_i32, [c_void, _P(RoutingStats)]),
+    "clmoe_route": (c_i32, [c_void, c_void, c_void, c_void, ctypes.c_uint32,
+                            c_void, c_void]),
+    "clmoe_route_logits": (c_i32, [c_void, c_void, c_void, c_void,
+                                   ctypes.c_uint32, c_void, c_void]),
+    "clmoe_experts_desc_init": (None, [_P(ExpertsDesc)]),
+    "clmoe_experts_create": (c_i32, [c_void, _P(ExpertsDesc), _P(c_void)]),
+    "clmoe_experts_destroy": (None, [c_void]),
+    "clmoe_forward": (c_i32, [c_void, c_void, c_void, c_void, c_void, c_void,
+                              ctypes.c_uint32, ctypes.c_uint32, c_void,
+                              c_void]),
+    "clmoe_score_desc_init": (None, [_P(ScoreDesc)]),
+    "clmoe_score_attention": (c_i32, [c_void, _P(ScoreDesc), c_void, c_void,
+                                      c_void, c_void, ctypes.c_uint32, c_void,
+                                      c_void]),
+}
+for _name, (_res, _args) in _SIGNATURES.items():
+    _fn = getattr(lib, _name)
+    _fn.restype = _res
+    _fn.argtypes = _args

@@ -1,0 +1,440 @@
+"""Pythonic wrappers over the C ABI: contexts, tensors, routers, routing."""
+import ctypes
+
+import numpy as np
+
+from . import _lib
+from ._lib import lib
+
+F32, I32 = 1, 2
+
+POLICIES = {"top_k": 1, "top_p": 2, "importance": 3, "resonance": 4,
+            "expert_choice": 5}
+GATES = {None: 0, "default": 0, "renorm": 1, "raw": 2}
+OVERFLOW = {"drop_lowest_gate": 0, "drop_latest_token": 1}
+AFFINITY = {"prob": 0, "cosine": 1}
+FALLBACK = {"none": 0, None: 0, "top1": 1}
+ACTIVATIONS = {"relu": 1, "gelu": 2, "silu": 3, "swiglu": 4, "geglu": 5}
+LAYOUTS = {"in_out": 0, "out_in": 1}
+
+
+class Error(RuntimeError):
+    """A clmoe call failed: `status` (int), `status_name` and `detail`."""
+
+    def __init__(self, status, detail):
+        self.status = status
+        self.status_name = lib.clmoe_status_string(status).decode()
+        self.detail = detail
+        super().__init__(f"{self.status_name}: {detail}")
+
+
+def check(status):
+    if status != 0:
+        raise Error(status, lib.clmoe_last_error_detail().decode(
+            errors="replace"))
+
+
+def version():
+    return lib.clmoe_version_string().decode()
+
+
+def _choice(table, value, what):
+    try:
+        return table[value]
+    except KeyError:
+        raise Error(-1, f"unknown {what} {value!r}; expected one of "
+                    f"{sorted(k for k in table if k)}") from None
+
+
+def _cl_handle(obj):
+    """An OpenCL handle from a pyopencl object (or an int) as a c_void_p."""
+    if obj is None:
+        return None
+    return ctypes.c_void_p(getattr(obj, "int_ptr", obj))
+
+
+class Tensor:
+    """A device tensor owned by Python; created from numpy or wrapping a
+    pyopencl buffer (no copy)."""
+
+    def __init__(self, ctx, handle, keep=None, owned=True):
+        self.ctx, self.handle, self._keep = ctx, handle, keep
+        self._owned = owned
+
+    @classmethod
+    def from_numpy(cls, ctx, array, dtype=np.float32):
+        a = np.ascontiguousarray(array, dtype=dtype)
+        shape = (_lib.c_i64 * max(a.ndim, 1))(*(a.shape or (1,)))
+        h = ctypes.c_void_p()
+        code = F32 if dtype == np.float32 else I32
+        check(lib.clmoe_tensor_create(ctx.handle, code, max(a.ndim, 1), shape,
+                                      a.ctypes.data if a.size else None,
+                                      ctypes.byref(h)))
+        return cls(ctx, h)
+
+    @classmethod
+    def wrap(cls, ctx, cl_buffer, shape, dtype=np.float32):
+        dims = (_lib.c_i64 * len(shape))(*shape)
+        h = ctypes.c_void_p()
+        code = F32 if np.dtype(dtype) == np.float32 else I32
+        check(lib.clmoe_tensor_wrap(ctx.handle, _cl_handle(cl_buffer), code,
+                                    len(shape), dims, ctypes.byref(h)))
+        return cls(ctx, h, keep=cl_buffer)
+
+    def shape(self):
+        rank = _lib.c_i32()
+        dims = (_lib.c_i64 * 4)()
+        check(lib.clmoe_tensor_get_shape(self.handle, ctypes.byref(rank), dims))
+        return tuple(dims[i] for i in range(rank.value))
+
+    def numpy(self):
+        dt = _lib.c_i32()
+        check(lib.clmoe_tensor_get_dtype(self.handle, ctypes.byref(dt)))
+        out = np.empty(self.shape(), np.float32 if dt.value == F32 else np.int32)
+        check(lib.clmoe_tensor_read(self.handle,
+                                    out.ctypes.data if out.size else None,
+                                    out.nbytes))
+        return out
+
+    def close(self):
+        if self.handle and self._owned:
+            lib.clmoe_tensor_destroy(self.handle)
+        self.handle = None
+
+    __del__ = close
+
+
+class Context:
+    """A clmoe context: `device` follows the CLMOE_DEVICE rules; or pass a
+    pyopencl `cl_context` (+ `queue`) to share buffers without copies."""
+
+    def __init__(self, device=None, cl_context=None, queue=None,
+                 cache_dir=None):
+        self.handle = None
+        desc = _lib.ContextDesc()
+        lib.clmoe_context_desc_init(ctypes.byref(desc))
+        if device is not None:
+            self._device = str(device).encode()
+            desc.device = self._device
+        if cache_dir is not None:
+            self._cache = str(cache_dir).encode()
+            desc.cache_dir = self._cache
+        if cl_context is not None:
+            dev = cl_context.devices[0] if queue is None else queue.device
+            desc.cl_context = _cl_handle(cl_context).value
+            desc.cl_device = _cl_handle(dev).value
+            desc.cl_queue = _cl_handle(queue).value if queue else None
+        self._pyopencl = (cl_context, queue)
+        self.handle = ctypes.c_void_p()
+        check(lib.clmoe_context_create(ctypes.byref(desc),
+                                       ctypes.byref(self.handle)))
+        info = _lib.DeviceInfo()
+        lib.clmoe_device_info_init(ctypes.byref(info))
+        check(lib.clmoe_context_get_device_info(self.handle,
+                                                ctypes.byref(info)))
+        self.device_name = info.name.decode()
+        self.device_info = {
+            "name": self.device_name, "vendor": info.vendor.decode(),
+            "platform": info.platform_name.decode(),
+            "version": info.version.decode(),
+            "driver_version": info.driver_version.decode(),
+            "fp16": bool(info.has_fp16), "fp64": bool(info.has_fp64),
+            "compute_units": info.compute_units}
+
+    def tensor(self, array, dtype=np.float32):
+        """Device input from numpy, or in place from a pyopencl array."""
+        if hasattr(array, "base_data") and hasattr(array, "queue"):
+            if array.offset or not array.flags.c_contiguous:
+                raise Error(-4, "pyopencl arrays must be C-contiguous with "
+                            "offset 0")
+            if np.dtype(array.dtype) != np.dtype(dtype):
+                raise Error(-5, f"pyopencl array is {array.dtype}; expected "
+                            f"{np.dtype(dtype)}")
+            return Tensor.wrap(self, array.base_data, array.shape, dtype)
+        a = np.asarray(array)
+        if a.dtype.kind not in "fiub":
+            raise Error(-5, f"cannot convert dtype {a.dtype} to {np.dtype(dtype)}")
+        return Tensor.from_numpy(self, a, dtype)
+
+    def route(self, logits, policy="top_k", importance=None, **params):
+        """Routes logits[T, E] (float32) with a policy; returns a Routing."""
+        logits = self._as_2d(logits, "logits")
+        router = Router(self, num_experts=logits.shape()[1], policy=policy,
+                        **params)
+        return router.route_logits(logits, importance=importance)
+
+    def score_attention(self, probs=None, q=None, k=None, causal=False,
+                        seq_offsets=None, key_lengths=None, norm="max",
+                        scale=None):
+        """DA-MoE importance[T] (float32 numpy) from attention probabilities
+        A[H, T, T] / A[B, H, S, S], or fused from q, k [H, T, dh]."""
+        desc = _lib.ScoreDesc()
+        lib.clmoe_score_desc_init(ctypes.byref(desc))
+        desc.mask = 1 if causal else 0
+        desc.norm = _choice({"max": 0, "raw": 1}, norm, "norm")
+        if scale is not None:
+            desc.scale = scale
+        keep = []
+        for name, value in (("seq_offsets", seq_offsets),
+                            ("key_lengths", key_lengths)):
+            if value is not None:
+                t = self.tensor(value, np.int32)
+                keep.append(t)
+                setattr(desc, name, t.handle.value)
+        tensors = {}
+        for name, value in (("probs", probs), ("q", q), ("k", k)):
+            if value is not None:
+                tensors[name] = value if isinstance(value, Tensor) else \
+                    self.tensor(value)
+        if "probs" in tensors:
+            shape = tensors["probs"].shape()
+            T = shape[1] if len(shape) == 3 else (
+                shape[0] * shape[2] if len(shape) == 4 else 0)
+        elif "q" in tensors:
+            T = tensors["q"].shape()[1] if len(tensors["q"].shape()) == 3 else 0
+        else:
+            raise Error(-1, "give probs, or q and k")
+        out = Tensor.from_numpy(self, np.zeros(T, np.float32))
+
+        def handle(name):
+            return tensors[name].handle if name in tensors else None
+        check(lib.clmoe_score_attention(self.handle, ctypes.byref(desc),
+                                        handle("probs"), handle("q"),
+                                        handle("k"), out.handle, 0, None,
+                                        None))
+        return out.numpy()
+
+    def _as_2d(self, array, what):
+        t = array if isinstance(array, Tensor) else self.tensor(array)
+        if len(t.shape()) != 2:
+            raise Error(-4, f"{what} must be 2-d [T, ...]; got shape "
+                        f"{t.shape()}")
+        return t
+
+    def finish(self):
+        check(lib.clmoe_context_finish(self.handle))
+
+    def close(self):
+        if self.handle:
+            lib.clmoe_context_destroy(self.handle)
+            self.handle = None
+
+    __del__ = close
+
+
+class Router:
+    """Router weights W_r[d, E] (+ bias[E]) and a policy with its
+    parameters. Without `weight` it routes logits only."""
+
+    def __init__(self, ctx, weight=None, bias=None, policy="top_k",
+                 num_experts=None, k=None, p=None, k_min=None, k_max=None,
+                 k_mean=None, capacity_factor=None, overflow="drop_lowest_gate",
+                 gates=None, affinity="prob", fallback="none"):
+        self.ctx, self.handle = ctx, None
+        desc = _lib.RouterDesc()
+        lib.clmoe_router_desc_init(ctypes.byref(desc))
+        self._keep = []
+        if weight is not None:
+            w = np.ascontiguousarray(weight, dtype=np.float32)
+            if w.ndim != 2:
+                raise Error(-4, f"weight must be [d, E]; got shape {w.shape}")
+            desc.d_model, desc.num_experts = w.shape
+            desc.weight_host = w.ctypes.data
+            self._keep.append(w)
+        if num_experts is not None:
+            desc.num_experts = num_experts
+        if bias is not None:
+            b = np.ascontiguousarray(bias, dtype=np.float32)
+            if b.shape != (desc.num_experts,):
+                raise Error(-4, f"bias must be [E] = [{desc.num_experts}]; got "
+                            f"shape {b.shape}")
+            desc.bias_host = b.ctypes.data
+            self._keep.append(b)
+        desc.policy = _choice(POLICIES, policy, "policy")
+        for name, value in (("k", k), ("p", p), ("k_min", k_min),
+                            ("k_max", k_max), ("k_mean", k_mean),
+                            ("capacity_factor", capacity_factor)):
+            if value is not None:
+                setattr(desc, name, value)
+        desc.overflow = _choice(OVERFLOW, overflow, "overflow")
+        desc.gates = _choice(GATES, gates, "gates")
+        desc.affinity = _choice(AFFINITY, affinity, "affinity")
+        desc.fallback = _choice(FALLBACK, fallback, "fallback")
+        self.policy = policy
+        self.num_experts = desc.num_experts
+        self.handle = ctypes.c_void_p()
+        check(lib.clmoe_router_create(ctx.handle, ctypes.byref(desc),
+                                      ctypes.byref(self.handle)))
+        self._keep = []
+
+    def _importance(self, importance):
+        if self.policy != "importance":
+            return None
+        if importance is None:
+            raise Error(-2, "the importance policy needs importance[T]")
+        t = importance if isinstance(importance, Tensor) else \
+            self.ctx.tensor(importance)
+        return t
+
+    def route(self, x, importance=None):
+        """Routes x[T, d] through the router GEMM and the policy."""
+        xt = self.ctx._as_2d(x, "x")
+        imp = self._importance(importance)
+        routing = Routing(self.ctx)
+        check(lib.clmoe_route(self.handle, xt.handle,
+                              imp.handle if imp else None, routing.handle, 0,
+                              None, None))
+        return routing
+
+    def route_logits(self, logits, importance=None):
+        lt = self.ctx._as_2d(logits, "logits")
+        imp = self._importance(importance)
+        routing = Routing(self.ctx)
+        check(lib.clmoe_route_logits(self.handle, lt.handle,
+                                     imp.handle if imp else None,
+                                     routing.handle, 0, None, None))
+        return routing
+
+    def close(self):
+        if self.handle:
+            lib.clmoe_router_destroy(self.handle)
+            self.handle = None
+
+    __del__ = close
+
+
+class Routing:
+    """The result of a route: ragged (CSR) arrays read back as numpy."""
+
+    _ARRAYS = {"counts": 0, "offsets": 1, "experts": 2, "gates": 3,
+               "expert_offsets": 4, "slot_rows": 5, "row_tokens": 6}
+
+    def __init__(self, ctx):
+        self.ctx, self.handle = ctx, None
+        self.handle = ctypes.c_void_p()
+        check(lib.clmoe_routing_create(ctx.handle, ctypes.byref(self.handle)))
+        self._cache = {}
+
+    def array(self, name):
+        if name not in self._cache:
+            view = ctypes.c_void_p()
+            check(lib.clmoe_routing_get_array(self.handle, self._ARRAYS[name],
+                                              ctypes.byref(view)))
+            # a view owned by the routing: never destroyed from Python
+            self._cache[name] = Tensor(self.ctx, view, owned=False).numpy()
+        return self._cache[name]
+
+    def __getattr__(self, name):
+        if name in Routing._ARRAYS:
+            return self.array(name)
+        raise AttributeError(name)
+
+    @property
+    def stats(self):
+        n_t, n_e = _lib.c_i64(), _lib.c_i64()
+        check(lib.clmoe_routing_get_sizes(self.handle, ctypes.byref(n_t),
+                                          ctypes.byref(n_e), None))
+        E = n_e.value
+        hist = np.zeros(E + 1, np.int64)
+        load = np.zeros(E + 1, np.float32)
+        prob = np.zeros(E + 1, np.float32)
+        st = _lib.RoutingStats()
+        lib.clmoe_routing_stats_init(ctypes.byref(st))
+        st.k_histogram = hist.ctypes.data_as(ctypes.POINTER(_lib.c_i64))
+        st.expert_load = load.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        st.mean_prob = prob.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        st.array_capacity = E + 1
+        check(lib.clmoe_routing_read_stats(self.handle, ctypes.byref(st)))
+        return {"n": st.num_slots, "dropped": st.dropped, "mean_k": st.mean_k,
+                "min_k": st.min_k, "max_k": st.max_k, "k_hist": hist,
+                "load": load[:E], "mean_prob": prob[:E],
+                "balance_loss": st.balance_loss, "entropy": st.mean_entropy}
+
+    def close(self):
+        if self.handle:
+            lib.clmoe_routing_destroy(self.handle)
+            self.handle = None
+
+    __del__ = close
+
+
+class Experts:
+    """E expert FFNs. Weights float32: w1 [E, d, f], w3 [E, d, f] (gated
+    activations only), w2 [E, f, d]; with layout="out_in" they are given as
+    [E, f, d] / [E, d, f] (PyTorch) and transposed once. Optional biases
+    b1/b3 [E, f], b2 [E, d]."""
+
+    def __init__(self, ctx, w1, w2, w3=None, activation="swiglu",
+                 b1=None, b2=None, b3=None, layout="in_out"):
+        self.ctx, self.handle = ctx, None
+        desc = _lib.ExpertsDesc()
+        lib.clmoe_experts_desc_init(ctypes.byref(desc))
+        desc.activation = _choice(ACTIVATIONS, activation, "activation")
+        desc.layout = _choice(LAYOUTS, layout, "layout")
+        arrays = {}
+        for name, value in (("w1", w1), ("w2", w2), ("w3", w3), ("b1", b1),
+                            ("b2", b2), ("b3", b3)):
+            if value is not None:
+                a = np.ascontiguousarray(value, dtype=np.float32)
+                arrays[name] = a
+                setattr(desc, name + "_host", a.ctypes.data)
+        w1a = arrays["w1"]
+        if w1a.ndim != 3:
+            raise Error(-4, f"w1 must be 3-d [E, d, f]; got shape {w1a.shape}")
+        E, a, b = w1a.shape
+        d, f = (a, b) if layout == "in_out" else (b, a)
+        for name, want in (("w3", (E, a, b)),
+                           ("w2", (E, b, a)), ("b1", (E, f)), ("b3", (E, f)),
+                           ("b2", (E, d))):
+            if name in arrays and arrays[name].shape != want:
+                raise Error(-4, f"{name} must have shape {want}; got "
+                            f"{arrays[name].shape}")
+        desc.num_experts, desc.d_model, desc.d_ff = E, d, f
+        self.num_experts, self.d_model, self.d_ff = E, d, f
+        self.handle = ctypes.c_void_p()
+        check(lib.clmoe_experts_create(ctx.handle, ctypes.byref(desc),
+                                       ctypes.byref(self.handle)))
+
+    def close(self):
+        if self.handle:
+            lib.clmoe_experts_destroy(self.handle)
+            self.handle = None
+
+    __del__ = close
+
+
+class MoELayer:
+    """router + experts: `y, routing = layer(x, importance=None)`. With a
+    pyopencl-backed context, a pyopencl array x gives a pyopencl array y."""
+
+    def __init__(self, router, experts):
+        if router.ctx is not experts.ctx:
+            raise Error(-15, "router and experts belong to different contexts")
+        self.router, self.experts, self.ctx = router, experts, router.ctx
+
+    def __call__(self, x, importance=None, residual=None):
+        ctx = self.ctx
+        xt = ctx._as_2d(x, "x")
+        T = xt.shape()[0]
+        d = self.experts.d_model
+        pyopencl_in = hasattr(x, "base_data")
+        if pyopencl_in:
+            import pyopencl.array as cla
+            y_arr = (residual.copy() if residual is not None else
+                     cla.zeros(x.queue, (T, d), np.float32))
+            yt = ctx.tensor(y_arr)
+        else:
+            init = (np.zeros((T, d), np.float32) if residual is None
+                    else np.asarray(residual, np.float32))
+            yt = Tensor.from_numpy(ctx, init)
+        imp = self.router._importance(importance)
+        routing = Routing(ctx)
+        flags = 1 if residual is not None else 0
+        check(lib.clmoe_forward(self.router.handle, self.experts.handle,
+                                xt.handle, imp.handle if imp else None,
+                                yt.handle, routing.handle, flags, 0, None,
+                                None))
+        if pyopencl_in:
+            ctx.finish()
+            return y_arr, routing
+        return yt.numpy(), routing
