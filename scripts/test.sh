@@ -9,3 +9,16 @@ ctest --output-on-failure -j2
 cd "$root"
 CLMOE_LIBRARY="$build_dir/libclmoe.so" CLMOE_CACHE_DIR="$build_dir/kernel-cache" \
   /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python
+
+# In CI, the C suite again under AddressSanitizer + UndefinedBehaviorSanitizer
+# (LeakSanitizer on, with the OpenCL runtime's own allocations suppressed).
+if [ "${CI:-}" = "true" ]; then
+  asan_dir="$build_dir-asan"
+  cmake -S "$root" -B "$asan_dir" -DCMAKE_BUILD_TYPE=Debug -DCLMOE_WERROR=ON \
+    -DCLMOE_SANITIZE=address,undefined >/dev/null
+  cmake --build "$asan_dir" -j"$(nproc)" >/dev/null
+  cd "$asan_dir"
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  LSAN_OPTIONS="suppressions=$root/tests/lsan.supp" \
+    ctest --output-on-failure -j2 -E "check_install|check_exports"
+fi
