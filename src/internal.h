@@ -70,8 +70,6 @@ clmoe_status cm_get_program(clmoe_context *ctx, cm_program_id id,
 /* Creates a kernel from a program; the caller releases it. */
 clmoe_status cm_create_kernel(clmoe_context *ctx, cm_program_id id,
                               const char *name, cl_kernel *out);
-clmoe_status cm_build_program(clmoe_context *ctx, cm_program_id id,
-                              cl_program *out);
 void cm_resolve_cache_dir(const char *explicit_dir, char *out, size_t len);
 
 /* ---- device selection (device.c) ---- */

@@ -34,8 +34,6 @@ static const struct {
     [CM_K_SCORE_NORMALIZE] = {CM_PROG_SCORE, "score_normalize"},
 };
 
-const char *cm_kernel_name(cm_kernel_id id) { return k_kernels[id].name; }
-
 clmoe_status cm_kernel(clmoe_context *ctx, cm_kernels *ks, cm_kernel_id id,
                        cl_kernel *out) {
   if (!ks->k[id]) {

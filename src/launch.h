@@ -67,7 +67,6 @@ typedef struct cm_kernels {
 clmoe_status cm_kernel(clmoe_context *ctx, cm_kernels *ks, cm_kernel_id id,
                        cl_kernel *out);
 void cm_kernels_release(cm_kernels *ks);
-const char *cm_kernel_name(cm_kernel_id id);
 
 /* Scratch for cm_scan: partial sums of at most CM_SCAN_MAX_CHUNKS chunks. */
 enum { CM_SCAN_MAX_CHUNKS = 4096 };

@@ -210,8 +210,8 @@ static char *concat_sources(const cm_program_spec *spec) {
   return all;
 }
 
-clmoe_status cm_build_program(clmoe_context *ctx, cm_program_id id,
-                              cl_program *out) {
+static clmoe_status build_program(clmoe_context *ctx, cm_program_id id,
+                                  cl_program *out) {
   const cm_program_spec *spec = &k_programs[id];
   char *source = concat_sources(spec);
   if (!source)
@@ -275,7 +275,7 @@ clmoe_status cm_get_program(clmoe_context *ctx, cm_program_id id,
   clmoe_status st = CLMOE_SUCCESS;
   pthread_mutex_lock(&ctx->lock);
   if (!ctx->programs[id])
-    st = cm_build_program(ctx, id, &ctx->programs[id]);
+    st = build_program(ctx, id, &ctx->programs[id]);
   *out = ctx->programs[id];
   pthread_mutex_unlock(&ctx->lock);
   return st;

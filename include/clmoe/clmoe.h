@@ -434,9 +434,8 @@ CLMOE_API clmoe_status clmoe_routing_create(clmoe_context *ctx,
                                             clmoe_routing **out);
 CLMOE_API void clmoe_routing_destroy(clmoe_routing *routing);
 
-/* T, E and N of the last successful route (all 0 for an empty routing).
- * Reads N from the device (a blocking 4-byte read). Any pointer may be
- * NULL. */
+/* T, E and N of the last successful route (all 0 for an empty routing);
+ * known on the host, no device access. Any pointer may be NULL. */
 CLMOE_API clmoe_status clmoe_routing_get_sizes(clmoe_routing *routing,
                                                int64_t *num_tokens,
                                                int64_t *num_experts,
