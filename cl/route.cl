@@ -101,12 +101,16 @@ kernel void route_select(int T, int E, global const float *logits,
     atomic_min(&stats[ST_BAD_TOKEN], t);
     return;
   }
+  /* exp once per expert: stored in P's row, then divided in place. */
   float denom = 0.0f;
-  for (int e = 0; e < E; ++e)
-    denom += exp(zrow[e] + (has_bias ? bias[e] : 0.0f) - zmax);
+  for (int e = 0; e < E; ++e) {
+    float ez = exp(zrow[e] + (has_bias ? bias[e] : 0.0f) - zmax);
+    prow[e] = ez;
+    denom += ez;
+  }
   float ent = 0.0f;
   for (int e = 0; e < E; ++e) {
-    float pe = exp(zrow[e] + (has_bias ? bias[e] : 0.0f) - zmax) / denom;
+    float pe = prow[e] / denom;
     prow[e] = pe;
     h[e] = expert_key(pe, e);
     if (pe > 0.0f)
