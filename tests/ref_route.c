@@ -111,6 +111,29 @@ static void budget_counts(const ref_params *rp, int T, const float *imp,
   free(sat);
 }
 
+ref_params ref_params_from_desc(const clmoe_router_desc *d) {
+  ref_params rp;
+  memset(&rp, 0, sizeof rp);
+  rp.policy = d->policy;
+  rp.k = d->k;
+  rp.k_min = d->k_min;
+  rp.k_max = d->k_max ? d->k_max : d->num_experts;
+  rp.p = d->p;
+  rp.k_mean = d->k_mean;
+  rp.capacity_factor = d->capacity_factor;
+  if ((d->policy == CLMOE_POLICY_RESONANCE ||
+       d->policy == CLMOE_POLICY_EXPERT_CHOICE) &&
+      d->capacity_factor == 0.0f)
+    rp.capacity_factor = 1.0f;
+  rp.overflow = d->overflow;
+  rp.renorm = d->gates == CLMOE_GATES_RENORM ||
+              (d->gates == CLMOE_GATES_DEFAULT &&
+               d->policy != CLMOE_POLICY_TOPP &&
+               d->policy != CLMOE_POLICY_EXPERT_CHOICE);
+  rp.fallback_top1 = d->fallback == CLMOE_FALLBACK_TOP1;
+  return rp;
+}
+
 void ref_route(const ref_params *rp, int T, int E, const float *logits,
                const float *importance, const float *affinity,
                ref_result *o) {

@@ -26,6 +26,10 @@ typedef struct ref_result {
   double balance_loss, mean_entropy;
 } ref_result;
 
+/* The reference parameters a router descriptor means: k_max 0 -> E,
+ * capacity_factor 0 -> 1 for RESONANCE / EXPERT_CHOICE, default gates. */
+ref_params ref_params_from_desc(const clmoe_router_desc *d);
+
 /* logits[T, E]; importance[T] for IMPORTANCE; affinity[T, E] replaces P as
  * the expert-side ranking for RESONANCE when not NULL (cosine). */
 void ref_route(const ref_params *rp, int T, int E, const float *logits,

@@ -61,24 +61,7 @@ static void make_layer(layer *L, test_rng *rng, int E, int d, int f,
   ed.b3_host = L->b3;
   ed.b2_host = L->b2;
   REQUIRE_OK(clmoe_experts_create(test_context(), &ed, &L->experts));
-  memset(&L->rp, 0, sizeof L->rp);
-  L->rp.policy = rd.policy;
-  L->rp.k = rd.k;
-  L->rp.k_min = rd.k_min;
-  L->rp.k_max = rd.k_max ? rd.k_max : E;
-  L->rp.p = rd.p;
-  L->rp.k_mean = rd.k_mean;
-  L->rp.capacity_factor = rd.capacity_factor;
-  if ((rd.policy == CLMOE_POLICY_RESONANCE ||
-       rd.policy == CLMOE_POLICY_EXPERT_CHOICE) &&
-      rd.capacity_factor == 0)
-    L->rp.capacity_factor = 1;
-  L->rp.overflow = rd.overflow;
-  L->rp.renorm = rd.gates == CLMOE_GATES_RENORM ||
-                 (rd.gates == CLMOE_GATES_DEFAULT &&
-                  rd.policy != CLMOE_POLICY_TOPP &&
-                  rd.policy != CLMOE_POLICY_EXPERT_CHOICE);
-  L->rp.fallback_top1 = rd.fallback == CLMOE_FALLBACK_TOP1;
+  L->rp = ref_params_from_desc(&rd);
 }
 
 static void free_layer(layer *L) {

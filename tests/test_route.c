@@ -33,7 +33,7 @@ static float *random_importance(test_rng *rng, int T) {
   return s;
 }
 
-static clmoe_router *make_router(int E, const config *c) {
+static clmoe_router_desc config_desc(int E, const config *c) {
   clmoe_router_desc d;
   clmoe_router_desc_init(&d);
   d.num_experts = E;
@@ -47,32 +47,19 @@ static clmoe_router *make_router(int E, const config *c) {
   d.overflow = c->overflow;
   d.gates = c->gates;
   d.fallback = c->fallback;
+  return d;
+}
+
+static clmoe_router *make_router(int E, const config *c) {
+  clmoe_router_desc d = config_desc(E, c);
   clmoe_router *r = NULL;
   REQUIRE_OK(clmoe_router_create(test_context(), &d, &r));
   return r;
 }
 
 static ref_params to_ref(int E, const config *c) {
-  ref_params rp;
-  memset(&rp, 0, sizeof rp);
-  rp.policy = c->policy;
-  rp.k = c->k;
-  rp.k_min = c->k_min;
-  rp.k_max = c->k_max ? c->k_max : E;
-  rp.p = c->p;
-  rp.k_mean = c->k_mean;
-  rp.capacity_factor = c->capacity;
-  if ((c->policy == CLMOE_POLICY_RESONANCE ||
-       c->policy == CLMOE_POLICY_EXPERT_CHOICE) &&
-      c->capacity == 0.0f)
-    rp.capacity_factor = 1.0f;
-  rp.overflow = c->overflow;
-  rp.renorm = c->gates == CLMOE_GATES_RENORM ||
-              (c->gates == CLMOE_GATES_DEFAULT &&
-               c->policy != CLMOE_POLICY_TOPP &&
-               c->policy != CLMOE_POLICY_EXPERT_CHOICE);
-  rp.fallback_top1 = c->fallback == CLMOE_FALLBACK_TOP1;
-  return rp;
+  clmoe_router_desc d = config_desc(E, c);
+  return ref_params_from_desc(&d);
 }
 
 static clmoe_tensor *tensor_f32(int rank, const int64_t *shape,
