@@ -1,4 +1,5 @@
 /* Context lifetime: device selection or interop, queue, log callback. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,17 @@ clmoe_status clmoe_context_create(const clmoe_context_desc *desc,
   st = desc->cl_context ? attach_interop(ctx, desc) : select_own(ctx, desc);
   if (!st)
     st = cm_query_device_info(ctx->platform, ctx->device, &ctx->info);
+  if (!st) {
+    const char *file = desc->tuning_file;
+    if (desc->struct_size < offsetof(clmoe_context_desc, tuning_file) +
+                                sizeof(const char *))
+      file = NULL; /* a 0.1 caller's struct has no such field */
+    if (!file)
+      file = getenv("CLMOE_TUNING_FILE");
+    st = cm_tuning_lookup(&ctx->info, file, &ctx->tuning);
+    if (!st)
+      st = cm_tuning_apply_clblast(ctx->device, &ctx->tuning);
+  }
   if (!st && !ctx->queue) {
     cl_int err;
     ctx->queue = clCreateCommandQueue(ctx->context, ctx->device, 0, &err);
@@ -123,9 +135,13 @@ clmoe_status clmoe_context_create(const clmoe_context_desc *desc,
   if (!(desc->flags & CLMOE_CONTEXT_NO_DISK_CACHE))
     cm_resolve_cache_dir(desc->cache_dir, ctx->cache_dir,
                          sizeof ctx->cache_dir);
-  cm_log(ctx, CLMOE_LOG_INFO, "context on \"%s\" (%s), program cache: %s",
+  cm_log(ctx, CLMOE_LOG_INFO,
+         "context on \"%s\" (%s), program cache: %s, experts path: %s "
+         "(tuning %s)",
          ctx->info.name, ctx->info.platform_name,
-         ctx->cache_dir[0] ? ctx->cache_dir : "off");
+         ctx->cache_dir[0] ? ctx->cache_dir : "off",
+         ctx->tuning.path == CLMOE_EXPERTS_PATH_GROUPED ? "grouped" : "clblast",
+         ctx->tuning.origin);
   *out = ctx;
   return CLMOE_SUCCESS;
 }

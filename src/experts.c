@@ -1,7 +1,8 @@
-/* Expert FFN weights and the per-expert CLBlast path of clmoe_experts_run. */
+/* Expert FFN weights: validation, layout for the CLBlast path or panel
+ * packing for the grouped kernel, upload. */
 #include "experts.h"
 
-#include <clblast_c.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +14,7 @@ void clmoe_experts_desc_init(clmoe_experts_desc *desc) {
   desc->activation = CLMOE_ACTIVATION_SWIGLU;
 }
 
-static int is_gated(clmoe_activation a) {
+int cm_is_gated(clmoe_activation a) {
   return a == CLMOE_ACTIVATION_SWIGLU || a == CLMOE_ACTIVATION_GEGLU;
 }
 
@@ -82,14 +83,120 @@ static clmoe_status validate(const clmoe_experts_desc *d) {
   int has_w3 = d->w3_host || d->w3, has_b3 = d->b3_host || d->b3;
   if (!(d->w1_host || d->w1) || !(d->w2_host || d->w2))
     return BAD("w1 and w2 are required");
-  if (is_gated(d->activation) && !has_w3)
+  if (cm_is_gated(d->activation) && !has_w3)
     return BAD("the gated activation needs w3");
-  if (!is_gated(d->activation) && (has_w3 || has_b3))
+  if (!cm_is_gated(d->activation) && (has_w3 || has_b3))
     return BAD("w3/b3 are only for gated activations (SWIGLU, GEGLU)");
   if ((int64_t)d->num_experts * d->d_model * d->d_ff * 2 > INT32_MAX)
     return cm_fail(CLMOE_ERROR_TOO_LARGE,
                    "clmoe_experts_create: E * d * 2f overflows 32-bit indices");
   return CLMOE_SUCCESS;
+}
+
+/* Expert e's [rows, cols] matrix in the CLBlast path's layout: [E, in, out]
+ * with, for gated kinds, W3 beside W1 (cols = F). */
+static void lay_out_plain(float *dst, const float *w, const float *w_hi,
+                          int lay, int E, int rows, int cols) {
+  int F = w_hi ? 2 * cols : cols;
+  for (int e = 0; e < E; ++e)
+    for (int i = 0; i < rows; ++i)
+      for (int j = 0; j < F; ++j)
+        dst[((size_t)e * rows + i) * F + j] =
+            j < cols ? at(w, lay, e, rows, cols, i, j)
+                     : at(w_hi, lay, e, rows, cols, i, j - cols);
+}
+
+/* Panels of the grouped kernel (cl/gemm.cl): [E][panels][rows][2 * vw],
+ * zero-padded past cols. Gated (w_hi set): a panel holds vw columns of w
+ * then the same vw columns of w_hi; otherwise 2 * vw columns of w. A NULL w
+ * (a missing bias half) packs zeros. */
+static int panel_count(int cols, int vw, int gated) {
+  int width = gated ? vw : 2 * vw;
+  return (cols + width - 1) / width;
+}
+
+static void pack_panels(float *dst, const float *w, const float *w_hi,
+                        int gated, int lay, int E, int rows, int cols,
+                        int vw) {
+  int P = panel_count(cols, vw, gated), tn = 2 * vw;
+  for (int e = 0; e < E; ++e)
+    for (int p = 0; p < P; ++p)
+      for (int i = 0; i < rows; ++i)
+        for (int c = 0; c < tn; ++c) {
+          int j = gated ? p * vw + c % vw : p * tn + c;
+          const float *src = (gated && c >= vw) ? w_hi : w;
+          *dst++ = (j < cols && src) ? at(src, lay, e, rows, cols, i, j) : 0;
+        }
+}
+
+static clmoe_status upload_packed(clmoe_experts *x, const float *w1,
+                                  const float *w3, const float *w2,
+                                  const float *b1, const float *b3,
+                                  const float *b2, int lay) {
+  int E = x->E, d = x->d, f = x->f, vw = x->vw;
+  int gated = cm_is_gated(x->activation);
+  x->panels_up = panel_count(f, vw, gated);
+  x->panels_down = panel_count(d, vw, 0);
+  size_t n13 = (size_t)E * x->panels_up * d * 2 * vw;
+  size_t n2 = (size_t)E * x->panels_down * f * 2 * vw;
+  size_t nb13 = (size_t)E * x->panels_up * 2 * vw;
+  size_t nb2 = (size_t)E * x->panels_down * 2 * vw;
+  size_t most = n13 > n2 ? n13 : n2;
+  float *buf = malloc(sizeof *buf * most);
+  if (!buf)
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                   "clmoe_experts_create: out of host memory");
+  clmoe_status st;
+  pack_panels(buf, w1, w3, gated, lay, E, d, f, vw);
+  if (!(st = upload(x->ctx, buf, n13, &x->w13))) {
+    pack_panels(buf, w2, NULL, 0, lay, E, f, d, vw);
+    st = upload(x->ctx, buf, n2, &x->w2);
+  }
+  if (!st && (b1 || b3)) {
+    pack_panels(buf, b1, b3, gated, CLMOE_LAYOUT_IN_OUT, E, 1, f, vw);
+    st = upload(x->ctx, buf, nb13, &x->b13);
+  }
+  if (!st && b2) {
+    pack_panels(buf, b2, NULL, 0, CLMOE_LAYOUT_IN_OUT, E, 1, d, vw);
+    st = upload(x->ctx, buf, nb2, &x->b2);
+  }
+  free(buf);
+  return st;
+}
+
+static clmoe_status upload_plain(clmoe_experts *x, const float *w1,
+                                 const float *w3, const float *w2,
+                                 const float *b1, const float *b3,
+                                 const float *b2, int lay) {
+  int E = x->E, d = x->d, f = x->f, F = x->F;
+  size_t n13 = (size_t)E * d * F, n2 = (size_t)E * f * d;
+  float *buf = malloc(sizeof *buf * (n13 > n2 ? n13 : n2));
+  if (!buf)
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                   "clmoe_experts_create: out of host memory");
+  clmoe_status st;
+  lay_out_plain(buf, w1, cm_is_gated(x->activation) ? w3 : NULL, lay, E, d, f);
+  if (!(st = upload(x->ctx, buf, n13, &x->w13))) {
+    lay_out_plain(buf, w2, NULL, lay, E, f, d);
+    st = upload(x->ctx, buf, n2, &x->w2);
+  }
+  free(buf);
+  if (!st && b1)
+    st = upload(x->ctx, b1, (size_t)E * f, &x->b1);
+  if (!st && b3)
+    st = upload(x->ctx, b3, (size_t)E * f, &x->b3);
+  if (!st && b2)
+    st = upload(x->ctx, b2, (size_t)E * d, &x->b2);
+  return st;
+}
+
+/* The desc's path field exists from 0.2 on; older (smaller) structs mean
+ * AUTO. */
+static clmoe_experts_path desc_path(const clmoe_experts_desc *desc) {
+  if (desc->struct_size <
+      offsetof(clmoe_experts_desc, path) + sizeof desc->path)
+    return CLMOE_EXPERTS_PATH_AUTO;
+  return desc->path;
 }
 
 clmoe_status clmoe_experts_create(clmoe_context *ctx,
@@ -102,9 +209,13 @@ clmoe_status clmoe_experts_create(clmoe_context *ctx,
   if (!ctx)
     return cm_fail(CLMOE_ERROR_NULL_POINTER,
                    "clmoe_experts_create: ctx is NULL");
-  clmoe_status st = cm_check_struct(desc, sizeof *desc, "experts desc");
+  clmoe_status st = cm_check_struct(desc, offsetof(clmoe_experts_desc, path),
+                                    "experts desc");
   if (st || (st = validate(desc)))
     return st;
+  if (desc_path(desc) < CLMOE_EXPERTS_PATH_AUTO ||
+      desc_path(desc) > CLMOE_EXPERTS_PATH_GROUPED)
+    return BAD("unknown path %d", (int)desc_path(desc));
   int E = desc->num_experts, d = desc->d_model, f = desc->d_ff;
   int lay = desc->layout, in_out = lay == CLMOE_LAYOUT_IN_OUT;
   int64_t up[3] = {E, in_out ? d : f, in_out ? f : d};
@@ -121,37 +232,23 @@ clmoe_status clmoe_experts_create(clmoe_context *ctx,
                   &b2)))
     goto done;
   clmoe_experts *x = calloc(1, sizeof *x);
-  int F = is_gated(desc->activation) ? 2 * f : f;
-  float *w13 = malloc(sizeof *w13 * (size_t)E * d * F);
-  float *w2t = malloc(sizeof *w2t * (size_t)E * f * d);
-  if (!x || !w13 || !w2t) {
+  if (!x) {
     st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
                  "clmoe_experts_create: out of host memory");
-  } else {
-    /* Device layout: [E, in, out], with W3 beside W1 for gated kinds. */
-    for (int e = 0; e < E; ++e)
-      for (int i = 0; i < d; ++i)
-        for (int j = 0; j < F; ++j)
-          w13[((size_t)e * d + i) * F + j] =
-              j < f ? at(w1, lay, e, d, f, i, j) : at(w3, lay, e, d, f, i, j - f);
-    for (int e = 0; e < E; ++e)
-      for (int i = 0; i < f; ++i)
-        for (int j = 0; j < d; ++j)
-          w2t[((size_t)e * f + i) * d + j] = at(w2, lay, e, f, d, i, j);
-    x->ctx = ctx;
-    x->E = E;
-    x->d = d;
-    x->f = f;
-    x->F = F;
-    x->activation = desc->activation;
-    if (!(st = upload(ctx, w13, (size_t)E * d * F, &x->w13)) &&
-        !(st = upload(ctx, w2t, (size_t)E * f * d, &x->w2)) &&
-        !(st = b1 ? upload(ctx, b1, (size_t)E * f, &x->b1) : 0) &&
-        !(st = b3 ? upload(ctx, b3, (size_t)E * f, &x->b3) : 0))
-      st = b2 ? upload(ctx, b2, (size_t)E * d, &x->b2) : 0;
+    goto done;
   }
-  free(w13);
-  free(w2t);
+  x->ctx = ctx;
+  x->E = E;
+  x->d = d;
+  x->f = f;
+  x->F = cm_is_gated(desc->activation) ? 2 * f : f;
+  x->activation = desc->activation;
+  x->path = desc_path(desc) == CLMOE_EXPERTS_PATH_AUTO ? ctx->tuning.path
+                                                       : desc_path(desc);
+  x->vw = ctx->tuning.vw;
+  st = x->path == CLMOE_EXPERTS_PATH_GROUPED
+           ? upload_packed(x, w1, w3, w2, b1, b3, b2, lay)
+           : upload_plain(x, w1, w3, w2, b1, b3, b2, lay);
   if (st)
     clmoe_experts_destroy(x);
   else
@@ -174,80 +271,15 @@ void clmoe_experts_destroy(clmoe_experts *experts) {
   cm_release_mem(&experts->b1);
   cm_release_mem(&experts->b3);
   cm_release_mem(&experts->b2);
+  cm_release_mem(&experts->b13);
   free(experts);
 }
 
-/* C[M, N] = A[M, K] * B[K, N] on buffer offsets (elements). */
-static clmoe_status sgemm(clmoe_context *ctx, int M, int N, int K, cl_mem A,
-                          size_t a_off, cl_mem B, size_t b_off, cl_mem C,
-                          size_t c_off, int expert) {
-  cl_command_queue q = ctx->queue;
-  CLBlastStatusCode s = CLBlastSgemm(
-      CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo,
-      (size_t)M, (size_t)N, (size_t)K, 1.0f, A, a_off, (size_t)K, B, b_off,
-      (size_t)N, 0.0f, C, c_off, (size_t)N, &q, NULL);
-  if (s == CLBlastSuccess)
-    return CLMOE_SUCCESS;
-  return cm_fail(s == CLBlastOpenCLOutOfResources ||
-                         s == CLBlastTempBufferAllocFailure
-                     ? CLMOE_ERROR_OUT_OF_DEVICE_MEMORY
-                     : CLMOE_ERROR_CLBLAST,
-                 "clmoe_experts_run: CLBlastSgemm for expert %d (%d x %d x "
-                 "%d) failed with CLBlast status %d",
-                 expert, M, N, K, (int)s);
-}
-
-clmoe_status cm_experts_run(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,
-                            cl_mem ys) {
-  clmoe_context *ctx = x->ctx;
-  int E = x->E, d = x->d, f = x->f, F = x->F, N = rt->N;
-  clmoe_status st;
-  if ((st = cm_routing_reserve(rt, CM_RB_FFN_H, (size_t)N * F * 4)) ||
-      (st = cm_routing_reserve(rt, CM_RB_FFN_ACT, (size_t)N * f * 4)))
-    return st;
-  if (N == 0)
-    return CLMOE_SUCCESS;
-  int *off = malloc(sizeof *off * ((size_t)E + 1));
-  if (!off)
-    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
-                   "clmoe_experts_run: out of host memory");
-  cl_int err = clEnqueueReadBuffer(ctx->queue, rt->buf[CM_RB_EXPERT_OFFSETS],
-                                   CL_TRUE, 0, sizeof *off * ((size_t)E + 1),
-                                   off, 0, NULL, NULL);
-  if (err != CL_SUCCESS) {
-    free(off);
-    return cm_cl_fail(err, "clmoe_experts_run: clEnqueueReadBuffer");
-  }
-  cl_mem h = rt->buf[CM_RB_FFN_H], act = rt->buf[CM_RB_FFN_ACT];
-  for (int e = 0; e < E && !st; ++e) {
-    int n = off[e + 1] - off[e];
-    if (n > 0)
-      st = sgemm(ctx, n, F, d, xs, (size_t)off[e] * d, x->w13,
-                 (size_t)e * d * F, h, (size_t)off[e] * F, e);
-  }
-  cl_kernel k;
-  int kind = x->activation, has_b1 = x->b1 != NULL, has_b3 = x->b3 != NULL;
-  cl_mem b1 = has_b1 ? x->b1 : h, b3 = has_b3 ? x->b3 : h;
-  size_t g[2] = {(size_t)f, (size_t)N};
-  if (!st && !(st = cm_kernel(ctx, &rt->kernels, CM_K_EXPERT_ACTIVATION, &k)))
-    st = cm_launch(ctx, k, "expert_activation", 2, g, NULL,
-                   CM_ARGS(CM_ARG(N), CM_ARG(E), CM_ARG(f), CM_ARG(kind),
-                           CM_ARG(rt->buf[CM_RB_EXPERT_OFFSETS]), CM_ARG(h),
-                           CM_ARG(has_b1), CM_ARG(b1), CM_ARG(has_b3),
-                           CM_ARG(b3), CM_ARG(act)));
-  for (int e = 0; e < E && !st; ++e) {
-    int n = off[e + 1] - off[e];
-    if (n > 0)
-      st = sgemm(ctx, n, d, f, act, (size_t)off[e] * f, x->w2,
-                 (size_t)e * f * d, ys, (size_t)off[e] * d, e);
-  }
-  free(off);
-  size_t gd[2] = {(size_t)d, (size_t)N};
-  if (!st && x->b2 &&
-      !(st = cm_kernel(ctx, &rt->kernels, CM_K_EXPERT_ADD_BIAS, &k)))
-    st = cm_launch(ctx, k, "expert_add_bias", 2, gd, NULL,
-                   CM_ARGS(CM_ARG(N), CM_ARG(E), CM_ARG(d),
-                           CM_ARG(rt->buf[CM_RB_EXPERT_OFFSETS]),
-                           CM_ARG(x->b2), CM_ARG(ys)));
-  return st;
+clmoe_status clmoe_experts_get_path(const clmoe_experts *experts,
+                                    clmoe_experts_path *path) {
+  if (!experts || !path)
+    return cm_fail(CLMOE_ERROR_NULL_POINTER,
+                   "clmoe_experts_get_path: experts or path is NULL");
+  *path = experts->path;
+  return CLMOE_SUCCESS;
 }

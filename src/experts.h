@@ -8,10 +8,18 @@ struct clmoe_experts {
   clmoe_context *ctx;
   int E, d, f, F; /* F = f, or 2f for gated kinds ([W1 | W3]) */
   clmoe_activation activation;
-  cl_mem w13; /* [E, d, F] */
-  cl_mem w2;  /* [E, f, d] */
-  cl_mem b1, b3, b2;
+  clmoe_experts_path path;
+  /* CLBLAST path: w13 [E, d, F], w2 [E, f, d], biases as given.
+   * GROUPED path: w13 and w2 packed in panels of 2 * vw columns
+   * ([E][panels][K][2 * vw], see cl/gemm.cl), b13 and b2 likewise
+   * ([E][panels][2 * vw]); panels_up / panels_down count them. */
+  cl_mem w13, w2;
+  cl_mem b1, b3, b2; /* CLBLAST path */
+  cl_mem b13;        /* GROUPED path: b1 | b3 packed (b2 reuses b2) */
+  int vw, panels_up, panels_down;
 };
+
+int cm_is_gated(clmoe_activation a);
 
 /* ys[N, d] = FFN(xs[N, d]) per expert rows of a completed routing. */
 clmoe_status cm_experts_run(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,

@@ -11,6 +11,7 @@
 #include <stdarg.h>
 
 #include "clmoe/clmoe.h"
+#include "tuning.h"
 
 /* ---- errors (error.c) ---- */
 
@@ -26,7 +27,7 @@ const char *cm_cl_error_name(cl_int err);
 clmoe_status cm_check_struct(const void *desc, size_t min_size,
                              const char *what);
 
-/* ---- embedded kernel sources (generated cl_sources.c) ---- */
+/* ---- embedded kernel sources and the tuning table (cl_sources.c) ---- */
 
 typedef struct cm_cl_source {
   const char *name; /* file name without .cl */
@@ -42,6 +43,7 @@ typedef enum cm_program_id {
   CM_PROG_GROUP,     /* scans, expert-major grouping */
   CM_PROG_FFN,       /* dispatch, activation, combine */
   CM_PROG_SCORE,     /* attention-importance scoring */
+  CM_PROG_GEMM,      /* grouped expert GEMM (tuned -D parameters) */
   CM_PROG_COUNT
 } cm_program_id;
 
@@ -57,6 +59,7 @@ struct clmoe_context {
   char cache_dir[1024]; /* "" when the disk cache is off */
   clmoe_log_fn log_fn;
   void *log_user_data;
+  cm_tuning tuning;     /* the device's entry in the tuning table */
   pthread_mutex_t lock; /* guards programs[] */
   cl_program programs[CM_PROG_COUNT];
 };

@@ -32,6 +32,8 @@ static const struct {
     [CM_K_SCORE_FUSED_COLUMNS] = {CM_PROG_SCORE, "score_fused_columns"},
     [CM_K_SCORE_AVERAGE] = {CM_PROG_SCORE, "score_average"},
     [CM_K_SCORE_NORMALIZE] = {CM_PROG_SCORE, "score_normalize"},
+    [CM_K_GEMM_TILE_OFFSETS] = {CM_PROG_GEMM, "gemm_tile_offsets"},
+    [CM_K_GEMM_GROUPED] = {CM_PROG_GEMM, "gemm_grouped"},
 };
 
 clmoe_status cm_kernel(clmoe_context *ctx, cm_kernels *ks, cm_kernel_id id,

@@ -57,6 +57,8 @@ typedef enum cm_kernel_id {
   CM_K_SCORE_FUSED_COLUMNS,
   CM_K_SCORE_AVERAGE,
   CM_K_SCORE_NORMALIZE,
+  CM_K_GEMM_TILE_OFFSETS,
+  CM_K_GEMM_GROUPED,
   CM_K_COUNT
 } cm_kernel_id;
 

@@ -21,6 +21,7 @@ static const cm_program_spec k_programs[CM_PROG_COUNT] = {
     [CM_PROG_GROUP] = {"group", {"common", "group", NULL}},
     [CM_PROG_FFN] = {"ffn", {"common", "ffn", NULL}},
     [CM_PROG_SCORE] = {"score", {"common", "score", NULL}},
+    [CM_PROG_GEMM] = {"gemm", {"common", "gemm", NULL}},
 };
 
 /* The on-disk entry: header, then the binary. Every field is checked on load;
@@ -82,13 +83,25 @@ static int make_dirs(const char *path) {
   return (mkdir(tmp, 0755) && errno != EEXIST) ? -1 : 0;
 }
 
-static uint64_t program_key(const clmoe_context *ctx, const char *source) {
+/* Build options of a program: the common ones, plus the tuned kernel
+ * parameters for the grouped GEMM. */
+static void program_options(const clmoe_context *ctx, cm_program_id id,
+                            char *out, size_t len) {
+  if (id == CM_PROG_GEMM)
+    snprintf(out, len, "%s -DGEMM_RM=%d -DGEMM_VW=%d", k_build_options,
+             ctx->tuning.rm, ctx->tuning.vw);
+  else
+    snprintf(out, len, "%s", k_build_options);
+}
+
+static uint64_t program_key(const clmoe_context *ctx, const char *options,
+                            const char *source) {
   uint64_t h = 14695981039346656037ull;
   h = fnv1a_str(h, ctx->info.platform_name);
   h = fnv1a_str(h, ctx->info.name);
   h = fnv1a_str(h, ctx->info.version);
   h = fnv1a_str(h, ctx->info.driver_version);
-  h = fnv1a_str(h, k_build_options);
+  h = fnv1a_str(h, options);
   return fnv1a_str(h, source);
 }
 
@@ -217,7 +230,9 @@ static clmoe_status build_program(clmoe_context *ctx, cm_program_id id,
   if (!source)
     return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
                    "program %s: could not assemble its source", spec->name);
-  uint64_t key = program_key(ctx, source);
+  char options[256];
+  program_options(ctx, id, options, sizeof options);
+  uint64_t key = program_key(ctx, options, source);
   char path[1100] = "";
   cl_program prog = NULL;
   cl_int err;
@@ -232,7 +247,7 @@ static clmoe_status build_program(clmoe_context *ctx, cm_program_id id,
                                        bins, &bin_status, &err);
       free(bin);
       if (prog && (err != CL_SUCCESS || bin_status != CL_SUCCESS ||
-                   clBuildProgram(prog, 1, &ctx->device, k_build_options, NULL,
+                   clBuildProgram(prog, 1, &ctx->device, options, NULL,
                                   NULL) != CL_SUCCESS)) {
         clReleaseProgram(prog);
         prog = NULL;
@@ -254,7 +269,7 @@ static clmoe_status build_program(clmoe_context *ctx, cm_program_id id,
       free(source);
       return cm_cl_fail(err, "clCreateProgramWithSource");
     }
-    err = clBuildProgram(prog, 1, &ctx->device, k_build_options, NULL, NULL);
+    err = clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL);
     if (err != CL_SUCCESS) {
       clmoe_status st = build_failed(ctx, prog, spec->name, err);
       clReleaseProgram(prog);

@@ -33,6 +33,7 @@ typedef enum cm_routing_buffer {
   CM_RB_FFN_H,        /* [N, F] experts: x_sorted * [W1|W3] */
   CM_RB_FFN_ACT,      /* [N, f] experts: activation */
   CM_RB_Y_SORTED,     /* [N, d] forward: expert outputs */
+  CM_RB_TILE_OFFSETS, /* [E+1] grouped GEMM: row tiles per expert */
   CM_RB_COUNT
 } cm_routing_buffer;
 

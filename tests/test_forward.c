@@ -27,7 +27,7 @@ typedef struct layer {
 
 static void make_layer(layer *L, test_rng *rng, int E, int d, int f,
                        clmoe_activation act, const clmoe_router_desc *policy,
-                       int biases) {
+                       int biases, clmoe_experts_path path) {
   memset(L, 0, sizeof *L);
   L->E = E;
   L->d = d;
@@ -60,7 +60,13 @@ static void make_layer(layer *L, test_rng *rng, int E, int d, int f,
   ed.b1_host = L->b1;
   ed.b3_host = L->b3;
   ed.b2_host = L->b2;
+  ed.path = path;
   REQUIRE_OK(clmoe_experts_create(test_context(), &ed, &L->experts));
+  if (path != CLMOE_EXPERTS_PATH_AUTO) {
+    clmoe_experts_path got = CLMOE_EXPERTS_PATH_AUTO;
+    CHECK_OK(clmoe_experts_get_path(L->experts, &got));
+    CHECK(got == path);
+  }
   L->rp = ref_params_from_desc(&rd);
 }
 
@@ -178,7 +184,7 @@ static void test_layer_grid(void) {
           pd.k_max = 0;
         }
         layer L;
-        make_layer(&L, &rng, E, 40, 52, a, &pd, c % 2);
+        make_layer(&L, &rng, E, 40, 52, a, &pd, c % 2, CLMOE_EXPERTS_PATH_AUTO);
         double err = run_and_compare(&L, &rng, T, c == 3);
         if (err > 1e-4)
           fprintf(stderr, "forward E=%d T=%d policy %d act %d: rel err %g\n",
@@ -279,7 +285,8 @@ static void test_determinism_and_errors(void) {
   test_rng rng = {17};
   clmoe_router_desc pd = policy_desc(CLMOE_POLICY_TOPP);
   layer L;
-  make_layer(&L, &rng, 8, 24, 36, CLMOE_ACTIVATION_SWIGLU, &pd, 1);
+  make_layer(&L, &rng, 8, 24, 36, CLMOE_ACTIVATION_SWIGLU, &pd, 1,
+             CLMOE_EXPERTS_PATH_AUTO);
   const int T = 200, d = 24;
   float *x = grid(&rng, (size_t)T * d, 1.0f, 0.01f);
   clmoe_tensor *xt = NULL, *y1 = NULL, *y2 = NULL;
@@ -440,7 +447,61 @@ static void test_out_in_layout(void) {
   free(x);
 }
 
+/* Both expert paths, forced, on shapes that stress the grouped kernel's
+ * edges: d and f not multiples of its tile (or of 16/32), ragged groups with
+ * many empty experts, d = f = 1, and a batch with several tiles per expert. */
+static void test_both_paths(void) {
+  static const struct {
+    int E, d, f, T, k;
+    clmoe_activation act;
+  } shapes[] = {
+      {16, 67, 35, 300, 2, CLMOE_ACTIVATION_SWIGLU},
+      {64, 33, 17, 40, 1, CLMOE_ACTIVATION_RELU},
+      {4, 1, 1, 9, 2, CLMOE_ACTIVATION_GEGLU},
+      {8, 64, 96, 512, 2, CLMOE_ACTIVATION_GELU},
+      {3, 130, 50, 70, 3, CLMOE_ACTIVATION_SILU},
+  };
+  static const clmoe_experts_path paths[] = {CLMOE_EXPERTS_PATH_CLBLAST,
+                                             CLMOE_EXPERTS_PATH_GROUPED};
+  test_rng rng = {2024};
+  double worst[2] = {0, 0};
+  for (size_t i = 0; i < sizeof shapes / sizeof *shapes; ++i)
+    for (int p = 0; p < 2; ++p) {
+      clmoe_router_desc pd = policy_desc(CLMOE_POLICY_TOPK);
+      pd.k = shapes[i].k;
+      layer L;
+      make_layer(&L, &rng, shapes[i].E, shapes[i].d, shapes[i].f,
+                 shapes[i].act, &pd, (int)i % 2, paths[p]);
+      double err = run_and_compare(&L, &rng, shapes[i].T, (int)i == 2);
+      if (err > 1e-4)
+        fprintf(stderr, "path %d E=%d d=%d f=%d T=%d: rel err %g\n",
+                (int)paths[p], shapes[i].E, shapes[i].d, shapes[i].f,
+                shapes[i].T, err);
+      worst[p] = err > worst[p] ? err : worst[p];
+      free_layer(&L);
+    }
+  printf("both paths: worst relative error clblast %.3g, grouped %.3g\n",
+         worst[0], worst[1]);
+  CHECK(worst[0] <= 1e-4 && worst[1] <= 1e-4);
+  /* An unknown path is refused. */
+  clmoe_experts_desc ed;
+  clmoe_experts_desc_init(&ed);
+  float w[4] = {1, 2, 3, 4};
+  ed.num_experts = 1;
+  ed.d_model = 2;
+  ed.d_ff = 2;
+  ed.activation = CLMOE_ACTIVATION_RELU;
+  ed.w1_host = w;
+  ed.w2_host = w;
+  ed.path = 7;
+  clmoe_experts *ex = NULL;
+  CHECK_STATUS(clmoe_experts_create(test_context(), &ed, &ex),
+               CLMOE_ERROR_INVALID_ARGUMENT);
+  CHECK(ex == NULL);
+}
+
 int main(void) {
+  test_both_paths();
   test_dispatch_combine_identity();
   test_determinism_and_errors();
   test_out_in_layout();

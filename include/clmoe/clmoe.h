@@ -46,7 +46,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define CLMOE_VERSION_MAJOR 0
-#define CLMOE_VERSION_MINOR 1
+#define CLMOE_VERSION_MINOR 2
 #define CLMOE_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH, as returned by clmoe_version_number(). */
 #define CLMOE_VERSION_NUMBER                                                   \
@@ -170,17 +170,27 @@ typedef struct clmoe_context_desc {
   uint32_t flags; /* CLMOE_CONTEXT_* */
   clmoe_log_fn log_fn;
   void *log_user_data;
+  /* Since 0.2. Extra device tuning table (same format as the shipped
+   * tuning/devices.tsv: see README "Performance"); its lines are tried before
+   * the shipped ones. NULL: $CLMOE_TUNING_FILE, else none. */
+  const char *tuning_file;
 } clmoe_context_desc;
 
 /* Fills *desc with defaults (everything NULL/0) and sets struct_size. */
 CLMOE_API void clmoe_context_desc_init(clmoe_context_desc *desc);
 
-/* Creates a context. desc may be NULL (all defaults). Kernel programs are
+/* Creates a context. desc may be NULL (all defaults). The device's tuning
+ * entry (first matching line of the user's table, then of the shipped one)
+ * picks the expert path and its kernel parameters; when the entry has
+ * CLBlast parameter sets they are applied with CLBlastOverrideParameters,
+ * which CLBlast keeps per device for the whole process. Kernel programs are
  * built lazily, once per context, on first use (or by
  * clmoe_context_build_programs) and cached on disk, keyed by device, driver
  * version, build options and source; a corrupt or foreign cache file is
  * ignored and rebuilt. Errors: DEVICE_NOT_FOUND, OPENCL, UNSUPPORTED
- * (out-of-order queue), INVALID_ARGUMENT (cl_device without cl_context),
+ * (out-of-order queue), INVALID_ARGUMENT (cl_device without cl_context; a
+ * tuning file that cannot be read or parsed: the detail names file and
+ * line), CLBLAST (CLBlast refused a tuned parameter set),
  * INVALID_STRUCT_SIZE, OUT_OF_HOST_MEMORY. */
 CLMOE_API clmoe_status clmoe_context_create(const clmoe_context_desc *desc,
                                             clmoe_context **out);
@@ -541,6 +551,21 @@ enum {
   CLMOE_LAYOUT_OUT_IN = 1
 };
 
+/* How clmoe_experts_run computes the expert GEMMs. */
+typedef int32_t clmoe_experts_path;
+enum {
+  /* the device's tuning entry decides */
+  CLMOE_EXPERTS_PATH_AUTO = 0,
+  /* per-expert CLBlast SGEMMs on buffer offsets; reads expert_offsets back
+   * (E+1 ints, the one host sync of a layer) and skips empty experts */
+  CLMOE_EXPERTS_PATH_CLBLAST = 1,
+  /* one launch of clmoe's grouped kernel per matrix for all experts, which
+   * reads expert_offsets on the device (no host sync), with bias and
+   * activation fused; weights are packed into a private panel layout at
+   * create */
+  CLMOE_EXPERTS_PATH_GROUPED = 2
+};
+
 typedef struct clmoe_experts_desc {
   size_t struct_size;
   int32_t num_experts; /* E, 1..1024 */
@@ -564,6 +589,9 @@ typedef struct clmoe_experts_desc {
   const clmoe_tensor *b3;
   const float *b2_host;
   const clmoe_tensor *b2;
+  /* Since 0.2. Expert GEMM path; AUTO (default) follows the device's tuning
+   * entry. */
+  clmoe_experts_path path;
 } clmoe_experts_desc;
 
 /* Defaults: SWIGLU, LAYOUT_IN_OUT, everything else 0/NULL. */
@@ -579,6 +607,10 @@ CLMOE_API clmoe_status clmoe_experts_create(clmoe_context *ctx,
                                             clmoe_experts **out);
 CLMOE_API void clmoe_experts_destroy(clmoe_experts *experts);
 
+/* The path the experts object uses (never AUTO). Errors: NULL_POINTER. */
+CLMOE_API clmoe_status clmoe_experts_get_path(const clmoe_experts *experts,
+                                              clmoe_experts_path *path);
+
 /* Gathers token rows into expert-major order: x_sorted[r, :] =
  * x[row_tokens[r], :]. x: float32 [T, d] with T the routing's; x_sorted:
  * float32 [N, d]. Errors: NULL_POINTER, SHAPE_MISMATCH, DTYPE_MISMATCH,
@@ -591,9 +623,11 @@ CLMOE_API clmoe_status clmoe_dispatch(clmoe_routing *routing,
                                       cl_event *out_event);
 
 /* Runs every expert on its rows: y_sorted[rows of e] = FFN_e(x_sorted[rows
- * of e]). Reads expert_offsets back (E+1 ints, the one host sync of a layer)
- * and runs CLBlast SGEMMs per expert on buffer offsets, skipping experts
- * without rows; the activation is one fused elementwise launch. x_sorted,
+ * of e]), by the object's path (see clmoe_experts_path). CLBLAST path: reads
+ * expert_offsets back (E+1 ints, the one host sync of a layer), runs CLBlast
+ * SGEMMs per expert on buffer offsets, skipping experts without rows, with
+ * the activation as one fused elementwise launch. GROUPED path: three
+ * launches whatever E is, no host sync. x_sorted,
  * y_sorted: float32 [N, d]. The experts object may be shared by threads;
  * the routing may not. Errors: as clmoe_dispatch, plus CLBLAST. */
 CLMOE_API clmoe_status clmoe_experts_run(clmoe_experts *experts,

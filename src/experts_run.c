@@ -1,0 +1,132 @@
+/* clmoe_experts_run's two paths: per-expert CLBlast SGEMMs (host reads
+ * expert_offsets) and the grouped kernel (one launch per matrix, no host
+ * sync). */
+#include "experts.h"
+
+#include <clblast_c.h>
+#include <stdlib.h>
+
+/* C[M, N] = A[M, K] * B[K, N] on buffer offsets (elements). */
+static clmoe_status sgemm(clmoe_context *ctx, int M, int N, int K, cl_mem A,
+                          size_t a_off, cl_mem B, size_t b_off, cl_mem C,
+                          size_t c_off, int expert) {
+  cl_command_queue q = ctx->queue;
+  CLBlastStatusCode s = CLBlastSgemm(
+      CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo,
+      (size_t)M, (size_t)N, (size_t)K, 1.0f, A, a_off, (size_t)K, B, b_off,
+      (size_t)N, 0.0f, C, c_off, (size_t)N, &q, NULL);
+  if (s == CLBlastSuccess)
+    return CLMOE_SUCCESS;
+  return cm_fail(s == CLBlastOpenCLOutOfResources ||
+                         s == CLBlastTempBufferAllocFailure
+                     ? CLMOE_ERROR_OUT_OF_DEVICE_MEMORY
+                     : CLMOE_ERROR_CLBLAST,
+                 "clmoe_experts_run: CLBlastSgemm for expert %d (%d x %d x "
+                 "%d) failed with CLBlast status %d",
+                 expert, M, N, K, (int)s);
+}
+
+static clmoe_status run_clblast(clmoe_experts *x, clmoe_routing *rt,
+                                cl_mem xs, cl_mem ys) {
+  clmoe_context *ctx = x->ctx;
+  int E = x->E, d = x->d, f = x->f, F = x->F, N = rt->N;
+  clmoe_status st;
+  if ((st = cm_routing_reserve(rt, CM_RB_FFN_H, (size_t)N * F * 4)) ||
+      (st = cm_routing_reserve(rt, CM_RB_FFN_ACT, (size_t)N * f * 4)))
+    return st;
+  int *off = malloc(sizeof *off * ((size_t)E + 1));
+  if (!off)
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                   "clmoe_experts_run: out of host memory");
+  cl_int err = clEnqueueReadBuffer(ctx->queue, rt->buf[CM_RB_EXPERT_OFFSETS],
+                                   CL_TRUE, 0, sizeof *off * ((size_t)E + 1),
+                                   off, 0, NULL, NULL);
+  if (err != CL_SUCCESS) {
+    free(off);
+    return cm_cl_fail(err, "clmoe_experts_run: clEnqueueReadBuffer");
+  }
+  cl_mem h = rt->buf[CM_RB_FFN_H], act = rt->buf[CM_RB_FFN_ACT];
+  for (int e = 0; e < E && !st; ++e) {
+    int n = off[e + 1] - off[e];
+    if (n > 0)
+      st = sgemm(ctx, n, F, d, xs, (size_t)off[e] * d, x->w13,
+                 (size_t)e * d * F, h, (size_t)off[e] * F, e);
+  }
+  cl_kernel k;
+  int kind = x->activation, has_b1 = x->b1 != NULL, has_b3 = x->b3 != NULL;
+  cl_mem b1 = has_b1 ? x->b1 : h, b3 = has_b3 ? x->b3 : h;
+  size_t g[2] = {(size_t)f, (size_t)N};
+  if (!st && !(st = cm_kernel(ctx, &rt->kernels, CM_K_EXPERT_ACTIVATION, &k)))
+    st = cm_launch(ctx, k, "expert_activation", 2, g, NULL,
+                   CM_ARGS(CM_ARG(N), CM_ARG(E), CM_ARG(f), CM_ARG(kind),
+                           CM_ARG(rt->buf[CM_RB_EXPERT_OFFSETS]), CM_ARG(h),
+                           CM_ARG(has_b1), CM_ARG(b1), CM_ARG(has_b3),
+                           CM_ARG(b3), CM_ARG(act)));
+  for (int e = 0; e < E && !st; ++e) {
+    int n = off[e + 1] - off[e];
+    if (n > 0)
+      st = sgemm(ctx, n, d, f, act, (size_t)off[e] * f, x->w2,
+                 (size_t)e * f * d, ys, (size_t)off[e] * d, e);
+  }
+  free(off);
+  size_t gd[2] = {(size_t)d, (size_t)N};
+  if (!st && x->b2 &&
+      !(st = cm_kernel(ctx, &rt->kernels, CM_K_EXPERT_ADD_BIAS, &k)))
+    st = cm_launch(ctx, k, "expert_add_bias", 2, gd, NULL,
+                   CM_ARGS(CM_ARG(N), CM_ARG(E), CM_ARG(d),
+                           CM_ARG(rt->buf[CM_RB_EXPERT_OFFSETS]),
+                           CM_ARG(x->b2), CM_ARG(ys)));
+  return st;
+}
+
+/* One grouped launch: C[rows of e, :n_out] = epi(A[rows of e] * B_e + b_e). */
+static clmoe_status grouped_gemm(clmoe_experts *x, clmoe_routing *rt, int K,
+                                 int panels, cl_mem A, cl_mem B, int epi,
+                                 cl_mem bias, cl_mem C, int n_out) {
+  clmoe_context *ctx = x->ctx;
+  cl_kernel k;
+  clmoe_status st = cm_kernel(ctx, &rt->kernels, CM_K_GEMM_GROUPED, &k);
+  if (st)
+    return st;
+  int rm = ctx->tuning.rm, lx = ctx->tuning.lx, has_bias = bias != NULL;
+  /* Tiles never straddle experts: at most ceil(N / rm) + E of them. */
+  size_t g[2] = {(size_t)(rt->N + rm - 1) / rm + (size_t)x->E,
+                 (size_t)panels};
+  size_t local[2] = {(size_t)lx, 1};
+  cl_mem b = has_bias ? bias : B;
+  return cm_launch(ctx, k, "gemm_grouped", 2, g, lx ? local : NULL,
+                   CM_ARGS(CM_ARG(x->E), CM_ARG(K), CM_ARG(panels),
+                           CM_ARG(rt->buf[CM_RB_EXPERT_OFFSETS]),
+                           CM_ARG(rt->buf[CM_RB_TILE_OFFSETS]), CM_ARG(A),
+                           CM_ARG(B), CM_ARG(epi), CM_ARG(has_bias), CM_ARG(b),
+                           CM_ARG(C), CM_ARG(n_out), CM_ARG(n_out)));
+}
+
+static clmoe_status run_grouped(clmoe_experts *x, clmoe_routing *rt,
+                                cl_mem xs, cl_mem ys) {
+  clmoe_context *ctx = x->ctx;
+  int E = x->E, d = x->d, f = x->f, N = rt->N;
+  clmoe_status st;
+  if ((st = cm_routing_reserve(rt, CM_RB_FFN_ACT, (size_t)N * f * 4)) ||
+      (st = cm_routing_reserve(rt, CM_RB_TILE_OFFSETS, ((size_t)E + 1) * 4)))
+    return st;
+  cl_kernel k;
+  size_t one = 1;
+  cl_mem act = rt->buf[CM_RB_FFN_ACT];
+  if ((st = cm_kernel(ctx, &rt->kernels, CM_K_GEMM_TILE_OFFSETS, &k)) ||
+      (st = cm_launch(ctx, k, "gemm_tile_offsets", 1, &one, NULL,
+                      CM_ARGS(CM_ARG(E), CM_ARG(rt->buf[CM_RB_EXPERT_OFFSETS]),
+                              CM_ARG(rt->buf[CM_RB_TILE_OFFSETS])))) ||
+      (st = grouped_gemm(x, rt, d, x->panels_up, xs, x->w13, x->activation,
+                         x->b13, act, f)))
+    return st;
+  return grouped_gemm(x, rt, f, x->panels_down, act, x->w2, 0, x->b2, ys, d);
+}
+
+clmoe_status cm_experts_run(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,
+                            cl_mem ys) {
+  if (rt->N == 0)
+    return CLMOE_SUCCESS;
+  return x->path == CLMOE_EXPERTS_PATH_GROUPED ? run_grouped(x, rt, xs, ys)
+                                               : run_clblast(x, rt, xs, ys);
+}
