@@ -8,7 +8,9 @@
  *   GEMM_VW  vector width along N (4, 8 or 16)
  * Each work-item owns an RM x (2 * VW) tile held in 2 * RM vector
  * accumulators: on CPUs (pocl) that maps each accumulator onto one SIMD
- * register, with full-width FMAs and no spills.
+ * register, with full-width FMAs and no spills. The rows are spelled out as
+ * named variables (FOR_ROWS below), not private arrays: pocl's LLVM kept
+ * arrays in memory and ran 3x slower. Rows >= RM are compile-time dead.
  *
  * B is packed once at clmoe_experts_create into panels of 2 * VW columns,
  * B_packed[e][panel][k][2 * VW], zero-padded past N, so the inner loop reads
@@ -75,6 +77,23 @@ inline void store_lanes(floatV v, global float *dst, int n) {
     dst[i] = lanes[i];
 }
 
+/* One output row of a tile: bias added, epilogue applied, n_lo (and, not
+ * gated, n_hi) valid columns stored. */
+inline void store_row(floatV u, floatV v, int epi, int gated,
+                      global float *c, int n_lo, int n_hi) {
+  if (gated) {
+    store_lanes(act_v(epi, u) * v, c, n_lo);
+  } else {
+    store_lanes(act_v(epi, u), c, n_lo);
+    if (n_hi > 0)
+      store_lanes(act_v(epi, v), c + GEMM_VW, n_hi);
+  }
+}
+
+#define FOR_ROWS(X)                                                            \
+  X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)    \
+  X(14) X(15)
+
 /* Global size (tiles, panels): tiles is an upper bound (ceil(N / RM) + E);
  * surplus work-items return at once. epi selects the epilogue: EPI_NONE
  * (plain, + bias when has_bias), an activation of both halves, or a gated
@@ -97,22 +116,22 @@ kernel void gemm_grouped(int E, int K, int num_panels,
   const global float *b = B + ((size_t)e * num_panels + panel) * K * GEMM_TN;
   /* Rows past the expert's end re-read its last row and are not stored, so
    * the inner loop has no branch. */
-  const global float *a[GEMM_RM];
-  for (int r = 0; r < GEMM_RM; ++r)
-    a[r] = A + (size_t)(row0 + min(r, rows - 1)) * K;
-  floatV lo[GEMM_RM], hi[GEMM_RM];
-  for (int r = 0; r < GEMM_RM; ++r) {
-    lo[r] = (floatV)(0.0f);
-    hi[r] = (floatV)(0.0f);
-  }
+  const global float *a_base = A + (size_t)row0 * K;
+  int last = rows - 1;
+#define ROW_INIT(i)                                                            \
+  const global float *a##i = a_base + (size_t)min(i, last) * K;                    \
+  floatV lo##i = (floatV)(0.0f), hi##i = (floatV)(0.0f);
+  FOR_ROWS(ROW_INIT)
   for (int k = 0; k < K; ++k) {
     floatV b0 = vloadV(0, b), b1 = vloadV(1, b);
     b += GEMM_TN;
-    for (int r = 0; r < GEMM_RM; ++r) {
-      floatV av = (floatV)(a[r][k]);
-      lo[r] = fma(av, b0, lo[r]);
-      hi[r] = fma(av, b1, hi[r]);
-    }
+#define ROW_FMA(i)                                                             \
+  if (i < GEMM_RM) {                                                           \
+    floatV av = (floatV)(*a##i++);                                             \
+    lo##i = fma(av, b0, lo##i);                                                \
+    hi##i = fma(av, b1, hi##i);                                                \
+  }
+    FOR_ROWS(ROW_FMA)
   }
   floatV bias_lo = (floatV)(0.0f), bias_hi = (floatV)(0.0f);
   if (has_bias) {
@@ -124,17 +143,9 @@ kernel void gemm_grouped(int E, int K, int num_panels,
   int col0 = panel * (gated ? GEMM_VW : GEMM_TN);
   int n_lo = min(GEMM_VW, n_out - col0);
   int n_hi = min(GEMM_VW, n_out - col0 - GEMM_VW);
-  for (int r = 0; r < GEMM_RM; ++r) {
-    if (r >= rows)
-      break;
-    global float *c = C + (size_t)(row0 + r) * ldc + col0;
-    floatV u = lo[r] + bias_lo, v = hi[r] + bias_hi;
-    if (gated) {
-      store_lanes(act_v(epi, u) * v, c, n_lo);
-    } else {
-      store_lanes(act_v(epi, u), c, n_lo);
-      if (n_hi > 0)
-        store_lanes(act_v(epi, v), c + GEMM_VW, n_hi);
-    }
-  }
+#define ROW_STORE(i)                                                           \
+  if (i < GEMM_RM && i < rows)                                                 \
+    store_row(lo##i + bias_lo, hi##i + bias_hi, epi, gated,                    \
+              C + (size_t)(row0 + i) * ldc + col0, n_lo, n_hi);
+  FOR_ROWS(ROW_STORE)
 }
