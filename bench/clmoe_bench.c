@@ -5,7 +5,9 @@
  * expert of equal FLOPs). Ratios are the results; absolute figures are
  * context. Usage:
  *   clmoe-bench [--json FILE] [--runs N] [--only W1|W2|W3] [--quick]
- * --quick runs tiny shapes (a smoke test of the benchmark itself). */
+ *               [--experts-only]
+ * --quick runs tiny shapes (a smoke test of the benchmark itself);
+ * --experts-only times just the expert GEMMs of both paths (bench/tune). */
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
 #include <cblas.h>
@@ -50,6 +52,7 @@ typedef struct result {
 } result;
 
 static int g_runs = 9;
+static int g_experts_only = 0;
 static clmoe_context *g_ctx;
 
 /* Deterministic fill, uniform in [-scale, scale). */
@@ -320,6 +323,10 @@ static void run_workload(const workload *w, result *res, const float *w1,
   TIME_MS(res->dispatch, clmoe_dispatch(rt, x, xs, 0, NULL, NULL));
   TIME_MS(res->experts, clmoe_experts_run(ex, rt, xs, ys, 0, NULL, NULL));
   TIME_MS(res->alt_experts, clmoe_experts_run(alt, rt, xs, ys, 0, NULL, NULL));
+  if (g_experts_only) {
+    res->flops = 2.0 * N * d * (2.0 * w->f) + 2.0 * N * w->f * d;
+    goto cleanup;
+  }
   TIME_MS(res->combine, clmoe_combine(rt, ys, y, 0, 0, NULL, NULL));
   TIME_MS(res->forward,
           clmoe_forward(topk, ex, x, NULL, y, rt, 0, 0, NULL, NULL));
@@ -372,12 +379,12 @@ static void run_workload(const workload *w, result *res, const float *w1,
     clmoe_router_destroy(r);
   }
   res->num_policies = MAX_POLICIES;
-
   free(off);
   free(xsh);
   free(h1);
   free(h3);
   free(ysh);
+cleanup:
   free(wr);
   free(xh);
   free(ah);
@@ -543,10 +550,12 @@ int main(int argc, char **argv) {
       only = argv[++i];
     else if (!strcmp(argv[i], "--quick"))
       quick = 1;
+    else if (!strcmp(argv[i], "--experts-only"))
+      g_experts_only = 1;
     else {
       fprintf(stderr,
               "usage: %s [--json FILE] [--runs N] [--only W1|W2|W3] "
-              "[--quick]\n",
+              "[--quick] [--experts-only]\n",
               argv[0]);
       return 2;
     }
@@ -585,13 +594,22 @@ int main(int argc, char **argv) {
     path = p == CLMOE_EXPERTS_PATH_GROUPED ? "grouped" : "clblast";
     alt_path = p == CLMOE_EXPERTS_PATH_GROUPED ? "clblast" : "grouped";
     run_workload(w, &rs[n++], w1, w3, w2, ex, alt);
-    print_result(&rs[n - 1], path, alt_path);
+    if (g_experts_only)
+      printf("%s experts GFLOP/s: %s %.1f %s %.1f\n", w->name, path,
+             gflops(rs[n - 1].flops, rs[n - 1].experts), alt_path,
+             gflops(rs[n - 1].flops, rs[n - 1].alt_experts));
+    else
+      print_result(&rs[n - 1], path, alt_path);
     fflush(stdout);
     clmoe_experts_destroy(ex);
     clmoe_experts_destroy(alt);
     free(w1);
     free(w3);
     free(w2);
+  }
+  if (g_experts_only) {
+    clmoe_context_destroy(g_ctx);
+    return 0;
   }
   target t[16];
   int m = collect_targets(rs, n, t);
