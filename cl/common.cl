@@ -1,5 +1,22 @@
 /* Helpers shared by every clmoe kernel program (OpenCL C 1.2). */
 
+/* Layout of a routing's stats buffer (32-bit words; src/routing.h mirrors
+ * it). The layer kernels after route read ST_N and ST_BAD_TOKEN on the
+ * device, so a forward needs no host sync between route and combine. */
+#define ST_N 0
+#define ST_N_PROPOSED 1
+#define ST_MIN_K 2
+#define ST_MAX_K 3
+#define ST_BAD_TOKEN 4    /* INT_MAX unless a token had a non-finite logit */
+#define ST_BALANCE_LOSS 5 /* float */
+#define ST_ENTROPY 6      /* float */
+#define ST_HEADER 8       /* then hist[E+1], load[E], mean_prob[E] */
+
+/* Whether the route that filled `stats` succeeded. */
+inline int cm_route_ok(global const int *stats) {
+  return stats[ST_BAD_TOKEN] == INT_MAX;
+}
+
 /* Maps a float to a uint whose unsigned order is the float's order
  * (-0 and +0 map to the same key). */
 inline uint cm_order_key(float f) {

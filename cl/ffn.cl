@@ -7,11 +7,13 @@
 #define ACT_SWIGLU 4
 #define ACT_GEGLU 5
 
-/* x_sorted[row, :] = x[row_tokens[row], :]; global (d, N). */
-kernel void dispatch_rows(int N, int d, global const int *row_tokens,
+/* x_sorted[row, :] = x[row_tokens[row], :]; global (d, rows) with rows >= N
+ * (N is read from the route's stats; nothing runs after a failed route). */
+kernel void dispatch_rows(int d, global const int *stats,
+                          global const int *row_tokens,
                           global const float *x, global float *x_sorted) {
   int c = get_global_id(0), row = get_global_id(1);
-  if (c >= d || row >= N)
+  if (c >= d || row >= stats[ST_N] || !cm_route_ok(stats))
     return;
   x_sorted[(size_t)row * d + c] = x[(size_t)row_tokens[row] * d + c];
 }
@@ -62,14 +64,16 @@ kernel void expert_add_bias(int N, int E, int d,
 }
 
 /* y[t, c] (+)= sum over the token's slots, in slot order, of
- * gate * y_sorted[slot_rows[slot], c]: a gather, no atomics. Global (d, T). */
-kernel void combine_rows(int T, int d, global const int *token_offsets,
+ * gate * y_sorted[slot_rows[slot], c]: a gather, no atomics. Global (d, T);
+ * y is left untouched after a failed route. */
+kernel void combine_rows(int T, int d, global const int *stats,
+                         global const int *token_offsets,
                          global const int *slot_rows,
                          global const float *gates,
                          global const float *y_sorted, int accumulate,
                          global float *y) {
   int c = get_global_id(0), t = get_global_id(1);
-  if (c >= d || t >= T)
+  if (c >= d || t >= T || !cm_route_ok(stats))
     return;
   float acc = accumulate ? y[(size_t)t * d + c] : 0.0f;
   for (int s = token_offsets[t]; s < token_offsets[t + 1]; ++s)

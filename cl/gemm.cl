@@ -40,15 +40,17 @@
 #define EPI_GEGLU 5
 
 /* tile_offsets[e] = row tiles of experts before e (tiles never straddle two
- * experts); tile_offsets[E] = all tiles. One work-item: E is at most 1024. */
-kernel void gemm_tile_offsets(int E, global const int *expert_offsets,
+ * experts); tile_offsets[E] = all tiles, 0 after a failed route (then no
+ * GEMM work-item runs). One work-item: E is at most 1024. */
+kernel void gemm_tile_offsets(int E, global const int *stats,
+                              global const int *expert_offsets,
                               global int *tile_offsets) {
   if (get_global_id(0) != 0)
     return;
-  int acc = 0;
+  int ok = cm_route_ok(stats), acc = 0;
   for (int e = 0; e < E; ++e) {
     tile_offsets[e] = acc;
-    int rows = expert_offsets[e + 1] - expert_offsets[e];
+    int rows = ok ? expert_offsets[e + 1] - expert_offsets[e] : 0;
     acc += (rows + GEMM_RM - 1) / GEMM_RM;
   }
   tile_offsets[E] = acc;

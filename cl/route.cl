@@ -10,16 +10,6 @@
 #define POLICY_RESONANCE 4
 #define POLICY_EXPERT_CHOICE 5
 
-/* Layout of the stats buffer (32-bit words). */
-#define ST_N 0
-#define ST_N_PROPOSED 1
-#define ST_MIN_K 2
-#define ST_MAX_K 3
-#define ST_BAD_TOKEN 4
-#define ST_BALANCE_LOSS 5 /* float */
-#define ST_ENTROPY 6      /* float */
-#define ST_HEADER 8       /* then hist[E+1], load[E], mean_prob[E] */
-
 /* Sort key: the probability (non-negative, so its bits order like the
  * value) in the high word, the complement of the expert id in the low word,
  * so that a descending sort puts ties in ascending expert order. Padding

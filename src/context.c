@@ -18,11 +18,19 @@ void cm_log(const clmoe_context *ctx, clmoe_log_level level, const char *fmt,
   ctx->log_fn(ctx->log_user_data, level, msg);
 }
 
-void clmoe_context_desc_init(clmoe_context_desc *desc) {
+void clmoe_context_desc_init_sized(clmoe_context_desc *desc, size_t size) {
   if (!desc)
     return;
-  memset(desc, 0, sizeof *desc);
-  desc->struct_size = sizeof *desc;
+  if (size > sizeof *desc)
+    size = sizeof *desc;
+  memset(desc, 0, size);
+  if (size >= sizeof desc->struct_size)
+    desc->struct_size = size;
+}
+
+void(clmoe_context_desc_init)(clmoe_context_desc *desc) {
+  clmoe_context_desc_init_sized(desc,
+                                offsetof(clmoe_context_desc, tuning_file));
 }
 
 static clmoe_status attach_interop(clmoe_context *ctx,
@@ -87,7 +95,8 @@ clmoe_status clmoe_context_create(const clmoe_context_desc *desc,
   clmoe_context_desc_init(&defaults);
   if (!desc)
     desc = &defaults;
-  clmoe_status st = cm_check_struct(desc, sizeof *desc, "context desc");
+  clmoe_status st = cm_check_struct(
+      desc, offsetof(clmoe_context_desc, tuning_file), "context desc");
   if (st)
     return st;
   if (!desc->cl_context && (desc->cl_device || desc->cl_queue))

@@ -6,12 +6,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-void clmoe_experts_desc_init(clmoe_experts_desc *desc) {
+void clmoe_experts_desc_init_sized(clmoe_experts_desc *desc, size_t size) {
   if (!desc)
     return;
-  memset(desc, 0, sizeof *desc);
-  desc->struct_size = sizeof *desc;
-  desc->activation = CLMOE_ACTIVATION_SWIGLU;
+  clmoe_experts_desc defaults;
+  memset(&defaults, 0, sizeof defaults);
+  defaults.activation = CLMOE_ACTIVATION_SWIGLU;
+  defaults.path = CLMOE_EXPERTS_PATH_AUTO;
+  if (size > sizeof defaults)
+    size = sizeof defaults;
+  defaults.struct_size = size;
+  memcpy(desc, &defaults, size);
+}
+
+void(clmoe_experts_desc_init)(clmoe_experts_desc *desc) {
+  clmoe_experts_desc_init_sized(desc, offsetof(clmoe_experts_desc, path));
 }
 
 int cm_is_gated(clmoe_activation a) {

@@ -21,8 +21,11 @@ struct clmoe_experts {
 
 int cm_is_gated(clmoe_activation a);
 
-/* ys[N, d] = FFN(xs[N, d]) per expert rows of a completed routing. */
+/* ys[N, d] = FFN(xs[N, d]) per expert rows of a routing. `rows` >= N sizes
+ * the launches: N itself for a completed routing, or an upper bound while
+ * the route is still in flight (GROUPED path only: its kernels read N and
+ * the route's status on the device). */
 clmoe_status cm_experts_run(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,
-                            cl_mem ys);
+                            cl_mem ys, int rows);
 
 #endif /* CLMOE_EXPERTS_H */

@@ -4,7 +4,6 @@
 #include "experts.h"
 
 #include <clblast_c.h>
-#include <stdlib.h>
 
 /* C[M, N] = A[M, K] * B[K, N] on buffer offsets (elements). */
 static clmoe_status sgemm(clmoe_context *ctx, int M, int N, int K, cl_mem A,
@@ -32,19 +31,15 @@ static clmoe_status run_clblast(clmoe_experts *x, clmoe_routing *rt,
   int E = x->E, d = x->d, f = x->f, F = x->F, N = rt->N;
   clmoe_status st;
   if ((st = cm_routing_reserve(rt, CM_RB_FFN_H, (size_t)N * F * 4)) ||
-      (st = cm_routing_reserve(rt, CM_RB_FFN_ACT, (size_t)N * f * 4)))
+      (st = cm_routing_reserve(rt, CM_RB_FFN_ACT, (size_t)N * f * 4)) ||
+      (st = cm_routing_host_offsets(rt, E)))
     return st;
-  int *off = malloc(sizeof *off * ((size_t)E + 1));
-  if (!off)
-    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
-                   "clmoe_experts_run: out of host memory");
+  int *off = rt->host_offsets;
   cl_int err = clEnqueueReadBuffer(ctx->queue, rt->buf[CM_RB_EXPERT_OFFSETS],
                                    CL_TRUE, 0, sizeof *off * ((size_t)E + 1),
                                    off, 0, NULL, NULL);
-  if (err != CL_SUCCESS) {
-    free(off);
+  if (err != CL_SUCCESS)
     return cm_cl_fail(err, "clmoe_experts_run: clEnqueueReadBuffer");
-  }
   cl_mem h = rt->buf[CM_RB_FFN_H], act = rt->buf[CM_RB_FFN_ACT];
   for (int e = 0; e < E && !st; ++e) {
     int n = off[e + 1] - off[e];
@@ -68,7 +63,6 @@ static clmoe_status run_clblast(clmoe_experts *x, clmoe_routing *rt,
       st = sgemm(ctx, n, d, f, act, (size_t)off[e] * f, x->w2,
                  (size_t)e * f * d, ys, (size_t)off[e] * d, e);
   }
-  free(off);
   size_t gd[2] = {(size_t)d, (size_t)N};
   if (!st && x->b2 &&
       !(st = cm_kernel(ctx, &rt->kernels, CM_K_EXPERT_ADD_BIAS, &k)))
@@ -80,9 +74,10 @@ static clmoe_status run_clblast(clmoe_experts *x, clmoe_routing *rt,
 }
 
 /* One grouped launch: C[rows of e, :n_out] = epi(A[rows of e] * B_e + b_e). */
-static clmoe_status grouped_gemm(clmoe_experts *x, clmoe_routing *rt, int K,
-                                 int panels, cl_mem A, cl_mem B, int epi,
-                                 cl_mem bias, cl_mem C, int n_out) {
+static clmoe_status grouped_gemm(clmoe_experts *x, clmoe_routing *rt,
+                                 int rows, int K, int panels, cl_mem A,
+                                 cl_mem B, int epi, cl_mem bias, cl_mem C,
+                                 int n_out) {
   clmoe_context *ctx = x->ctx;
   cl_kernel k;
   clmoe_status st = cm_kernel(ctx, &rt->kernels, CM_K_GEMM_GROUPED, &k);
@@ -90,7 +85,7 @@ static clmoe_status grouped_gemm(clmoe_experts *x, clmoe_routing *rt, int K,
     return st;
   int rm = ctx->tuning.rm, lx = ctx->tuning.lx, has_bias = bias != NULL;
   /* Tiles never straddle experts: at most ceil(N / rm) + E of them. */
-  size_t g[2] = {(size_t)(rt->N + rm - 1) / rm + (size_t)x->E,
+  size_t g[2] = {(size_t)(rows + rm - 1) / rm + (size_t)x->E,
                  (size_t)panels};
   size_t local[2] = {(size_t)lx, 1};
   cl_mem b = has_bias ? bias : B;
@@ -103,9 +98,9 @@ static clmoe_status grouped_gemm(clmoe_experts *x, clmoe_routing *rt, int K,
 }
 
 static clmoe_status run_grouped(clmoe_experts *x, clmoe_routing *rt,
-                                cl_mem xs, cl_mem ys) {
+                                cl_mem xs, cl_mem ys, int N) {
   clmoe_context *ctx = x->ctx;
-  int E = x->E, d = x->d, f = x->f, N = rt->N;
+  int E = x->E, d = x->d, f = x->f;
   clmoe_status st;
   if ((st = cm_routing_reserve(rt, CM_RB_FFN_ACT, (size_t)N * f * 4)) ||
       (st = cm_routing_reserve(rt, CM_RB_TILE_OFFSETS, ((size_t)E + 1) * 4)))
@@ -115,18 +110,21 @@ static clmoe_status run_grouped(clmoe_experts *x, clmoe_routing *rt,
   cl_mem act = rt->buf[CM_RB_FFN_ACT];
   if ((st = cm_kernel(ctx, &rt->kernels, CM_K_GEMM_TILE_OFFSETS, &k)) ||
       (st = cm_launch(ctx, k, "gemm_tile_offsets", 1, &one, NULL,
-                      CM_ARGS(CM_ARG(E), CM_ARG(rt->buf[CM_RB_EXPERT_OFFSETS]),
+                      CM_ARGS(CM_ARG(E), CM_ARG(rt->buf[CM_RB_STATS]),
+                              CM_ARG(rt->buf[CM_RB_EXPERT_OFFSETS]),
                               CM_ARG(rt->buf[CM_RB_TILE_OFFSETS])))) ||
-      (st = grouped_gemm(x, rt, d, x->panels_up, xs, x->w13, x->activation,
+      (st = grouped_gemm(x, rt, N, d, x->panels_up, xs, x->w13, x->activation,
                          x->b13, act, f)))
     return st;
-  return grouped_gemm(x, rt, f, x->panels_down, act, x->w2, 0, x->b2, ys, d);
+  return grouped_gemm(x, rt, N, f, x->panels_down, act, x->w2, 0, x->b2, ys,
+                      d);
 }
 
 clmoe_status cm_experts_run(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,
-                            cl_mem ys) {
-  if (rt->N == 0)
+                            cl_mem ys, int rows) {
+  if (rows == 0)
     return CLMOE_SUCCESS;
-  return x->path == CLMOE_EXPERTS_PATH_GROUPED ? run_grouped(x, rt, xs, ys)
-                                               : run_clblast(x, rt, xs, ys);
+  return x->path == CLMOE_EXPERTS_PATH_GROUPED
+             ? run_grouped(x, rt, xs, ys, rows)
+             : run_clblast(x, rt, xs, ys);
 }

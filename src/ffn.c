@@ -11,14 +11,15 @@ static clmoe_status check_routing(const clmoe_routing *rt, const char *fn) {
   return CLMOE_SUCCESS;
 }
 
-static clmoe_status dispatch_mem(clmoe_routing *rt, int d, cl_mem x,
+/* `rows` >= N sizes the launch; the kernel reads N on the device. */
+static clmoe_status dispatch_mem(clmoe_routing *rt, int d, int rows, cl_mem x,
                                  cl_mem xs) {
   cl_kernel k;
   clmoe_status st = cm_kernel(rt->ctx, &rt->kernels, CM_K_DISPATCH_ROWS, &k);
-  size_t g[2] = {(size_t)d, (size_t)rt->N};
+  size_t g[2] = {(size_t)d, (size_t)rows};
   return st ? st
             : cm_launch(rt->ctx, k, "dispatch_rows", 2, g, NULL,
-                        CM_ARGS(CM_ARG(rt->N), CM_ARG(d),
+                        CM_ARGS(CM_ARG(d), CM_ARG(rt->buf[CM_RB_STATS]),
                                 CM_ARG(rt->buf[CM_RB_ROW_TOKENS]), CM_ARG(x),
                                 CM_ARG(xs)));
 }
@@ -32,6 +33,7 @@ static clmoe_status combine_mem(clmoe_routing *rt, int d, cl_mem ys, cl_mem y,
   return st ? st
             : cm_launch(rt->ctx, k, "combine_rows", 2, g, NULL,
                         CM_ARGS(CM_ARG(rt->T), CM_ARG(d),
+                                CM_ARG(rt->buf[CM_RB_STATS]),
                                 CM_ARG(rt->buf[CM_RB_TOKEN_OFFSETS]),
                                 CM_ARG(rt->buf[CM_RB_SLOT_ROWS]),
                                 CM_ARG(rt->buf[CM_RB_GATES]), CM_ARG(ys),
@@ -57,7 +59,8 @@ clmoe_status clmoe_dispatch(clmoe_routing *routing, const clmoe_tensor *x,
   int64_t d = x->shape[1];
   if ((st = check_rows(routing, x_sorted, "x_sorted", routing->N, d)) ||
       (st = cm_enqueue_wait(routing->ctx, num_wait, wait, fn)) ||
-      (st = dispatch_mem(routing, (int)d, x->mem, x_sorted->mem)))
+      (st = dispatch_mem(routing, (int)d, routing->N, x->mem,
+                         x_sorted->mem)))
     return st;
   return cm_enqueue_done(routing->ctx, out_event);
 }
@@ -109,7 +112,8 @@ clmoe_status clmoe_experts_run(clmoe_experts *experts, clmoe_routing *routing,
       (st = check_rows(routing, x_sorted, "x_sorted", routing->N, experts->d)) ||
       (st = check_rows(routing, y_sorted, "y_sorted", routing->N, experts->d)) ||
       (st = cm_enqueue_wait(routing->ctx, num_wait, wait, fn)) ||
-      (st = cm_experts_run(experts, routing, x_sorted->mem, y_sorted->mem)))
+      (st = cm_experts_run(experts, routing, x_sorted->mem, y_sorted->mem,
+                           routing->N)))
     return st;
   return cm_enqueue_done(routing->ctx, out_event);
 }
@@ -141,17 +145,32 @@ clmoe_status clmoe_forward(clmoe_router *router, clmoe_experts *experts,
   if (st || (st = cm_check_tensor(y, ctx, "y", CLMOE_DTYPE_F32, 2,
                                   (int64_t[]){x->shape[0], router->d})))
     return st;
-  if ((st = cm_route(router, x, NULL, importance, routing, num_wait, wait,
-                     NULL, fn)))
-    return st;
-  size_t rows = (size_t)routing->N * (size_t)experts->d * 4;
-  if ((st = cm_routing_reserve(routing, CM_RB_X_SORTED, rows)) ||
-      (st = cm_routing_reserve(routing, CM_RB_Y_SORTED, rows)))
+  int bound = 0;
+  if ((st = cm_route_enqueue(router, x, NULL, importance, routing, num_wait,
+                             wait, fn, &bound)))
+    goto fail;
+  /* GROUPED path: dispatch, experts and combine read N and the route's
+   * status on the device, so the layer is enqueued back to back, sized for
+   * the most slots the route can produce, and one read at the end reports
+   * the route's outcome. When that bound would need large buffers (top-p
+   * with k_max = E, say), wait for the route and size them exactly. */
+  size_t width = (size_t)(experts->d > experts->f ? experts->d : experts->f);
+  size_t bound_bytes = (size_t)bound * width * 4;
+  int in_flight = experts->path == CLMOE_EXPERTS_PATH_GROUPED &&
+                  bound_bytes <= ((size_t)256 << 20) &&
+                  bound_bytes <= ctx->info.max_alloc_bytes;
+  if (!in_flight && (st = cm_route_finish(router, routing, fn)))
+    goto fail;
+  int rows = in_flight ? bound : routing->N;
+  size_t bytes = (size_t)rows * (size_t)experts->d * 4;
+  if ((st = cm_routing_reserve(routing, CM_RB_X_SORTED, bytes)) ||
+      (st = cm_routing_reserve(routing, CM_RB_Y_SORTED, bytes)))
     goto fail;
   cl_mem xs = routing->buf[CM_RB_X_SORTED], ys = routing->buf[CM_RB_Y_SORTED];
-  if ((st = dispatch_mem(routing, experts->d, x->mem, xs)) ||
-      (st = cm_experts_run(experts, routing, xs, ys)) ||
-      (st = combine_mem(routing, experts->d, ys, y->mem, flags)))
+  if ((st = dispatch_mem(routing, experts->d, rows, x->mem, xs)) ||
+      (st = cm_experts_run(experts, routing, xs, ys, rows)) ||
+      (st = combine_mem(routing, experts->d, ys, y->mem, flags)) ||
+      (in_flight && (st = cm_route_finish(router, routing, fn))))
     goto fail;
   return cm_enqueue_done(ctx, out_event);
 fail:

@@ -278,14 +278,12 @@ static clmoe_status run_pipeline(route_call *c) {
   return run_stats(c);
 }
 
-clmoe_status cm_route(clmoe_router *router, const clmoe_tensor *x,
-                               const clmoe_tensor *logits,
-                               const clmoe_tensor *importance,
-                               clmoe_routing *routing, uint32_t num_wait,
-                               const cl_event *wait, cl_event *out_event,
-                               const char *fn) {
-  if (out_event)
-    *out_event = NULL;
+clmoe_status cm_route_enqueue(clmoe_router *router, const clmoe_tensor *x,
+                              const clmoe_tensor *logits,
+                              const clmoe_tensor *importance,
+                              clmoe_routing *routing, uint32_t num_wait,
+                              const cl_event *wait, const char *fn,
+                              int *slots_bound) {
   if (!router || !routing)
     return cm_fail(CLMOE_ERROR_NULL_POINTER, "%s: router or routing is NULL",
                    fn);
@@ -340,13 +338,27 @@ clmoe_status cm_route(clmoe_router *router, const clmoe_tensor *x,
   if ((st = cm_enqueue_wait(ctx, num_wait, wait, fn)) ||
       (st = run_pipeline(&c)))
     return st;
+  routing->T = c.T; /* still invalid: cm_route_finish completes it */
+  routing->E = c.E;
+  if (slots_bound)
+    *slots_bound = c.T * c.kcap;
+  return CLMOE_SUCCESS;
+}
+
+clmoe_status cm_route_finish(clmoe_router *router, clmoe_routing *routing,
+                             const char *fn) {
+  clmoe_context *ctx = routing->ctx;
+  int T = routing->T, E = routing->E;
   cl_int header[CM_ST_HEADER];
   cl_int err = clEnqueueReadBuffer(ctx->queue, routing->buf[CM_RB_STATS],
                                    CL_TRUE, 0, sizeof header, header, 0, NULL,
                                    NULL);
-  if (err != CL_SUCCESS)
+  if (err != CL_SUCCESS) {
+    cm_routing_clear(routing);
     return cm_cl_fail(err, "clEnqueueReadBuffer(route status)");
-  if (header[CM_ST_BAD_TOKEN] != INT_MAX)
+  }
+  if (header[CM_ST_BAD_TOKEN] != INT_MAX) {
+    cm_routing_clear(routing);
     return cm_fail(CLMOE_ERROR_NONFINITE_INPUT,
                    "%s: token %d has a non-finite router logit%s (NaN or "
                    "Inf); nothing was routed",
@@ -354,10 +366,30 @@ clmoe_status cm_route(clmoe_router *router, const clmoe_tensor *x,
                    router->policy == CLMOE_POLICY_IMPORTANCE
                        ? " or importance"
                        : "");
-  cm_routing_set_sizes(routing, c.T, c.E, header[CM_ST_N],
+  }
+  cm_routing_set_sizes(routing, T, E, header[CM_ST_N],
                        header[CM_ST_N_PROPOSED]);
   routing->valid = 1;
-  return cm_enqueue_done(ctx, out_event);
+  return CLMOE_SUCCESS;
+}
+
+static clmoe_status route_call_public(clmoe_router *router,
+                                      const clmoe_tensor *x,
+                                      const clmoe_tensor *logits,
+                                      const clmoe_tensor *importance,
+                                      clmoe_routing *routing,
+                                      uint32_t num_wait, const cl_event *wait,
+                                      cl_event *out_event, const char *fn) {
+  if (out_event)
+    *out_event = NULL;
+  clmoe_status st = cm_route_enqueue(router, x, logits, importance, routing,
+                                     num_wait, wait, fn, NULL);
+  if (st || (st = cm_route_finish(router, routing, fn))) {
+    if (routing)
+      cm_routing_clear(routing);
+    return st;
+  }
+  return cm_enqueue_done(routing->ctx, out_event);
 }
 
 clmoe_status clmoe_route(clmoe_router *router, const clmoe_tensor *x,
@@ -366,8 +398,9 @@ clmoe_status clmoe_route(clmoe_router *router, const clmoe_tensor *x,
                          const cl_event *wait_events, cl_event *out_event) {
   if (!x)
     return cm_fail(CLMOE_ERROR_NULL_POINTER, "clmoe_route: x is NULL");
-  return cm_route(router, x, NULL, importance, routing, num_wait_events,
-                    wait_events, out_event, "clmoe_route");
+  return route_call_public(router, x, NULL, importance, routing,
+                           num_wait_events, wait_events, out_event,
+                           "clmoe_route");
 }
 
 clmoe_status clmoe_route_logits(clmoe_router *router,
@@ -380,7 +413,7 @@ clmoe_status clmoe_route_logits(clmoe_router *router,
   if (!logits)
     return cm_fail(CLMOE_ERROR_NULL_POINTER,
                    "clmoe_route_logits: logits is NULL");
-  return cm_route(router, NULL, logits, importance, routing,
-                    num_wait_events, wait_events, out_event,
-                    "clmoe_route_logits");
+  return route_call_public(router, NULL, logits, importance, routing,
+                           num_wait_events, wait_events, out_event,
+                           "clmoe_route_logits");
 }

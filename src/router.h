@@ -20,12 +20,19 @@ struct clmoe_router {
   cl_mem wnorm;  /* [E] column norms of weight (COSINE), or NULL */
 };
 
-/* clmoe_route / clmoe_route_logits (exactly one of x and logits set);
- * `fn` names the public call in error details. */
-clmoe_status cm_route(clmoe_router *router, const clmoe_tensor *x,
-                      const clmoe_tensor *logits,
-                      const clmoe_tensor *importance, clmoe_routing *routing,
-                      uint32_t num_wait, const cl_event *wait,
-                      cl_event *out_event, const char *fn);
+/* Checks the arguments and enqueues a route (exactly one of x and logits
+ * set) without waiting for it; `fn` names the public call in error details.
+ * *slots_bound (may be NULL) receives an upper bound on N. The routing stays
+ * invalid until cm_route_finish. */
+clmoe_status cm_route_enqueue(clmoe_router *router, const clmoe_tensor *x,
+                              const clmoe_tensor *logits,
+                              const clmoe_tensor *importance,
+                              clmoe_routing *routing, uint32_t num_wait,
+                              const cl_event *wait, const char *fn,
+                              int *slots_bound);
+/* Blocks for the route's 4-byte status: NONFINITE_INPUT (routing cleared)
+ * or the routing becomes valid with its sizes. */
+clmoe_status cm_route_finish(clmoe_router *router, clmoe_routing *routing,
+                             const char *fn);
 
 #endif /* CLMOE_ROUTER_H */

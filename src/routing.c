@@ -38,7 +38,20 @@ void clmoe_routing_destroy(clmoe_routing *routing) {
   cm_kernels_release(&routing->kernels);
   for (int i = 0; i < CM_RB_COUNT; ++i)
     cm_release_mem(&routing->buf[i]);
+  free(routing->host_offsets);
   free(routing);
+}
+
+clmoe_status cm_routing_host_offsets(clmoe_routing *r, int E) {
+  if (r->host_offsets_cap >= E + 1)
+    return CLMOE_SUCCESS;
+  int *p = realloc(r->host_offsets, sizeof *p * ((size_t)E + 1));
+  if (!p)
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                   "clmoe_experts_run: out of host memory");
+  r->host_offsets = p;
+  r->host_offsets_cap = E + 1;
+  return CLMOE_SUCCESS;
 }
 
 clmoe_status cm_routing_reserve(clmoe_routing *r, cm_routing_buffer which,

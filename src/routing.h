@@ -57,7 +57,12 @@ struct clmoe_routing {
   int valid; /* 1 after a successful route */
   int T, E, N, N_proposed;
   clmoe_tensor views[CLMOE_ROUTING_ROW_TOKENS + 1];
+  int *host_offsets; /* [E+1] CLBlast path's copy of expert_offsets */
+  int host_offsets_cap;
 };
+
+/* Makes host_offsets hold E + 1 ints (grows only). */
+clmoe_status cm_routing_host_offsets(clmoe_routing *r, int E);
 
 /* Makes buffer `which` hold at least `bytes`. */
 clmoe_status cm_routing_reserve(clmoe_routing *r, cm_routing_buffer which,

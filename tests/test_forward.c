@@ -500,7 +500,60 @@ static void test_both_paths(void) {
   CHECK(ex == NULL);
 }
 
+/* A non-finite x fails the forward with NONFINITE_INPUT naming the token,
+ * on both paths (the grouped one enqueues the whole layer before it learns
+ * the route's outcome): y is left exactly as it was and the routing empty. */
+static void test_forward_nonfinite(void) {
+  static const clmoe_experts_path paths[] = {CLMOE_EXPERTS_PATH_CLBLAST,
+                                             CLMOE_EXPERTS_PATH_GROUPED};
+  clmoe_context *ctx = test_context();
+  const int T = 37, d = 24;
+  for (int p = 0; p < 2; ++p) {
+    test_rng rng = {77};
+    clmoe_router_desc pd = policy_desc(CLMOE_POLICY_TOPK);
+    layer L;
+    make_layer(&L, &rng, 8, d, 20, CLMOE_ACTIVATION_SWIGLU, &pd, 0, paths[p]);
+    float *x = grid(&rng, (size_t)T * d, 1.0f, 0.125f);
+    float *y0 = grid(&rng, (size_t)T * d, 1.0f, 0.125f);
+    x[(size_t)29 * d + 5] = NAN;
+    clmoe_tensor *xt = NULL, *yt = NULL;
+    REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, d},
+                                   x, &xt));
+    REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, d},
+                                   y0, &yt));
+    clmoe_routing *rt = NULL;
+    REQUIRE_OK(clmoe_routing_create(ctx, &rt));
+    for (int acc = 0; acc < 2; ++acc) {
+      CHECK_STATUS(clmoe_forward(L.router, L.experts, xt, NULL, yt, rt,
+                                 acc ? CLMOE_COMBINE_ACCUMULATE : 0, 0, NULL,
+                                 NULL),
+                   CLMOE_ERROR_NONFINITE_INPUT);
+      CHECK(strstr(clmoe_last_error_detail(), "token 29") != NULL);
+      float *y = malloc(sizeof *y * (size_t)T * d);
+      CHECK_OK(clmoe_tensor_read(yt, y, sizeof *y * (size_t)T * d));
+      CHECK(memcmp(y, y0, sizeof *y * (size_t)T * d) == 0);
+      free(y);
+      int64_t n = -1;
+      CHECK_OK(clmoe_routing_get_sizes(rt, NULL, NULL, &n));
+      CHECK(n == 0);
+      clmoe_tensor *xs = NULL;
+      REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2,
+                                     (int64_t[]){1, d}, NULL, &xs));
+      CHECK_STATUS(clmoe_dispatch(rt, xt, xs, 0, NULL, NULL),
+                   CLMOE_ERROR_INVALID_ARGUMENT);
+      clmoe_tensor_destroy(xs);
+    }
+    clmoe_routing_destroy(rt);
+    clmoe_tensor_destroy(xt);
+    clmoe_tensor_destroy(yt);
+    free(x);
+    free(y0);
+    free_layer(&L);
+  }
+}
+
 int main(void) {
+  test_forward_nonfinite();
   test_both_paths();
   test_dispatch_combine_identity();
   test_determinism_and_errors();

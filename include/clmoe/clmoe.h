@@ -14,6 +14,10 @@
  *    matching clmoe_*_desc_init() and then set the fields you need. Structs
  *    are only ever passed by pointer, so they can grow without breaking the
  *    ABI: a caller compiled against an older, smaller struct keeps working.
+ *    Where a struct has grown, its *_init is a macro over *_init_sized that
+ *    passes the caller's sizeof, and the plain symbol still initialises
+ *    exactly the older size (bindings calling the symbol by name use the
+ *    sized one with their own struct size).
  *  - Enumerations are int32_t with explicit values that never change.
  *  - Tensors are dense and row-major, rank 1 to 4, float32 or int32.
  *  - Device work is enqueued, in order, on the context's command queue.
@@ -176,8 +180,18 @@ typedef struct clmoe_context_desc {
   const char *tuning_file;
 } clmoe_context_desc;
 
-/* Fills *desc with defaults (everything NULL/0) and sets struct_size. */
-CLMOE_API void clmoe_context_desc_init(clmoe_context_desc *desc);
+/* Fills the first `size` bytes of *desc (at most sizeof(clmoe_context_desc))
+ * with defaults (everything NULL/0) and sets struct_size to that size.
+ * Call it through the clmoe_context_desc_init(desc) macro, which passes the
+ * caller's own sizeof *desc, so a binary built against an older, smaller
+ * struct is never written past its end. */
+CLMOE_API void clmoe_context_desc_init_sized(clmoe_context_desc *desc,
+                                             size_t size);
+/* The 0.1 entry point, kept for binaries built against 0.1: initialises the
+ * 0.1 fields only (up to log_user_data). */
+CLMOE_API void(clmoe_context_desc_init)(clmoe_context_desc *desc);
+#define clmoe_context_desc_init(desc)                                          \
+  clmoe_context_desc_init_sized((desc), sizeof *(desc))
 
 /* Creates a context. desc may be NULL (all defaults). The device's tuning
  * entry (first matching line of the user's table, then of the shipped one)
@@ -594,8 +608,16 @@ typedef struct clmoe_experts_desc {
   clmoe_experts_path path;
 } clmoe_experts_desc;
 
-/* Defaults: SWIGLU, LAYOUT_IN_OUT, everything else 0/NULL. */
-CLMOE_API void clmoe_experts_desc_init(clmoe_experts_desc *desc);
+/* Defaults: SWIGLU, LAYOUT_IN_OUT, PATH_AUTO, everything else 0/NULL, for
+ * the first `size` bytes (at most sizeof(clmoe_experts_desc)); struct_size
+ * is set to that size. Call it through the clmoe_experts_desc_init(desc)
+ * macro (the caller's sizeof *desc), as for clmoe_context_desc_init. */
+CLMOE_API void clmoe_experts_desc_init_sized(clmoe_experts_desc *desc,
+                                             size_t size);
+/* The 0.1 entry point: initialises the 0.1 fields only (up to b2). */
+CLMOE_API void(clmoe_experts_desc_init)(clmoe_experts_desc *desc);
+#define clmoe_experts_desc_init(desc)                                          \
+  clmoe_experts_desc_init_sized((desc), sizeof *(desc))
 
 /* Creates E expert FFNs. Gated kinds keep [W1 | W3] side by side per expert
  * so that one GEMM computes both. Errors: NULL_POINTER, INVALID_STRUCT_SIZE,

@@ -32,11 +32,12 @@ def numpy_moe(x, wr, w1, w3, w2, activation, policy, **params):
     return y, r
 
 
+@pytest.mark.parametrize("path", ["clblast", "grouped"])
 @pytest.mark.parametrize("activation", sorted(ACTS))
 @pytest.mark.parametrize("policy,params", [("top_k", dict(k=2)),
                                            ("top_p", dict(p=0.5)),
                                            ("resonance", dict(k=2))])
-def test_layer_matches_numpy(ctx, activation, policy, params):
+def test_layer_matches_numpy(ctx, activation, policy, params, path):
     rng = np.random.default_rng(11)
     T, d, f, E = 70, 36, 44, 8
     # binary grids keep x @ W_r exact, so both sides route identically
@@ -48,7 +49,9 @@ def test_layer_matches_numpy(ctx, activation, policy, params):
     w3 = (rng.normal(size=(E, d, f)) * 0.2).astype(np.float32) if gated \
         else None
     router = clmoe.Router(ctx, weight=wr, policy=policy, **params)
-    experts = clmoe.Experts(ctx, w1=w1, w2=w2, w3=w3, activation=activation)
+    experts = clmoe.Experts(ctx, w1=w1, w2=w2, w3=w3, activation=activation,
+                            path=path)
+    assert experts.path == path
     y, r = clmoe.MoELayer(router, experts)(x)
     ref, rr = numpy_moe(x, wr, w1, w3, w2, activation, policy, **params)
     np.testing.assert_array_equal(r.experts, rr["experts"])

@@ -16,7 +16,7 @@ class ContextDesc(ctypes.Structure):
                 ("cl_device", c_void), ("cl_queue", c_void),
                 ("device", ctypes.c_char_p), ("cache_dir", ctypes.c_char_p),
                 ("flags", ctypes.c_uint32), ("log_fn", LOG_FN),
-                ("log_user_data", c_void)]
+                ("log_user_data", c_void), ("tuning_file", ctypes.c_char_p)]
 
 
 class DeviceInfo(ctypes.Structure):
@@ -59,7 +59,7 @@ class ExpertsDesc(ctypes.Structure):
                 ("d_model", c_i32), ("d_ff", c_i32), ("activation", c_i32),
                 ("layout", c_i32)] + [
         (name, c_void) for w in ("w1", "w3", "w2", "b1", "b3", "b2")
-        for name in (w + "_host", w)]
+        for name in (w + "_host", w)] + [("path", c_i32)]
 
 
 class ScoreDesc(ctypes.Structure):
@@ -101,7 +101,7 @@ _SIGNATURES = {
     "clmoe_version_string": (ctypes.c_char_p, []),
     "clmoe_status_string": (ctypes.c_char_p, [c_i32]),
     "clmoe_last_error_detail": (ctypes.c_char_p, []),
-    "clmoe_context_desc_init": (None, [_P(ContextDesc)]),
+    "clmoe_context_desc_init_sized": (None, [_P(ContextDesc), c_size]),
     "clmoe_context_create": (c_i32, [_P(ContextDesc), _P(c_void)]),
     "clmoe_context_destroy": (None, [c_void]),
     "clmoe_context_build_programs": (c_i32, [c_void]),
@@ -131,7 +131,8 @@ _SIGNATURES = {
                             c_void, c_void]),
     "clmoe_route_logits": (c_i32, [c_void, c_void, c_void, c_void,
                                    ctypes.c_uint32, c_void, c_void]),
-    "clmoe_experts_desc_init": (None, [_P(ExpertsDesc)]),
+    "clmoe_experts_desc_init_sized": (None, [_P(ExpertsDesc), c_size]),
+    "clmoe_experts_get_path": (c_i32, [c_void, _P(c_i32)]),
     "clmoe_experts_create": (c_i32, [c_void, _P(ExpertsDesc), _P(c_void)]),
     "clmoe_experts_destroy": (None, [c_void]),
     "clmoe_forward": (c_i32, [c_void, c_void, c_void, c_void, c_void, c_void,

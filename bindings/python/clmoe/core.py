@@ -16,6 +16,7 @@ AFFINITY = {"prob": 0, "cosine": 1}
 FALLBACK = {"none": 0, None: 0, "top1": 1}
 ACTIVATIONS = {"relu": 1, "gelu": 2, "silu": 3, "swiglu": 4, "geglu": 5}
 LAYOUTS = {"in_out": 0, "out_in": 1}
+PATHS = {"auto": 0, "clblast": 1, "grouped": 2}
 
 
 class Error(RuntimeError):
@@ -112,7 +113,8 @@ class Context:
                  cache_dir=None):
         self.handle = None
         desc = _lib.ContextDesc()
-        lib.clmoe_context_desc_init(ctypes.byref(desc))
+        lib.clmoe_context_desc_init_sized(ctypes.byref(desc),
+                                          ctypes.sizeof(desc))
         if device is not None:
             self._device = str(device).encode()
             desc.device = self._device
@@ -365,12 +367,14 @@ class Experts:
     b1/b3 [E, f], b2 [E, d]."""
 
     def __init__(self, ctx, w1, w2, w3=None, activation="swiglu",
-                 b1=None, b2=None, b3=None, layout="in_out"):
+                 b1=None, b2=None, b3=None, layout="in_out", path="auto"):
         self.ctx, self.handle = ctx, None
         desc = _lib.ExpertsDesc()
-        lib.clmoe_experts_desc_init(ctypes.byref(desc))
+        lib.clmoe_experts_desc_init_sized(ctypes.byref(desc),
+                                          ctypes.sizeof(desc))
         desc.activation = _choice(ACTIVATIONS, activation, "activation")
         desc.layout = _choice(LAYOUTS, layout, "layout")
+        desc.path = _choice(PATHS, path, "path")
         arrays = {}
         for name, value in (("w1", w1), ("w2", w2), ("w3", w3), ("b1", b1),
                             ("b2", b2), ("b3", b3)):
@@ -394,6 +398,13 @@ class Experts:
         self.handle = ctypes.c_void_p()
         check(lib.clmoe_experts_create(ctx.handle, ctypes.byref(desc),
                                        ctypes.byref(self.handle)))
+
+    @property
+    def path(self):
+        """The expert GEMM path in use: "clblast" or "grouped"."""
+        p = ctypes.c_int32()
+        check(lib.clmoe_experts_get_path(self.handle, ctypes.byref(p)))
+        return {v: k for k, v in PATHS.items()}[p.value]
 
     def close(self):
         if self.handle:
