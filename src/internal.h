@@ -9,6 +9,9 @@
 #include <CL/cl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "clmoe/clmoe.h"
 #include "tuning.h"
@@ -114,5 +117,8 @@ clmoe_status cm_buffer_create(clmoe_context *ctx, size_t bytes,
 clmoe_status cm_buffer_reserve(clmoe_context *ctx, cl_mem *buf, size_t *cap,
                                size_t bytes);
 void cm_release_mem(cl_mem *mem);
+
+/* Last: redirects the library's runtime calls in fault-injection builds. */
+#include "clcall.h"
 
 #endif /* CLMOE_INTERNAL_H */

@@ -229,7 +229,8 @@ static clmoe_status build_program(clmoe_context *ctx, cm_program_id id,
   char *source = concat_sources(spec);
   if (!source)
     return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
-                   "program %s: could not assemble its source", spec->name);
+                   "program %s: out of host memory assembling its source",
+                   spec->name);
   char options[256];
   program_options(ctx, id, options, sizeof options);
   uint64_t key = program_key(ctx, options, source);

@@ -75,7 +75,7 @@ static clmoe_status load_sequences(score_call *c, const clmoe_score_desc *d) {
     c->B = c->layout == 1 ? c->B : 1;
     c->offsets = malloc(sizeof *c->offsets * ((size_t)c->B + 1));
     if (!c->offsets)
-      return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, FN ": out of memory");
+      return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, FN ": out of host memory");
     for (int b = 0; b <= c->B; ++b)
       c->offsets[b] = c->layout == 1 ? b * c->S : (b ? c->T : 0);
   }
@@ -94,7 +94,7 @@ static clmoe_status load_sequences(score_call *c, const clmoe_score_desc *d) {
   } else {
     c->lengths = malloc(sizeof *c->lengths * (size_t)c->B);
     if (!c->lengths)
-      return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, FN ": out of memory");
+      return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, FN ": out of host memory");
     for (int b = 0; b < c->B; ++b)
       c->lengths[b] = c->offsets[b + 1] - c->offsets[b];
   }
