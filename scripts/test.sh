@@ -21,4 +21,12 @@ if [ "${CI:-}" = "true" ]; then
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   LSAN_OPTIONS="suppressions=$root/tests/lsan.supp" \
     ctest --output-on-failure -j2 -E "check_install|check_exports"
+
+  # The thread test again under ThreadSanitizer.
+  tsan_dir="$build_dir-tsan"
+  cmake -S "$root" -B "$tsan_dir" -DCMAKE_BUILD_TYPE=Debug -DCLMOE_WERROR=ON \
+    -DCLMOE_SANITIZE=thread -DCLMOE_BUILD_BENCH=OFF >/dev/null
+  cmake --build "$tsan_dir" -j"$(nproc)" --target test_threads >/dev/null
+  cd "$tsan_dir"
+  TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R '^test_threads$'
 fi

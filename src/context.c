@@ -18,6 +18,11 @@ void cm_log(const clmoe_context *ctx, clmoe_log_level level, const char *fmt,
   ctx->log_fn(ctx->log_user_data, level, msg);
 }
 
+int cm_same_device(const clmoe_context *a, const clmoe_context *b) {
+  return a == b ||
+         (a && b && a->context == b->context && a->device == b->device);
+}
+
 void clmoe_context_desc_init_sized(clmoe_context_desc *desc, size_t size) {
   if (!desc)
     return;

@@ -27,7 +27,7 @@ static clmoe_status sgemm(clmoe_context *ctx, int M, int N, int K, cl_mem A,
 
 static clmoe_status run_clblast(clmoe_experts *x, clmoe_routing *rt,
                                 cl_mem xs, cl_mem ys) {
-  clmoe_context *ctx = x->ctx;
+  clmoe_context *ctx = rt->ctx;
   int E = x->E, d = x->d, f = x->f, F = x->F, N = rt->N;
   clmoe_status st;
   if ((st = cm_routing_reserve(rt, CM_RB_FFN_H, (size_t)N * F * 4)) ||
@@ -78,7 +78,7 @@ static clmoe_status grouped_gemm(clmoe_experts *x, clmoe_routing *rt,
                                  int rows, int K, int panels, cl_mem A,
                                  cl_mem B, int epi, cl_mem bias, cl_mem C,
                                  int n_out) {
-  clmoe_context *ctx = x->ctx;
+  clmoe_context *ctx = rt->ctx;
   cl_kernel k;
   clmoe_status st = cm_kernel(ctx, &rt->kernels, CM_K_GEMM_GROUPED, &k);
   if (st)
@@ -99,7 +99,7 @@ static clmoe_status grouped_gemm(clmoe_experts *x, clmoe_routing *rt,
 
 static clmoe_status run_grouped(clmoe_experts *x, clmoe_routing *rt,
                                 cl_mem xs, cl_mem ys, int N) {
-  clmoe_context *ctx = x->ctx;
+  clmoe_context *ctx = rt->ctx;
   int E = x->E, d = x->d, f = x->f;
   clmoe_status st;
   if ((st = cm_routing_reserve(rt, CM_RB_FFN_ACT, (size_t)N * f * 4)) ||

@@ -82,16 +82,31 @@ clmoe_status clmoe_combine(clmoe_routing *routing, const clmoe_tensor *y_sorted,
   return cm_enqueue_done(routing->ctx, out_event);
 }
 
+/* The experts can run on the routing's context (queue). */
+static clmoe_status check_experts_ctx(const clmoe_experts *x,
+                                      const clmoe_routing *rt,
+                                      const char *fn) {
+  if (!cm_same_device(x->ctx, rt->ctx))
+    return cm_fail(CLMOE_ERROR_CONTEXT_MISMATCH,
+                   "%s: experts and routing belong to contexts of different "
+                   "cl_contexts or devices",
+                   fn);
+  if (x->path == CLMOE_EXPERTS_PATH_GROUPED && x->vw != rt->ctx->tuning.vw)
+    return cm_fail(CLMOE_ERROR_CONTEXT_MISMATCH,
+                   "%s: the experts were packed for vector width %d but the "
+                   "routing's context runs the grouped kernel with %d "
+                   "(different tuning tables)",
+                   fn, x->vw, rt->ctx->tuning.vw);
+  return CLMOE_SUCCESS;
+}
+
 static clmoe_status check_pair(const clmoe_experts *x,
                                const clmoe_routing *rt, const char *fn) {
   if (!x)
     return cm_fail(CLMOE_ERROR_NULL_POINTER, "%s: experts is NULL", fn);
   clmoe_status st = check_routing(rt, fn);
-  if (st)
+  if (st || (st = check_experts_ctx(x, rt, fn)))
     return st;
-  if (x->ctx != rt->ctx)
-    return cm_fail(CLMOE_ERROR_CONTEXT_MISMATCH,
-                   "%s: experts and routing belong to different contexts", fn);
   if (rt->E != x->E && rt->T > 0)
     return cm_fail(CLMOE_ERROR_SHAPE_MISMATCH,
                    "%s: the routing has E = %d experts but the experts object "
@@ -130,18 +145,22 @@ clmoe_status clmoe_forward(clmoe_router *router, clmoe_experts *experts,
   if (!router || !experts || !routing)
     return cm_fail(CLMOE_ERROR_NULL_POINTER,
                    "%s: router, experts or routing is NULL", fn);
-  clmoe_context *ctx = router->ctx;
-  if (experts->ctx != ctx || routing->ctx != ctx)
+  clmoe_context *ctx = routing->ctx; /* its queue runs the layer */
+  clmoe_status st = check_experts_ctx(experts, routing, fn);
+  if (st)
+    return st;
+  if (!cm_same_device(router->ctx, ctx))
     return cm_fail(CLMOE_ERROR_CONTEXT_MISMATCH,
-                   "%s: router, experts and routing must share a context", fn);
+                   "%s: router and routing belong to contexts of different "
+                   "cl_contexts or devices",
+                   fn);
   if (router->E != experts->E || router->d != experts->d)
     return cm_fail(CLMOE_ERROR_SHAPE_MISMATCH,
                    "%s: the router is E = %d, d = %d but the experts are "
                    "E = %d, d = %d",
                    fn, router->E, router->d, experts->E, experts->d);
-  clmoe_status st =
-      cm_check_tensor(x, ctx, "x", CLMOE_DTYPE_F32, 2,
-                      (int64_t[]){-1, router->d});
+  st = cm_check_tensor(x, ctx, "x", CLMOE_DTYPE_F32, 2,
+                       (int64_t[]){-1, router->d});
   if (st || (st = cm_check_tensor(y, ctx, "y", CLMOE_DTYPE_F32, 2,
                                   (int64_t[]){x->shape[0], router->d})))
     return st;

@@ -67,6 +67,12 @@ struct clmoe_context {
   cl_program programs[CM_PROG_COUNT];
 };
 
+/* Objects of two contexts can be used together when the contexts share the
+ * cl_context and device (their buffers are valid on both); the work then
+ * runs on the queue of the context of the per-call object (the routing, or
+ * the output tensor). */
+int cm_same_device(const clmoe_context *a, const clmoe_context *b);
+
 void cm_log(const clmoe_context *ctx, clmoe_log_level level, const char *fmt,
             ...) __attribute__((format(printf, 3, 4)));
 

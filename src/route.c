@@ -287,10 +287,12 @@ clmoe_status cm_route_enqueue(clmoe_router *router, const clmoe_tensor *x,
   if (!router || !routing)
     return cm_fail(CLMOE_ERROR_NULL_POINTER, "%s: router or routing is NULL",
                    fn);
-  clmoe_context *ctx = router->ctx;
-  if (routing->ctx != ctx)
+  clmoe_context *ctx = routing->ctx; /* its queue runs the route */
+  if (!cm_same_device(router->ctx, ctx))
     return cm_fail(CLMOE_ERROR_CONTEXT_MISMATCH,
-                   "%s: routing and router belong to different contexts", fn);
+                   "%s: routing and router belong to contexts of different "
+                   "cl_contexts or devices",
+                   fn);
   cm_routing_clear(routing);
   if (x && !router->weight)
     return cm_fail(CLMOE_ERROR_UNSUPPORTED,

@@ -250,9 +250,11 @@ clmoe_status cm_check_tensor(const clmoe_tensor *t, const clmoe_context *ctx,
                              int32_t rank, const int64_t *dims) {
   if (!t)
     return cm_fail(CLMOE_ERROR_NULL_POINTER, "%s is NULL", what);
-  if (t->ctx != ctx)
+  if (!cm_same_device(t->ctx, ctx))
     return cm_fail(CLMOE_ERROR_CONTEXT_MISMATCH,
-                   "%s was created on another clmoe context", what);
+                   "%s was created on a clmoe context of another cl_context "
+                   "or device",
+                   what);
   if (t->dtype != dtype)
     return cm_fail(CLMOE_ERROR_DTYPE_MISMATCH, "%s is %s; expected %s", what,
                    dtype_name(t->dtype), dtype_name(dtype));
