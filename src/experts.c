@@ -199,6 +199,32 @@ static clmoe_status upload_plain(clmoe_experts *x, const float *w1,
   return st;
 }
 
+/* Refuses, before any copy, weights whose device buffers would exceed the
+ * device's single-allocation limit (in the path's layout). */
+static clmoe_status check_device_limit(const clmoe_context *ctx,
+                                       const clmoe_experts_desc *d,
+                                       clmoe_experts_path path) {
+  size_t E = (size_t)d->num_experts, in = (size_t)d->d_model,
+         f = (size_t)d->d_ff, vw = (size_t)ctx->tuning.vw;
+  int gated = cm_is_gated(d->activation);
+  size_t up, down;
+  if (path == CLMOE_EXPERTS_PATH_GROUPED) {
+    up = E * (size_t)panel_count(d->d_ff, (int)vw, gated) * in * 2 * vw;
+    down = E * (size_t)panel_count(d->d_model, (int)vw, 0) * f * 2 * vw;
+  } else {
+    up = E * in * f * (gated ? 2 : 1);
+    down = E * f * in;
+  }
+  size_t most = (up > down ? up : down) * sizeof(float);
+  if (most > ctx->info.max_alloc_bytes)
+    return cm_fail(CLMOE_ERROR_TOO_LARGE,
+                   "clmoe_experts_create: a weight matrix needs %zu bytes in "
+                   "one buffer but the device's CL_DEVICE_MAX_MEM_ALLOC_SIZE "
+                   "is %llu",
+                   most, (unsigned long long)ctx->info.max_alloc_bytes);
+  return CLMOE_SUCCESS;
+}
+
 /* The desc's path field exists from 0.2 on; older (smaller) structs mean
  * AUTO. */
 static clmoe_experts_path desc_path(const clmoe_experts_desc *desc) {
@@ -225,6 +251,11 @@ clmoe_status clmoe_experts_create(clmoe_context *ctx,
   if (desc_path(desc) < CLMOE_EXPERTS_PATH_AUTO ||
       desc_path(desc) > CLMOE_EXPERTS_PATH_GROUPED)
     return BAD("unknown path %d", (int)desc_path(desc));
+  clmoe_experts_path path = desc_path(desc) == CLMOE_EXPERTS_PATH_AUTO
+                                ? ctx->tuning.path
+                                : desc_path(desc);
+  if ((st = check_device_limit(ctx, desc, path)))
+    return st;
   int E = desc->num_experts, d = desc->d_model, f = desc->d_ff;
   int lay = desc->layout, in_out = lay == CLMOE_LAYOUT_IN_OUT;
   int64_t up[3] = {E, in_out ? d : f, in_out ? f : d};
@@ -252,8 +283,7 @@ clmoe_status clmoe_experts_create(clmoe_context *ctx,
   x->f = f;
   x->F = cm_is_gated(desc->activation) ? 2 * f : f;
   x->activation = desc->activation;
-  x->path = desc_path(desc) == CLMOE_EXPERTS_PATH_AUTO ? ctx->tuning.path
-                                                       : desc_path(desc);
+  x->path = path;
   x->vw = ctx->tuning.vw;
   st = x->path == CLMOE_EXPERTS_PATH_GROUPED
            ? upload_packed(x, w1, w3, w2, b1, b3, b2, lay)
