@@ -29,4 +29,7 @@ if [ "${CI:-}" = "true" ]; then
   cmake --build "$tsan_dir" -j"$(nproc)" --target test_threads >/dev/null
   cd "$tsan_dir"
   TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R '^test_threads$'
+
+  # libFuzzer harnesses, 60 s each (clang; tests/fuzz/run.sh).
+  FUZZ_SECONDS=${FUZZ_SECONDS:-60} bash "$root/tests/fuzz/run.sh" "$build_dir-fuzz"
 fi
