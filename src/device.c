@@ -50,7 +50,7 @@ static clmoe_status list_devices(cm_device_entry *out, int *count) {
   return CLMOE_SUCCESS;
 }
 
-static int contains_nocase(const char *hay, const char *needle) {
+int cm_contains_nocase(const char *hay, const char *needle) {
   size_t n = strlen(needle);
   for (const char *h = hay; *h; ++h) {
     size_t i = 0;
@@ -158,8 +158,8 @@ clmoe_status clmoe_device_select(const char *selector,
              selector, index);
   } else {
     for (int i = 0; i < n && pick < 0; ++i)
-      if (contains_nocase(devs[i].device_name, selector) ||
-          contains_nocase(devs[i].platform_name, selector))
+      if (cm_contains_nocase(devs[i].device_name, selector) ||
+          cm_contains_nocase(devs[i].platform_name, selector))
         pick = i;
     if (pick < 0) {
       char why[256];

@@ -86,6 +86,8 @@ void cm_resolve_cache_dir(const char *explicit_dir, char *out, size_t len);
 
 /* ---- device selection (device.c) ---- */
 
+/* Whether `needle` occurs in `hay`, ignoring ASCII case ("" always does). */
+int cm_contains_nocase(const char *hay, const char *needle);
 clmoe_status cm_query_device_info(cl_platform_id platform, cl_device_id dev,
                                   clmoe_device_info *info);
 

@@ -2,7 +2,6 @@
 #include "internal.h"
 
 #include <clblast_c.h>
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,20 +10,9 @@
   cm_fail(CLMOE_ERROR_INVALID_ARGUMENT, "tuning table %s: " fmt, where,        \
           __VA_ARGS__)
 
-/* Case-insensitive "needle occurs in hay"; "*" matches anything. */
+/* A table field matches: "*" anything, else a case-insensitive substring. */
 static int field_matches(const char *pattern, const char *hay) {
-  if (!strcmp(pattern, "*"))
-    return 1;
-  size_t n = strlen(pattern);
-  for (const char *h = hay; *h; ++h) {
-    size_t i = 0;
-    while (i < n && h[i] &&
-           tolower((unsigned char)h[i]) == tolower((unsigned char)pattern[i]))
-      ++i;
-    if (i == n)
-      return 1;
-  }
-  return 0;
+  return !strcmp(pattern, "*") || cm_contains_nocase(hay, pattern);
 }
 
 /* Parses "NAME=VALUE NAME=VALUE ..." ("-" = none) into p. */

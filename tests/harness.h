@@ -69,6 +69,25 @@ static inline int test_finish(const char *name) {
   return g_failures ? 1 : 0;
 }
 
+/* A plain cl_context on the first device, for tests that hand clmoe the
+ * caller's OpenCL objects (interop); exits when there is none. */
+#ifdef CL_TARGET_OPENCL_VERSION
+static inline cl_context test_cl_context(cl_device_id *device) {
+  cl_platform_id plat;
+  cl_context cl = NULL;
+  cl_int err = clGetPlatformIDs(1, &plat, NULL);
+  if (err == CL_SUCCESS)
+    err = clGetDeviceIDs(plat, CL_DEVICE_TYPE_ALL, 1, device, NULL);
+  if (err == CL_SUCCESS)
+    cl = clCreateContext(NULL, 1, device, NULL, NULL, &err);
+  if (err != CL_SUCCESS) {
+    fprintf(stderr, "no OpenCL device (%d)\n", (int)err);
+    exit(1);
+  }
+  return cl;
+}
+#endif
+
 /* xorshift64*: deterministic across platforms. */
 typedef struct test_rng {
   uint64_t s;

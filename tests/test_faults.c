@@ -229,16 +229,7 @@ static void walk(void) {
 }
 
 int main(void) {
-  cl_platform_id plat;
-  cl_int err = clGetPlatformIDs(1, &plat, NULL);
-  if (err == CL_SUCCESS)
-    err = clGetDeviceIDs(plat, CL_DEVICE_TYPE_ALL, 1, &g_dev, NULL);
-  if (err == CL_SUCCESS)
-    g_cl = clCreateContext(NULL, 1, &g_dev, NULL, NULL, &err);
-  if (err != CL_SUCCESS) {
-    fprintf(stderr, "no OpenCL device (%d)\n", (int)err);
-    return 1;
-  }
+  g_cl = test_cl_context(&g_dev);
   fill(g_x, T * D, 1.0f, 1);
   fill(g_wr, D * E, 0.5f, 2);
   fill(g_w1, E * D * F, 0.3f, 3);

@@ -75,14 +75,7 @@ static void *thread_main(void *arg) {
 }
 
 int main(void) {
-  cl_platform_id plat;
-  cl_int err = clGetPlatformIDs(1, &plat, NULL);
-  if (err == CL_SUCCESS)
-    err = clGetDeviceIDs(plat, CL_DEVICE_TYPE_ALL, 1, &g_dev, NULL);
-  if (err == CL_SUCCESS)
-    g_cl = clCreateContext(NULL, 1, &g_dev, NULL, NULL, &err);
-  if (err != CL_SUCCESS)
-    return 1;
+  g_cl = test_cl_context(&g_dev);
   clmoe_context *main_ctx = own_context();
   float wr[D * E], w1[E * D * F], w3[E * D * F], w2[E * F * D];
   test_rng r = {7};
