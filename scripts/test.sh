@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# README command 2: installs what is missing, builds, runs every test
-# (ctest, then pytest on the Python binding).
+# README command 2: installs what is missing, builds, runs every test:
+# ctest, pytest on the Python binding, the C suite again under ASan + UBSan +
+# LSan, the thread test under TSan, and the libFuzzer harnesses for
+# FUZZ_SECONDS (default 60) each. CI=true makes warnings errors.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$root/scripts/setup.sh"
@@ -10,26 +12,27 @@ cd "$root"
 CLMOE_LIBRARY="$build_dir/libclmoe.so" CLMOE_CACHE_DIR="$build_dir/kernel-cache" \
   /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python
 
-# In CI, the C suite again under AddressSanitizer + UndefinedBehaviorSanitizer
-# (LeakSanitizer on, with the OpenCL runtime's own allocations suppressed).
-if [ "${CI:-}" = "true" ]; then
-  asan_dir="$build_dir-asan"
-  cmake -S "$root" -B "$asan_dir" -DCMAKE_BUILD_TYPE=Debug -DCLMOE_WERROR=ON \
-    -DCLMOE_SANITIZE=address,undefined >/dev/null
-  cmake --build "$asan_dir" -j"$(nproc)" >/dev/null
-  cd "$asan_dir"
-  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  LSAN_OPTIONS="suppressions=$root/tests/lsan.supp" \
-    ctest --output-on-failure -j2 -E "check_install|check_exports"
+# The C suite again under AddressSanitizer + UndefinedBehaviorSanitizer
+# (LeakSanitizer on, with the OpenCL runtime's own allocations suppressed);
+# the fault-injection walk with a warm program cache only (both walks ran
+# above), as every call is several times slower here.
+asan_dir="$build_dir-asan"
+cmake -S "$root" -B "$asan_dir" -DCMAKE_BUILD_TYPE=Debug -DCLMOE_WERROR=$werror \
+  -DCLMOE_SANITIZE=address,undefined >/dev/null
+cmake --build "$asan_dir" -j"$(nproc)" >/dev/null
+cd "$asan_dir"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+LSAN_OPTIONS="suppressions=$root/tests/lsan.supp" CLMOE_FAULT_WALKS=warm \
+  ctest --output-on-failure -j2 -E "check_install|check_exports"
 
-  # The thread test again under ThreadSanitizer.
-  tsan_dir="$build_dir-tsan"
-  cmake -S "$root" -B "$tsan_dir" -DCMAKE_BUILD_TYPE=Debug -DCLMOE_WERROR=ON \
-    -DCLMOE_SANITIZE=thread -DCLMOE_BUILD_BENCH=OFF >/dev/null
-  cmake --build "$tsan_dir" -j"$(nproc)" --target test_threads >/dev/null
-  cd "$tsan_dir"
-  TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R '^test_threads$'
+# The thread test again under ThreadSanitizer.
+tsan_dir="$build_dir-tsan"
+cmake -S "$root" -B "$tsan_dir" -DCMAKE_BUILD_TYPE=Debug -DCLMOE_WERROR=$werror \
+  -DCLMOE_SANITIZE=thread -DCLMOE_BUILD_BENCH=OFF >/dev/null
+cmake --build "$tsan_dir" -j"$(nproc)" --target test_threads >/dev/null
+cd "$tsan_dir"
+TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R '^test_threads$'
 
-  # libFuzzer harnesses, 60 s each (clang; tests/fuzz/run.sh).
-  FUZZ_SECONDS=${FUZZ_SECONDS:-60} bash "$root/tests/fuzz/run.sh" "$build_dir-fuzz"
-fi
+# libFuzzer harnesses, 60 s each (clang; tests/fuzz/run.sh).
+FUZZ_SECONDS=${FUZZ_SECONDS:-60} bash "$root/tests/fuzz/run.sh" "$build_dir-fuzz"
+
