@@ -230,9 +230,18 @@ kernel void select_by_expert(int T, int E, int dense, float capacity_factor,
  * doubles as the "saturated" flag while the shares are found. */
 kernel void route_importance_budget(int T, global const float *importance,
                                     int k_min, int k_max, long budget,
+                                    global const int *stats,
                                     global int *prop_counts) {
   if (get_global_id(0) != 0)
     return;
+  /* A non-finite token has no candidates (route_select skipped it) and the
+   * route will fail: give nobody a slot, so nothing after this reads
+   * candidates that were never written. */
+  if (!cm_route_ok(stats)) {
+    for (int t = 0; t < T; ++t)
+      prop_counts[t] = 0;
+    return;
+  }
   long c = k_max - k_min;
   long R0 = budget - (long)T * k_min;
   int unit_weights = 0;

@@ -120,7 +120,7 @@ static clmoe_status run_budget(route_call *c) {
   return cm_launch(c->ctx, k, "route_importance_budget", 1, &one, NULL,
                    CM_ARGS(CM_ARG(c->T), CM_ARG(c->importance),
                            CM_ARG(c->r->k_min), CM_ARG(c->r->k_max),
-                           CM_ARG(budget),
+                           CM_ARG(budget), CM_ARG(c->rt->buf[CM_RB_STATS]),
                            CM_ARG(c->rt->buf[CM_RB_PROP_COUNTS])));
 }
 

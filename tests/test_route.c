@@ -557,6 +557,30 @@ static void test_bad_inputs(void) {
   CHECK_STATUS(clmoe_route_logits(ri, lt, nan_imp, rt, 0, NULL, NULL),
                CLMOE_ERROR_NONFINITE_INPUT);
   CHECK(strstr(clmoe_last_error_detail(), "token 4") != NULL);
+  /* The same with a k_mean budget and capacity (found by fuzz_route: the
+   * budget used to hand the NaN token slots over candidates never written,
+   * and the capacity grouping wrote out of bounds). Repeated so stale
+   * candidates from earlier routes are in the buffers. */
+  clmoe_router_desc db;
+  clmoe_router_desc_init(&db);
+  db.num_experts = E;
+  db.policy = CLMOE_POLICY_IMPORTANCE;
+  db.k_min = 0;
+  db.k_max = 3;
+  db.k_mean = 2.0f;
+  db.capacity_factor = 1e-30f;
+  clmoe_router *rb = NULL;
+  REQUIRE_OK(clmoe_router_create(ctx, &db, &rb));
+  for (int rep = 0; rep < 3; ++rep) {
+    CHECK_STATUS(clmoe_route_logits(rb, lt, nan_imp, rt, 0, NULL, NULL),
+                 CLMOE_ERROR_NONFINITE_INPUT);
+    impv[4] = 0.7f;
+    clmoe_tensor *ok_imp = tensor_f32(1, (int64_t[]){T}, impv);
+    CHECK_OK(clmoe_route_logits(rb, lt, ok_imp, rt, 0, NULL, NULL));
+    clmoe_tensor_destroy(ok_imp);
+    impv[4] = NAN;
+  }
+  clmoe_router_destroy(rb);
   /* T * E overflowing int32: x of 2^22 rows, E = 1024. */
   clmoe_router_desc d;
   clmoe_router_desc_init(&d);
