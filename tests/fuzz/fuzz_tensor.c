@@ -19,12 +19,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* mostly small, sometimes huge or negative */
     shape[i] = (v & 0x30000000) ? (int64_t)v * (v & 0xF) : v % 17;
   }
+  /* The exact element count, or -1 when a dimension is negative or the
+   * product overflows int64 (then the library must refuse the shape). */
   int64_t numel = 1;
   for (int i = 0; i < rank && i < 4; ++i)
-    numel = (numel >= 0 && shape[i] >= 0 && numel <= MAX_BYTES &&
-             shape[i] <= MAX_BYTES)
-                ? numel * shape[i]
-                : -1;
+    if (numel < 0 || shape[i] < 0 ||
+        __builtin_mul_overflow(numel, shape[i], &numel))
+      numel = -1;
   size_t bytes = numel >= 0 && numel <= MAX_BYTES / 4 ? (size_t)numel * 4 : 0;
   void *host = bytes ? calloc(1, bytes) : NULL;
   const int64_t *sp = fuzz_range(&b, 0, 15) ? shape : NULL;

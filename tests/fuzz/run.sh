@@ -20,7 +20,7 @@ for h in desc tensor route score; do
   mkdir -p "$work"
   echo "fuzz_$h: ${seconds} s"
   "$build/fuzz_$h" -max_total_time="$seconds" -timeout=30 \
-    -rss_limit_mb=8192 -print_final_stats=1 -artifact_prefix="$build/" \
+    -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$build/" \
     "$work" \
     "$root/tests/fuzz/corpus/$h" 2>"$build/fuzz_$h.log" ||
     { tail -60 "$build/fuzz_$h.log"; echo "fuzz_$h FAILED"; exit 1; }
