@@ -2,6 +2,10 @@
 #include "experts.h"
 #include "router.h"
 
+/* Most slots per token for which a forward sizes its launches by the
+ * policy's bound instead of waiting for the route's N. */
+enum { CM_IN_FLIGHT_MAX_K = 8 };
+
 static clmoe_status check_routing(const clmoe_routing *rt, const char *fn) {
   if (!rt)
     return cm_fail(CLMOE_ERROR_NULL_POINTER, "%s: routing is NULL", fn);
@@ -171,11 +175,16 @@ clmoe_status clmoe_forward(clmoe_router *router, clmoe_experts *experts,
   /* GROUPED path: dispatch, experts and combine read N and the route's
    * status on the device, so the layer is enqueued back to back, sized for
    * the most slots the route can produce, and one read at the end reports
-   * the route's outcome. When that bound would need large buffers (top-p
-   * with k_max = E, say), wait for the route and size them exactly. */
+   * the route's outcome. That pays only while the bound is tight (at most
+   * CM_IN_FLIGHT_MAX_K slots per token, and buffers of at most 256 MiB):
+   * surplus work-items are not free (top-p with k_max = E at T = 256,
+   * E = 64 ran 8x slower sized by T * E). Otherwise wait for the route's
+   * 4-byte status and size everything exactly. */
   size_t width = (size_t)(experts->d > experts->f ? experts->d : experts->f);
   size_t bound_bytes = (size_t)bound * width * 4;
+  int64_t T = x->shape[0];
   int in_flight = experts->path == CLMOE_EXPERTS_PATH_GROUPED &&
+                  bound <= CM_IN_FLIGHT_MAX_K * T &&
                   bound_bytes <= ((size_t)256 << 20) &&
                   bound_bytes <= ctx->info.max_alloc_bytes;
   if (!in_flight && (st = cm_route_finish(router, routing, fn)))
