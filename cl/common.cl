@@ -17,6 +17,19 @@ inline int cm_route_ok(global const int *stats) {
   return stats[ST_BAD_TOKEN] == INT_MAX;
 }
 
+/* Expert activations (values of clmoe_activation), written as macros so the
+ * scalar kernels (ffn.cl) and the vector epilogue (gemm.cl) evaluate the
+ * same formula: tanh-approximated GELU and SiLU. */
+#define ACT_RELU 1
+#define ACT_GELU 2
+#define ACT_SILU 3
+#define ACT_SWIGLU 4
+#define ACT_GEGLU 5
+#define CM_GELU_TANH(v)                                                        \
+  (0.5f * (v) *                                                                \
+   (1.0f + tanh(0.7978845608028654f * ((v) + 0.044715f * (v) * (v) * (v)))))
+#define CM_SILU(v) ((v) / (1.0f + exp(-(v))))
+
 /* Maps a float to a uint whose unsigned order is the float's order
  * (-0 and +0 map to the same key). */
 inline uint cm_order_key(float f) {

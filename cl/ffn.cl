@@ -1,12 +1,6 @@
 /* Expert FFN helpers around the GEMMs: gather into expert-major rows, the
  * (gated) activation with biases, and the deterministic combine. */
 
-#define ACT_RELU 1
-#define ACT_GELU 2
-#define ACT_SILU 3
-#define ACT_SWIGLU 4
-#define ACT_GEGLU 5
-
 /* x_sorted[row, :] = x[row_tokens[row], :]; global (d, rows) with rows >= N
  * (N is read from the route's stats; nothing runs after a failed route). */
 kernel void dispatch_rows(int d, global const int *stats,
@@ -17,13 +11,6 @@ kernel void dispatch_rows(int d, global const int *stats,
     return;
   x_sorted[(size_t)row * d + c] = x[(size_t)row_tokens[row] * d + c];
 }
-
-inline float gelu_tanh(float v) {
-  return 0.5f * v *
-         (1.0f + tanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));
-}
-
-inline float silu(float v) { return v / (1.0f + exp(-v)); }
 
 /* act[row, j] from h[row, :] (width F = f, or 2f for gated kinds where
  * h = [gate | up]); biases b1[E, f] and b3[E, f] are optional. Global
@@ -44,9 +31,9 @@ kernel void expert_activation(int N, int E, int f, int kind,
   if (kind == ACT_RELU)
     out = fmax(g, 0.0f);
   else if (kind == ACT_GELU || kind == ACT_GEGLU)
-    out = gelu_tanh(g);
+    out = CM_GELU_TANH(g);
   else
-    out = silu(g);
+    out = CM_SILU(g);
   if (gated)
     out *= h[(size_t)row * F + f + j] + (has_b3 ? b3[(size_t)e * f + j] : 0.0f);
   act[(size_t)row * f + j] = out;

@@ -32,12 +32,8 @@
 #define vstoreV CAT(vstore, GEMM_VW)
 #define GEMM_TN (2 * GEMM_VW)
 
+/* Epilogues: EPI_NONE or an activation (ACT_*, common.cl). */
 #define EPI_NONE 0
-#define EPI_RELU 1
-#define EPI_GELU 2
-#define EPI_SILU 3
-#define EPI_SWIGLU 4
-#define EPI_GEGLU 5
 
 /* tile_offsets[e] = row tiles of experts before e (tiles never straddle two
  * experts); tile_offsets[E] = all tiles, 0 after a failed route (then no
@@ -57,13 +53,12 @@ kernel void gemm_tile_offsets(int E, global const int *stats,
 }
 
 inline floatV act_v(int kind, floatV v) {
-  if (kind == EPI_RELU)
+  if (kind == ACT_RELU)
     return fmax(v, (floatV)(0.0f));
-  if (kind == EPI_GELU || kind == EPI_GEGLU)
-    return 0.5f * v *
-           (1.0f + tanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));
-  if (kind == EPI_SILU || kind == EPI_SWIGLU)
-    return v / (1.0f + exp(-v));
+  if (kind == ACT_GELU || kind == ACT_GEGLU)
+    return CM_GELU_TANH(v);
+  if (kind == ACT_SILU || kind == ACT_SWIGLU)
+    return CM_SILU(v);
   return v;
 }
 
@@ -141,7 +136,7 @@ kernel void gemm_grouped(int E, int K, int num_panels,
     bias_lo = vloadV(0, bp);
     bias_hi = vloadV(1, bp);
   }
-  int gated = epi == EPI_SWIGLU || epi == EPI_GEGLU;
+  int gated = epi == ACT_SWIGLU || epi == ACT_GEGLU;
   int col0 = panel * (gated ? GEMM_VW : GEMM_TN);
   int n_lo = min(GEMM_VW, n_out - col0);
   int n_hi = min(GEMM_VW, n_out - col0 - GEMM_VW);
