@@ -124,6 +124,20 @@ static int panel_count(int cols, int vw, int gated) {
   return (cols + width - 1) / width;
 }
 
+/* Elements of the up ([W1|W3]) and down (W2) weight buffers in the path's
+ * device layout. */
+static void weight_elems(int E, int d, int f, int gated,
+                         clmoe_experts_path path, int vw, size_t *up,
+                         size_t *down) {
+  if (path == CLMOE_EXPERTS_PATH_GROUPED) {
+    *up = (size_t)E * panel_count(f, vw, gated) * d * 2 * vw;
+    *down = (size_t)E * panel_count(d, vw, 0) * f * 2 * vw;
+  } else {
+    *up = (size_t)E * d * f * (gated ? 2 : 1);
+    *down = (size_t)E * f * d;
+  }
+}
+
 static void pack_panels(float *dst, const float *w, const float *w_hi,
                         int gated, int lay, int E, int rows, int cols,
                         int vw) {
@@ -146,8 +160,8 @@ static clmoe_status upload_packed(clmoe_experts *x, const float *w1,
   int gated = cm_is_gated(x->activation);
   x->panels_up = panel_count(f, vw, gated);
   x->panels_down = panel_count(d, vw, 0);
-  size_t n13 = (size_t)E * x->panels_up * d * 2 * vw;
-  size_t n2 = (size_t)E * x->panels_down * f * 2 * vw;
+  size_t n13, n2;
+  weight_elems(E, d, f, gated, CLMOE_EXPERTS_PATH_GROUPED, vw, &n13, &n2);
   size_t nb13 = (size_t)E * x->panels_up * 2 * vw;
   size_t nb2 = (size_t)E * x->panels_down * 2 * vw;
   size_t most = n13 > n2 ? n13 : n2;
@@ -177,8 +191,10 @@ static clmoe_status upload_plain(clmoe_experts *x, const float *w1,
                                  const float *w3, const float *w2,
                                  const float *b1, const float *b3,
                                  const float *b2, int lay) {
-  int E = x->E, d = x->d, f = x->f, F = x->F;
-  size_t n13 = (size_t)E * d * F, n2 = (size_t)E * f * d;
+  int E = x->E, d = x->d, f = x->f;
+  size_t n13, n2;
+  weight_elems(E, d, f, cm_is_gated(x->activation),
+               CLMOE_EXPERTS_PATH_CLBLAST, x->vw, &n13, &n2);
   float *buf = malloc(sizeof *buf * (n13 > n2 ? n13 : n2));
   if (!buf)
     return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
@@ -204,17 +220,9 @@ static clmoe_status upload_plain(clmoe_experts *x, const float *w1,
 static clmoe_status check_device_limit(const clmoe_context *ctx,
                                        const clmoe_experts_desc *d,
                                        clmoe_experts_path path) {
-  size_t E = (size_t)d->num_experts, in = (size_t)d->d_model,
-         f = (size_t)d->d_ff, vw = (size_t)ctx->tuning.vw;
-  int gated = cm_is_gated(d->activation);
   size_t up, down;
-  if (path == CLMOE_EXPERTS_PATH_GROUPED) {
-    up = E * (size_t)panel_count(d->d_ff, (int)vw, gated) * in * 2 * vw;
-    down = E * (size_t)panel_count(d->d_model, (int)vw, 0) * f * 2 * vw;
-  } else {
-    up = E * in * f * (gated ? 2 : 1);
-    down = E * f * in;
-  }
+  weight_elems(d->num_experts, d->d_model, d->d_ff,
+               cm_is_gated(d->activation), path, ctx->tuning.vw, &up, &down);
   size_t most = (up > down ? up : down) * sizeof(float);
   if (most > ctx->info.max_alloc_bytes)
     return cm_fail(CLMOE_ERROR_TOO_LARGE,
