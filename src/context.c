@@ -24,13 +24,8 @@ int cm_same_device(const clmoe_context *a, const clmoe_context *b) {
 }
 
 void clmoe_context_desc_init_sized(clmoe_context_desc *desc, size_t size) {
-  if (!desc)
-    return;
-  if (size > sizeof *desc)
-    size = sizeof *desc;
-  memset(desc, 0, size);
-  if (size >= sizeof desc->struct_size)
-    desc->struct_size = size;
+  static const clmoe_context_desc defaults; /* everything NULL / 0 */
+  cm_init_struct(desc, &defaults, sizeof defaults, size);
 }
 
 void(clmoe_context_desc_init)(clmoe_context_desc *desc) {
@@ -119,10 +114,10 @@ clmoe_status clmoe_context_create(const clmoe_context_desc *desc,
   if (!st)
     st = cm_query_device_info(ctx->platform, ctx->device, &ctx->info);
   if (!st) {
-    const char *file = desc->tuning_file;
-    if (desc->struct_size < offsetof(clmoe_context_desc, tuning_file) +
-                                sizeof(const char *))
-      file = NULL; /* a 0.1 caller's struct has no such field */
+    /* a 0.1 caller's struct has no tuning_file */
+    const char *file = CM_HAS_FIELD(desc, clmoe_context_desc, tuning_file)
+                           ? desc->tuning_file
+                           : NULL;
     if (!file)
       file = getenv("CLMOE_TUNING_FILE");
     st = cm_tuning_lookup(&ctx->info, file, &ctx->tuning);

@@ -108,3 +108,14 @@ clmoe_status cm_check_struct(const void *desc, size_t min_size,
                    what, size, min_size);
   return CLMOE_SUCCESS;
 }
+
+void cm_init_struct(void *desc, const void *defaults, size_t full,
+                    size_t size) {
+  if (!desc)
+    return;
+  if (size > full)
+    size = full;
+  memcpy(desc, defaults, size);
+  if (size >= sizeof size) /* struct_size is every descriptor's first field */
+    memcpy(desc, &size, sizeof size);
+}

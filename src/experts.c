@@ -7,16 +7,9 @@
 #include <string.h>
 
 void clmoe_experts_desc_init_sized(clmoe_experts_desc *desc, size_t size) {
-  if (!desc)
-    return;
-  clmoe_experts_desc defaults;
-  memset(&defaults, 0, sizeof defaults);
-  defaults.activation = CLMOE_ACTIVATION_SWIGLU;
-  defaults.path = CLMOE_EXPERTS_PATH_AUTO;
-  if (size > sizeof defaults)
-    size = sizeof defaults;
-  defaults.struct_size = size;
-  memcpy(desc, &defaults, size);
+  static const clmoe_experts_desc defaults = {
+      .activation = CLMOE_ACTIVATION_SWIGLU, .path = CLMOE_EXPERTS_PATH_AUTO};
+  cm_init_struct(desc, &defaults, sizeof defaults, size);
 }
 
 void(clmoe_experts_desc_init)(clmoe_experts_desc *desc) {
@@ -236,10 +229,9 @@ static clmoe_status check_device_limit(const clmoe_context *ctx,
 /* The desc's path field exists from 0.2 on; older (smaller) structs mean
  * AUTO. */
 static clmoe_experts_path desc_path(const clmoe_experts_desc *desc) {
-  if (desc->struct_size <
-      offsetof(clmoe_experts_desc, path) + sizeof desc->path)
-    return CLMOE_EXPERTS_PATH_AUTO;
-  return desc->path;
+  return CM_HAS_FIELD(desc, clmoe_experts_desc, path)
+             ? desc->path
+             : CLMOE_EXPERTS_PATH_AUTO;
 }
 
 clmoe_status clmoe_experts_create(clmoe_context *ctx,
@@ -256,12 +248,11 @@ clmoe_status clmoe_experts_create(clmoe_context *ctx,
                                     "experts desc");
   if (st || (st = validate(desc)))
     return st;
-  if (desc_path(desc) < CLMOE_EXPERTS_PATH_AUTO ||
-      desc_path(desc) > CLMOE_EXPERTS_PATH_GROUPED)
-    return BAD("unknown path %d", (int)desc_path(desc));
-  clmoe_experts_path path = desc_path(desc) == CLMOE_EXPERTS_PATH_AUTO
-                                ? ctx->tuning.path
-                                : desc_path(desc);
+  clmoe_experts_path path = desc_path(desc);
+  if (path < CLMOE_EXPERTS_PATH_AUTO || path > CLMOE_EXPERTS_PATH_GROUPED)
+    return BAD("unknown path %d", (int)path);
+  if (path == CLMOE_EXPERTS_PATH_AUTO)
+    path = ctx->tuning.path;
   if ((st = check_device_limit(ctx, desc, path)))
     return st;
   int E = desc->num_experts, d = desc->d_model, f = desc->d_ff;

@@ -9,6 +9,7 @@
 #include <CL/cl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,15 @@ const char *cm_cl_error_name(cl_int err);
  * `min_size` bytes (the fields of version 0.1) and not be absurdly large. */
 clmoe_status cm_check_struct(const void *desc, size_t min_size,
                              const char *what);
+/* What a *_desc_init_sized does: copies the first `size` bytes (at most
+ * `full`, the library's sizeof) of `defaults` into desc and sets its
+ * struct_size to that size, so an older, smaller caller struct is never
+ * written past its end. desc may be NULL (no-op). */
+void cm_init_struct(void *desc, const void *defaults, size_t full,
+                    size_t size);
+/* Whether a caller's descriptor is new enough to hold `field`. */
+#define CM_HAS_FIELD(desc, type, field)                                        \
+  ((desc)->struct_size >= offsetof(type, field) + sizeof((desc)->field))
 
 /* ---- embedded kernel sources and the tuning table (cl_sources.c) ---- */
 
