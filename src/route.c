@@ -355,12 +355,9 @@ clmoe_status cm_route_finish(clmoe_router *router, clmoe_routing *routing,
   cl_int err = clEnqueueReadBuffer(ctx->queue, routing->buf[CM_RB_STATS],
                                    CL_TRUE, 0, sizeof header, header, 0, NULL,
                                    NULL);
-  if (err != CL_SUCCESS) {
-    cm_routing_clear(routing);
+  if (err != CL_SUCCESS)
     return cm_cl_fail(err, "clEnqueueReadBuffer(route status)");
-  }
-  if (header[CM_ST_BAD_TOKEN] != INT_MAX) {
-    cm_routing_clear(routing);
+  if (header[CM_ST_BAD_TOKEN] != INT_MAX)
     return cm_fail(CLMOE_ERROR_NONFINITE_INPUT,
                    "%s: token %d has a non-finite router logit%s (NaN or "
                    "Inf); nothing was routed",
@@ -368,7 +365,6 @@ clmoe_status cm_route_finish(clmoe_router *router, clmoe_routing *routing,
                    router->policy == CLMOE_POLICY_IMPORTANCE
                        ? " or importance"
                        : "");
-  }
   cm_routing_set_sizes(routing, T, E, header[CM_ST_N],
                        header[CM_ST_N_PROPOSED]);
   routing->valid = 1;

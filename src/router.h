@@ -30,8 +30,9 @@ clmoe_status cm_route_enqueue(clmoe_router *router, const clmoe_tensor *x,
                               clmoe_routing *routing, uint32_t num_wait,
                               const cl_event *wait, const char *fn,
                               int *slots_bound);
-/* Blocks for the route's 4-byte status: NONFINITE_INPUT (routing cleared)
- * or the routing becomes valid with its sizes. */
+/* Blocks for the route's 4-byte status: the routing becomes valid with its
+ * sizes, or NONFINITE_INPUT / OPENCL (the caller clears the routing, as on
+ * any error of a route). */
 clmoe_status cm_route_finish(clmoe_router *router, clmoe_routing *routing,
                              const char *fn);
 
