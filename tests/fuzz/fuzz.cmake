@@ -4,7 +4,7 @@
 # separate build with CC=clang -DCLMOE_FUZZ=ON; tests/fuzz/run.sh runs them.
 set(CLMOE_FUZZ_FLAGS -fsanitize=fuzzer-no-link,address,undefined
     -fno-sanitize-recover=all -fno-omit-frame-pointer -g)
-add_library(clmoe_fuzzlib STATIC ${CLMOE_C_SOURCES} ${CLMOE_CL_EMBED})
+add_library(clmoe_fuzzlib STATIC ${CLMOE_C_SOURCES} $<TARGET_OBJECTS:clmoe_kernels>)
 target_include_directories(clmoe_fuzzlib
   PUBLIC ${CMAKE_SOURCE_DIR}/include PRIVATE ${CMAKE_SOURCE_DIR}/src)
 target_compile_definitions(clmoe_fuzzlib PRIVATE CLMOE_BUILDING)
