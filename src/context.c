@@ -131,11 +131,19 @@ clmoe_status clmoe_context_create(const clmoe_context_desc *desc,
       st = cm_cl_fail(err, "clCreateCommandQueue");
   }
   if (!st) {
-    cl_int err = clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_GROUP_SIZE,
-                                 sizeof ctx->max_work_group,
-                                 &ctx->max_work_group, NULL);
+    cl_int err =
+        clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_GROUP_SIZE,
+                        sizeof ctx->max_work_group, &ctx->max_work_group, NULL);
     if (err != CL_SUCCESS)
       st = cm_cl_fail(err, "clGetDeviceInfo(CL_DEVICE_MAX_WORK_GROUP_SIZE)");
+  }
+  if (!st) {
+    cl_device_fp_config fp = 0;
+    cl_int err = clGetDeviceInfo(ctx->device, CL_DEVICE_SINGLE_FP_CONFIG,
+                                 sizeof fp, &fp, NULL);
+    if (err != CL_SUCCESS)
+      st = cm_cl_fail(err, "clGetDeviceInfo(CL_DEVICE_SINGLE_FP_CONFIG)");
+    ctx->exact_divide = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
   }
   if (st) {
     clmoe_context_destroy(ctx);
@@ -180,15 +188,15 @@ clmoe_status clmoe_context_get_device_info(const clmoe_context *ctx,
   if (st)
     return st;
   /* Copy only what the caller's (possibly older, smaller) struct holds. */
-  size_t size = info->struct_size < sizeof *info ? info->struct_size
-                                                 : sizeof *info;
+  size_t size =
+      info->struct_size < sizeof *info ? info->struct_size : sizeof *info;
   memcpy(info, &ctx->info, size);
   info->struct_size = size;
   return CLMOE_SUCCESS;
 }
 
-clmoe_status clmoe_context_get_cl(const clmoe_context *ctx,
-                                  cl_context *context, cl_device_id *device,
+clmoe_status clmoe_context_get_cl(const clmoe_context *ctx, cl_context *context,
+                                  cl_device_id *device,
                                   cl_command_queue *queue) {
   if (!ctx)
     return cm_fail(CLMOE_ERROR_NULL_POINTER,

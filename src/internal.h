@@ -34,8 +34,7 @@ clmoe_status cm_check_struct(const void *desc, size_t min_size,
  * `full`, the library's sizeof) of `defaults` into desc and sets its
  * struct_size to that size, so an older, smaller caller struct is never
  * written past its end. desc may be NULL (no-op). */
-void cm_init_struct(void *desc, const void *defaults, size_t full,
-                    size_t size);
+void cm_init_struct(void *desc, const void *defaults, size_t full, size_t size);
 /* Whether a caller's descriptor is new enough to hold `field`. */
 #define CM_HAS_FIELD(desc, type, field)                                        \
   ((desc)->struct_size >= offsetof(type, field) + sizeof((desc)->field))
@@ -69,6 +68,10 @@ struct clmoe_context {
   cl_command_queue queue;
   clmoe_device_info info;
   size_t max_work_group;
+  /* The device rounds fp32 divide and sqrt correctly when asked: kernels are
+   * built so, since OpenCL's default (2.5 ulp) makes means and
+   * normalisations differ from the exact math between devices. */
+  int exact_divide;
   char cache_dir[1024]; /* "" when the disk cache is off */
   clmoe_log_fn log_fn;
   void *log_user_data;
@@ -118,8 +121,8 @@ size_t cm_dtype_size(clmoe_dtype dtype);
  * dims[i] >= 0 must match (dims[i] < 0 means "any"). `what` names it in the
  * detail. */
 clmoe_status cm_check_tensor(const clmoe_tensor *t, const clmoe_context *ctx,
-                             const char *what, clmoe_dtype dtype,
-                             int32_t rank, const int64_t *dims);
+                             const char *what, clmoe_dtype dtype, int32_t rank,
+                             const int64_t *dims);
 /* Initialises a borrowed view over part of a buffer owned elsewhere. */
 void cm_tensor_view(clmoe_tensor *view, clmoe_context *ctx, cl_mem mem,
                     clmoe_dtype dtype, int32_t rank, const int64_t *shape);

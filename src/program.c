@@ -87,11 +87,13 @@ static int make_dirs(const char *path) {
  * parameters for the grouped GEMM. */
 static void program_options(const clmoe_context *ctx, cm_program_id id,
                             char *out, size_t len) {
+  const char *divide =
+      ctx->exact_divide ? " -cl-fp32-correctly-rounded-divide-sqrt" : "";
   if (id == CM_PROG_GEMM)
-    snprintf(out, len, "%s -DGEMM_RM=%d -DGEMM_VW=%d", k_build_options,
-             ctx->tuning.rm, ctx->tuning.vw);
+    snprintf(out, len, "%s%s -DGEMM_RM=%d -DGEMM_VW=%d", k_build_options,
+             divide, ctx->tuning.rm, ctx->tuning.vw);
   else
-    snprintf(out, len, "%s", k_build_options);
+    snprintf(out, len, "%s%s", k_build_options, divide);
 }
 
 static uint64_t program_key(const clmoe_context *ctx, const char *options,
@@ -105,16 +107,15 @@ static uint64_t program_key(const clmoe_context *ctx, const char *options,
   return fnv1a_str(h, source);
 }
 
-static void cache_path(const clmoe_context *ctx, const char *name,
-                       uint64_t key, char *out, size_t len) {
+static void cache_path(const clmoe_context *ctx, const char *name, uint64_t key,
+                       char *out, size_t len) {
   snprintf(out, len, "%s/%s-%016llx.bin", ctx->cache_dir, name,
            (unsigned long long)key);
 }
 
 /* Returns a malloc'ed binary from a valid cache entry, or NULL. */
 static unsigned char *cache_load(clmoe_context *ctx, const char *name,
-                                 const char *path, uint64_t key,
-                                 size_t *size) {
+                                 const char *path, uint64_t key, size_t *size) {
   FILE *f = fopen(path, "rb");
   if (!f)
     return NULL;
@@ -171,16 +172,16 @@ static void cache_store(clmoe_context *ctx, const char *name, const char *path,
   char tmp[1100];
   snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
   FILE *f = (make_dirs(ctx->cache_dir) == 0) ? fopen(tmp, "wb") : NULL;
-  int ok = f && fwrite(&h, sizeof h, 1, f) == 1 &&
-           fwrite(bin, 1, size, f) == size;
+  int ok =
+      f && fwrite(&h, sizeof h, 1, f) == 1 && fwrite(bin, 1, size, f) == size;
   if (f)
     ok = (fclose(f) == 0) && ok;
   if (ok && rename(tmp, path) == 0)
     cm_log(ctx, CLMOE_LOG_DEBUG, "program %s: cached at %s", name, path);
   else {
     remove(tmp);
-    cm_log(ctx, CLMOE_LOG_WARNING, "program %s: could not write cache %s",
-           name, path);
+    cm_log(ctx, CLMOE_LOG_WARNING, "program %s: could not write cache %s", name,
+           path);
   }
   free(bin);
 }
@@ -196,10 +197,10 @@ static clmoe_status build_failed(clmoe_context *ctx, cl_program prog,
                           NULL);
     log[len] = 0;
   }
-  clmoe_status st = cm_fail(CLMOE_ERROR_BUILD_FAILED,
-                            "clBuildProgram(%s) failed: %s (%d); build log:\n%s",
-                            name, cm_cl_error_name(err), (int)err,
-                            log ? log : "(unavailable)");
+  clmoe_status st =
+      cm_fail(CLMOE_ERROR_BUILD_FAILED,
+              "clBuildProgram(%s) failed: %s (%d); build log:\n%s", name,
+              cm_cl_error_name(err), (int)err, log ? log : "(unavailable)");
   free(log);
   return st;
 }
@@ -248,8 +249,8 @@ static clmoe_status build_program(clmoe_context *ctx, cm_program_id id,
                                        bins, &bin_status, &err);
       free(bin);
       if (prog && (err != CL_SUCCESS || bin_status != CL_SUCCESS ||
-                   clBuildProgram(prog, 1, &ctx->device, options, NULL,
-                                  NULL) != CL_SUCCESS)) {
+                   clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL) !=
+                       CL_SUCCESS)) {
         clReleaseProgram(prog);
         prog = NULL;
       }

@@ -45,8 +45,8 @@ static void softmax_row(const float *z, int E, float *p) {
  * with a k_max cap (water-filling), largest remainder, ties by lower index. */
 static void budget_counts(const ref_params *rp, int T, const float *imp,
                           int *K) {
-  long long *w = malloc(sizeof *w * (size_t)(T ? T : 1));
-  char *sat = calloc((size_t)(T ? T : 1), 1);
+  long long *w = malloc(sizeof *w * (size_t)(T > 0 ? T : 1));
+  char *sat = calloc((size_t)(T > 0 ? T : 1), 1);
   long long W = 0;
   for (int t = 0; t < T; ++t) {
     float s = imp[t] < 0 ? 0 : imp[t] > 1 ? 1 : imp[t];
@@ -126,17 +126,16 @@ ref_params ref_params_from_desc(const clmoe_router_desc *d) {
       d->capacity_factor == 0.0f)
     rp.capacity_factor = 1.0f;
   rp.overflow = d->overflow;
-  rp.renorm = d->gates == CLMOE_GATES_RENORM ||
-              (d->gates == CLMOE_GATES_DEFAULT &&
-               d->policy != CLMOE_POLICY_TOPP &&
-               d->policy != CLMOE_POLICY_EXPERT_CHOICE);
+  rp.renorm =
+      d->gates == CLMOE_GATES_RENORM ||
+      (d->gates == CLMOE_GATES_DEFAULT && d->policy != CLMOE_POLICY_TOPP &&
+       d->policy != CLMOE_POLICY_EXPERT_CHOICE);
   rp.fallback_top1 = d->fallback == CLMOE_FALLBACK_TOP1;
   return rp;
 }
 
 void ref_route(const ref_params *rp, int T, int E, const float *logits,
-               const float *importance, const float *affinity,
-               ref_result *o) {
+               const float *importance, const float *affinity, ref_result *o) {
   memset(o, 0, sizeof *o);
   o->T = T;
   o->E = E;
@@ -144,6 +143,7 @@ void ref_route(const ref_params *rp, int T, int E, const float *logits,
   o->probs = malloc(sizeof(float) * (TE ? TE : 1));
   int *order = malloc(sizeof(int) * (TE ? TE : 1));
   int *K = calloc((size_t)T + 1, sizeof(int));
+  o->near_p = calloc((size_t)T + 1, 1);
   item *tmp = malloc(sizeof(item) * (size_t)(E > T ? E : T) + sizeof(item));
   o->mean_entropy = 0;
   for (int t = 0; t < T; ++t) {
@@ -177,11 +177,15 @@ void ref_route(const ref_params *rp, int T, int E, const float *logits,
       K[t] = E;
       for (int j = 0; j < E; ++j) {
         cum += p[ord[j]];
-        if (cum > rp->p) {
+        if (fabsf(cum - rp->p) <= CM_REF_NEAR_P)
+          o->near_p[t] = 1;
+        if (cum > rp->p && K[t] == E)
           K[t] = j + 1;
+        if (cum > rp->p + CM_REF_NEAR_P)
           break;
-        }
       }
+      if (rp->topp_adjust)
+        K[t] += rp->topp_adjust[t];
       K[t] = K[t] < rp->k_min ? rp->k_min : K[t] > rp->k_max ? rp->k_max : K[t];
       break;
     }
@@ -268,9 +272,8 @@ void ref_route(const ref_params *rp, int T, int E, const float *logits,
   }
   o->offsets[T] = N;
   o->N = N;
-  o->n_proposed = (global_step && rp->policy != CLMOE_POLICY_EXPERT_CHOICE)
-                      ? n_prop
-                      : N;
+  o->n_proposed =
+      (global_step && rp->policy != CLMOE_POLICY_EXPERT_CHOICE) ? n_prop : N;
 
   /* Expert-major rows, ascending token inside each expert. */
   o->expert_offsets = calloc((size_t)E + 1, sizeof(int));
@@ -328,6 +331,7 @@ void ref_free(ref_result *r) {
   free(r->slot_rows);
   free(r->row_tokens);
   free(r->probs);
+  free(r->near_p);
   free(r->k_hist);
   free(r->load);
   free(r->mean_prob);

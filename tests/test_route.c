@@ -65,8 +65,8 @@ static ref_params to_ref(int E, const config *c) {
 static clmoe_tensor *tensor_f32(int rank, const int64_t *shape,
                                 const float *data) {
   clmoe_tensor *t = NULL;
-  REQUIRE_OK(
-      clmoe_tensor_create(test_context(), CLMOE_DTYPE_F32, rank, shape, data, &t));
+  REQUIRE_OK(clmoe_tensor_create(test_context(), CLMOE_DTYPE_F32, rank, shape,
+                                 data, &t));
   return t;
 }
 
@@ -113,8 +113,15 @@ static int ints_equal(const int *a, const int *b, int64_t n) {
   return n == 0 || memcmp(a, b, (size_t)n * sizeof *a) == 0;
 }
 
+/* Prints a difference unless the comparison is quiet (what == NULL). */
+#define REPORT(...)                                                            \
+  do {                                                                         \
+    if (what)                                                                  \
+      fprintf(stderr, __VA_ARGS__);                                            \
+  } while (0)
+
 /* Compares a device routing with the reference; prints the first
- * difference and returns 1 on mismatch. */
+ * difference (unless what is NULL) and returns 1 on mismatch. */
 static int compare(clmoe_routing *rt, const ref_result *ref, const char *what,
                    int check_stats) {
   device_result d;
@@ -122,36 +129,36 @@ static int compare(clmoe_routing *rt, const ref_result *ref, const char *what,
   int T = ref->T, E = ref->E, N = ref->N, bad = 0;
   if (d.n_counts != T || d.n_off != T + 1 || d.n_ids != N || d.n_gates != N ||
       d.n_eoff != E + 1 || d.n_rows != N || d.n_rtok != N) {
-    fprintf(stderr, "%s: sizes differ (N device %lld, reference %d)\n", what,
-            (long long)d.n_ids, N);
+    REPORT("%s: sizes differ (N device %lld, reference %d)\n", what,
+           (long long)d.n_ids, N);
     bad = 1;
   } else if (!ints_equal(d.counts, ref->counts, T) ||
              !ints_equal(d.offsets, ref->offsets, T + 1)) {
     for (int t = 0; t < T; ++t)
       if (d.counts[t] != ref->counts[t]) {
-        fprintf(stderr, "%s: token %d has K %d, reference %d\n", what, t,
-                d.counts[t], ref->counts[t]);
+        REPORT("%s: token %d has K %d, reference %d\n", what, t, d.counts[t],
+               ref->counts[t]);
         break;
       }
     bad = 1;
   } else if (!ints_equal(d.ids, ref->ids, N)) {
     for (int s = 0; s < N; ++s)
       if (d.ids[s] != ref->ids[s]) {
-        fprintf(stderr, "%s: slot %d has expert %d, reference %d\n", what, s,
-                d.ids[s], ref->ids[s]);
+        REPORT("%s: slot %d has expert %d, reference %d\n", what, s, d.ids[s],
+               ref->ids[s]);
         break;
       }
     bad = 1;
   } else if (!ints_equal(d.eoff, ref->expert_offsets, E + 1) ||
              !ints_equal(d.rows, ref->slot_rows, N) ||
              !ints_equal(d.rtok, ref->row_tokens, N)) {
-    fprintf(stderr, "%s: expert-major arrays differ\n", what);
+    REPORT("%s: expert-major arrays differ\n", what);
     bad = 1;
   } else {
     for (int s = 0; s < N; ++s)
       if (fabsf(d.gates[s] - ref->gates[s]) > 1e-6f) {
-        fprintf(stderr, "%s: slot %d gate %.9g, reference %.9g\n", what, s,
-                d.gates[s], ref->gates[s]);
+        REPORT("%s: slot %d gate %.9g, reference %.9g\n", what, s, d.gates[s],
+               ref->gates[s]);
         bad = 1;
         break;
       }
@@ -181,13 +188,12 @@ static int compare(clmoe_routing *rt, const ref_result *ref, const char *what,
       ok = fabs(load[e] - ref->load[e]) < 1e-6 &&
            fabs(prob[e] - ref->mean_prob[e]) < 1e-5;
     if (!ok) {
-      fprintf(stderr,
-              "%s: stats differ: N %lld/%d dropped %lld/%d min %d/%d max "
-              "%d/%d loss %g/%g entropy %g/%g\n",
-              what, (long long)st.num_slots, N, (long long)st.dropped,
-              ref->n_proposed - N, st.min_k, ref->min_k, st.max_k,
-              ref->max_k, st.balance_loss, ref->balance_loss,
-              st.mean_entropy, ref->mean_entropy);
+      REPORT("%s: stats differ: N %lld/%d dropped %lld/%d min %d/%d max "
+             "%d/%d loss %g/%g entropy %g/%g\n",
+             what, (long long)st.num_slots, N, (long long)st.dropped,
+             ref->n_proposed - N, st.min_k, ref->min_k, st.max_k, ref->max_k,
+             st.balance_loss, ref->balance_loss, st.mean_entropy,
+             ref->mean_entropy);
       bad = 1;
     }
     free(hist);
@@ -196,6 +202,47 @@ static int compare(clmoe_routing *rt, const ref_result *ref, const char *what,
   }
   free_device(&d);
   return bad;
+}
+
+/* OpenCL lets exp differ from the exact value by 3 ulp, so where a token's
+ * cumulative probability lies within CM_REF_NEAR_P of p (ref->near_p) a
+ * device may rightly propose one expert more or fewer. Tries every such
+ * variant of the reference (at most 3 near tokens: 27 variants) and accepts
+ * the device's routing only if one matches exactly, stats included. */
+static int matches_near_p_variant(clmoe_routing *rt, const ref_params *rp,
+                                  int T, int E, const float *z,
+                                  const ref_result *ref, const char *what,
+                                  int check_stats) {
+  int near[3], n = 0;
+  for (int t = 0; t < T; ++t)
+    if (ref->near_p && ref->near_p[t]) {
+      if (n == 3)
+        return 0;
+      near[n++] = t;
+    }
+  if (n == 0)
+    return 0;
+  signed char *adjust = calloc((size_t)T, 1);
+  ref_params vp = *rp;
+  vp.topp_adjust = adjust;
+  int found = 0, variants = 1;
+  for (int i = 0; i < n; ++i)
+    variants *= 3;
+  for (int v = 1; v < variants && !found; ++v) {
+    for (int i = 0, code = v; i < n; ++i, code /= 3)
+      adjust[near[i]] = (signed char)(code % 3 == 2 ? -1 : code % 3);
+    ref_result alt;
+    ref_route(&vp, T, E, z, NULL, NULL, &alt);
+    found = !compare(rt, &alt, NULL, check_stats);
+    ref_free(&alt);
+  }
+  free(adjust);
+  if (found)
+    fprintf(stderr,
+            "%s: matches the reference with a near-p token's cut "
+            "moved by one (device exp differs in the last bits)\n",
+            what);
+  return found;
 }
 
 static int check_config(const config *c, int T, int E, const float *z,
@@ -215,6 +262,8 @@ static int check_config(const config *c, int T, int E, const float *z,
   char what[160];
   snprintf(what, sizeof what, "%s T=%d E=%d", c->name, T, E);
   int bad = compare(rt, &ref, what, check_stats);
+  if (bad)
+    bad = !matches_near_p_variant(rt, &rp, T, E, z, &ref, what, check_stats);
   ref_free(&ref);
   clmoe_routing_destroy(rt);
   clmoe_tensor_destroy(lt);
@@ -242,12 +291,12 @@ static void test_policy_grid(void) {
         {"topk cap latest-token", CLMOE_POLICY_TOPK, k2, 1, 0, 0.4f, 0, 1.25f,
          CLMOE_OVERFLOW_DROP_LATEST_TOKEN, CLMOE_GATES_RAW, 0},
         {"topp raw", CLMOE_POLICY_TOPP, 0, 1, 0, 0.4f, 0, 0, 0, 0, 0},
-        {"topp renorm kmax", CLMOE_POLICY_TOPP, 0, 1, min_int(4, E), 0.7f, 0,
-         0, 0, CLMOE_GATES_RENORM, 0},
+        {"topp renorm kmax", CLMOE_POLICY_TOPP, 0, 1, min_int(4, E), 0.7f, 0, 0,
+         0, CLMOE_GATES_RENORM, 0},
         {"topp cap", CLMOE_POLICY_TOPP, 0, 1, 0, 0.5f, 0, 1.0f,
          CLMOE_OVERFLOW_DROP_LOWEST_GATE, 0, 0},
-        {"importance", CLMOE_POLICY_IMPORTANCE, 0, 1, min_int(4, E), 0, 0, 0,
-         0, 0, 0},
+        {"importance", CLMOE_POLICY_IMPORTANCE, 0, 1, min_int(4, E), 0, 0, 0, 0,
+         0, 0},
         {"importance raw kmin0", CLMOE_POLICY_IMPORTANCE, 0, 0, min_int(3, E),
          0, 0, 0, 0, CLMOE_GATES_RAW, 0},
         {"importance k_mean", CLMOE_POLICY_IMPORTANCE, 0, 1, min_int(4, E), 0,
@@ -381,8 +430,8 @@ static void test_determinism_and_reuse(void) {
   float *z = malloc(sizeof *z * T * E);
   for (int i = 0; i < T * E; ++i)
     z[i] = rng_normal(&rng);
-  config c = {"resonance", CLMOE_POLICY_RESONANCE, 4, 1, 0, 0, 0, 1.0f, 0, 0,
-              CLMOE_FALLBACK_TOP1};
+  config c = {"resonance", CLMOE_POLICY_RESONANCE, 4, 1, 0, 0, 0, 1.0f, 0,
+              0,           CLMOE_FALLBACK_TOP1};
   clmoe_router *r = make_router(E, &c);
   clmoe_tensor *lt = tensor_f32(2, (int64_t[]){T, E}, z);
   clmoe_routing *rt = NULL;
@@ -430,7 +479,8 @@ static void test_route_from_x(void) {
   const int T = 96, d = 40, E = 12;
   test_rng rng = {4242};
   float *x = malloc(sizeof *x * T * d), *w = malloc(sizeof *w * d * E);
-  float bias[12], *z = malloc(sizeof *z * T * E), *cosv = malloc(sizeof *z * T * E);
+  float bias[12], *z = malloc(sizeof *z * T * E),
+                  *cosv = malloc(sizeof *z * T * E);
   for (int i = 0; i < T * d; ++i)
     x[i] = rng_normal(&rng);
   for (int i = 0; i < d * E; ++i)
@@ -458,8 +508,17 @@ static void test_route_from_x(void) {
     desc.bias_host = bias;
     config c = {"x topk", CLMOE_POLICY_TOPK, 3, 1, 0, 0, 0, 0, 0, 0, 0};
     if (variant == 1) {
-      c = (config){"x resonance cosine", CLMOE_POLICY_RESONANCE, 3, 1, 0, 0,
-                   0, 1.0f, 0, 0, 0};
+      c = (config){"x resonance cosine",
+                   CLMOE_POLICY_RESONANCE,
+                   3,
+                   1,
+                   0,
+                   0,
+                   0,
+                   1.0f,
+                   0,
+                   0,
+                   0};
       desc.policy = CLMOE_POLICY_RESONANCE;
       desc.affinity = CLMOE_AFFINITY_COSINE;
       desc.capacity_factor = 1.0f;
@@ -718,7 +777,8 @@ static void test_router_create_errors(void) {
                CLMOE_ERROR_NULL_POINTER);
   REQUIRE_OK(clmoe_routing_create(test_context(), &rt));
   const clmoe_tensor *v;
-  CHECK_STATUS(clmoe_routing_get_array(rt, 7, &v), CLMOE_ERROR_INVALID_ARGUMENT);
+  CHECK_STATUS(clmoe_routing_get_array(rt, 7, &v),
+               CLMOE_ERROR_INVALID_ARGUMENT);
   clmoe_routing_stats st;
   clmoe_routing_stats_init(&st);
   CHECK_OK(clmoe_routing_read_stats(rt, &st)); /* empty routing: zeros */
