@@ -15,12 +15,19 @@ static clmoe_status check_routing(const clmoe_routing *rt, const char *fn) {
   return CLMOE_SUCCESS;
 }
 
+/* Work-items along a row of width d for dispatch_rows and combine_rows,
+ * which copy ROW_CHUNK columns each (CM_ROW_CHUNK in cl/ffn.cl). */
+enum { ROW_CHUNK = 16 };
+static size_t row_chunks(int d) {
+  return ((size_t)d + ROW_CHUNK - 1) / ROW_CHUNK;
+}
+
 /* `rows` >= N sizes the launch; the kernel reads N on the device. */
 static clmoe_status dispatch_mem(clmoe_routing *rt, int d, int rows, cl_mem x,
                                  cl_mem xs) {
   cl_kernel k;
   clmoe_status st = cm_kernel(rt->ctx, &rt->kernels, CM_K_DISPATCH_ROWS, &k);
-  size_t g[2] = {(size_t)d, (size_t)rows};
+  size_t g[2] = {row_chunks(d), (size_t)rows};
   return st ? st
             : cm_launch(rt->ctx, k, "dispatch_rows", 2, g, NULL,
                         CM_ARGS(CM_ARG(d), CM_ARG(rt->buf[CM_RB_STATS]),
@@ -33,7 +40,7 @@ static clmoe_status combine_mem(clmoe_routing *rt, int d, cl_mem ys, cl_mem y,
   cl_kernel k;
   clmoe_status st = cm_kernel(rt->ctx, &rt->kernels, CM_K_COMBINE_ROWS, &k);
   int accumulate = (flags & CLMOE_COMBINE_ACCUMULATE) != 0;
-  size_t g[2] = {(size_t)d, (size_t)rt->T};
+  size_t g[2] = {row_chunks(d), (size_t)rt->T};
   return st ? st
             : cm_launch(rt->ctx, k, "combine_rows", 2, g, NULL,
                         CM_ARGS(CM_ARG(rt->T), CM_ARG(d),
@@ -63,8 +70,7 @@ clmoe_status clmoe_dispatch(clmoe_routing *routing, const clmoe_tensor *x,
   int64_t d = x->shape[1];
   if ((st = check_rows(routing, x_sorted, "x_sorted", routing->N, d)) ||
       (st = cm_enqueue_wait(routing->ctx, num_wait, wait, fn)) ||
-      (st = dispatch_mem(routing, (int)d, routing->N, x->mem,
-                         x_sorted->mem)))
+      (st = dispatch_mem(routing, (int)d, routing->N, x->mem, x_sorted->mem)))
     return st;
   return cm_enqueue_done(routing->ctx, out_event);
 }
@@ -88,8 +94,7 @@ clmoe_status clmoe_combine(clmoe_routing *routing, const clmoe_tensor *y_sorted,
 
 /* The experts can run on the routing's context (queue). */
 static clmoe_status check_experts_ctx(const clmoe_experts *x,
-                                      const clmoe_routing *rt,
-                                      const char *fn) {
+                                      const clmoe_routing *rt, const char *fn) {
   if (!cm_same_device(x->ctx, rt->ctx))
     return cm_fail(CLMOE_ERROR_CONTEXT_MISMATCH,
                    "%s: experts and routing belong to contexts of different "
@@ -104,8 +109,8 @@ static clmoe_status check_experts_ctx(const clmoe_experts *x,
   return CLMOE_SUCCESS;
 }
 
-static clmoe_status check_pair(const clmoe_experts *x,
-                               const clmoe_routing *rt, const char *fn) {
+static clmoe_status check_pair(const clmoe_experts *x, const clmoe_routing *rt,
+                               const char *fn) {
   if (!x)
     return cm_fail(CLMOE_ERROR_NULL_POINTER, "%s: experts is NULL", fn);
   clmoe_status st = check_routing(rt, fn);
@@ -128,8 +133,10 @@ clmoe_status clmoe_experts_run(clmoe_experts *experts, clmoe_routing *routing,
     *out_event = NULL;
   clmoe_status st = check_pair(experts, routing, fn);
   if (st ||
-      (st = check_rows(routing, x_sorted, "x_sorted", routing->N, experts->d)) ||
-      (st = check_rows(routing, y_sorted, "y_sorted", routing->N, experts->d)) ||
+      (st =
+           check_rows(routing, x_sorted, "x_sorted", routing->N, experts->d)) ||
+      (st =
+           check_rows(routing, y_sorted, "y_sorted", routing->N, experts->d)) ||
       (st = cm_enqueue_wait(routing->ctx, num_wait, wait, fn)) ||
       (st = cm_experts_run(experts, routing, x_sorted->mem, y_sorted->mem,
                            routing->N)))
