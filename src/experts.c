@@ -1,6 +1,7 @@
 /* Expert FFN weights: validation, layout for the CLBlast path or panel
  * packing for the grouped kernel, upload. */
 #include "experts.h"
+#include "panels.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -52,18 +53,10 @@ static clmoe_status fetch(clmoe_context *ctx, const float *host,
   return CLMOE_SUCCESS;
 }
 
-/* Element (i, j) of expert e's [rows, cols] matrix given in `layout`. */
-static float at(const float *w, int layout, int e, int rows, int cols, int i,
-                int j) {
-  size_t base = (size_t)e * rows * cols;
-  return layout == CLMOE_LAYOUT_IN_OUT ? w[base + (size_t)i * cols + j]
-                                       : w[base + (size_t)j * rows + i];
-}
-
 static clmoe_status upload(clmoe_context *ctx, const float *host, size_t n,
                            cl_mem *out) {
-  clmoe_status st = cm_buffer_create(ctx, n * sizeof *host, CL_MEM_READ_WRITE,
-                                     out);
+  clmoe_status st =
+      cm_buffer_create(ctx, n * sizeof *host, CL_MEM_READ_WRITE, out);
   if (st || !host)
     return st;
   cl_int err = clEnqueueWriteBuffer(ctx->queue, *out, CL_TRUE, 0,
@@ -104,17 +97,8 @@ static void lay_out_plain(float *dst, const float *w, const float *w_hi,
     for (int i = 0; i < rows; ++i)
       for (int j = 0; j < F; ++j)
         dst[((size_t)e * rows + i) * F + j] =
-            j < cols ? at(w, lay, e, rows, cols, i, j)
-                     : at(w_hi, lay, e, rows, cols, i, j - cols);
-}
-
-/* Panels of the grouped kernel (cl/gemm.cl): [E][panels][rows][2 * vw],
- * zero-padded past cols. Gated (w_hi set): a panel holds vw columns of w
- * then the same vw columns of w_hi; otherwise 2 * vw columns of w. A NULL w
- * (a missing bias half) packs zeros. */
-static int panel_count(int cols, int vw, int gated) {
-  int width = gated ? vw : 2 * vw;
-  return (cols + width - 1) / width;
+            j < cols ? cm_weight_at(w, lay, e, rows, cols, i, j)
+                     : cm_weight_at(w_hi, lay, e, rows, cols, i, j - cols);
 }
 
 /* Elements of the up ([W1|W3]) and down (W2) weight buffers in the path's
@@ -123,26 +107,12 @@ static void weight_elems(int E, int d, int f, int gated,
                          clmoe_experts_path path, int vw, size_t *up,
                          size_t *down) {
   if (path == CLMOE_EXPERTS_PATH_GROUPED) {
-    *up = (size_t)E * panel_count(f, vw, gated) * d * 2 * vw;
-    *down = (size_t)E * panel_count(d, vw, 0) * f * 2 * vw;
+    *up = (size_t)E * cm_panel_count(f, vw, gated) * d * 2 * vw;
+    *down = (size_t)E * cm_panel_count(d, vw, 0) * f * 2 * vw;
   } else {
     *up = (size_t)E * d * f * (gated ? 2 : 1);
     *down = (size_t)E * f * d;
   }
-}
-
-static void pack_panels(float *dst, const float *w, const float *w_hi,
-                        int gated, int lay, int E, int rows, int cols,
-                        int vw) {
-  int P = panel_count(cols, vw, gated), tn = 2 * vw;
-  for (int e = 0; e < E; ++e)
-    for (int p = 0; p < P; ++p)
-      for (int i = 0; i < rows; ++i)
-        for (int c = 0; c < tn; ++c) {
-          int j = gated ? p * vw + c % vw : p * tn + c;
-          const float *src = (gated && c >= vw) ? w_hi : w;
-          *dst++ = (j < cols && src) ? at(src, lay, e, rows, cols, i, j) : 0;
-        }
 }
 
 static clmoe_status upload_packed(clmoe_experts *x, const float *w1,
@@ -151,8 +121,8 @@ static clmoe_status upload_packed(clmoe_experts *x, const float *w1,
                                   const float *b2, int lay) {
   int E = x->E, d = x->d, f = x->f, vw = x->vw;
   int gated = cm_is_gated(x->activation);
-  x->panels_up = panel_count(f, vw, gated);
-  x->panels_down = panel_count(d, vw, 0);
+  x->panels_up = cm_panel_count(f, vw, gated);
+  x->panels_down = cm_panel_count(d, vw, 0);
   size_t n13, n2;
   weight_elems(E, d, f, gated, CLMOE_EXPERTS_PATH_GROUPED, vw, &n13, &n2);
   size_t nb13 = (size_t)E * x->panels_up * 2 * vw;
@@ -163,17 +133,17 @@ static clmoe_status upload_packed(clmoe_experts *x, const float *w1,
     return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
                    "clmoe_experts_create: out of host memory");
   clmoe_status st;
-  pack_panels(buf, w1, w3, gated, lay, E, d, f, vw);
+  cm_pack_panels(buf, w1, w3, gated, lay, E, d, f, vw);
   if (!(st = upload(x->ctx, buf, n13, &x->w13))) {
-    pack_panels(buf, w2, NULL, 0, lay, E, f, d, vw);
+    cm_pack_panels(buf, w2, NULL, 0, lay, E, f, d, vw);
     st = upload(x->ctx, buf, n2, &x->w2);
   }
   if (!st && (b1 || b3)) {
-    pack_panels(buf, b1, b3, gated, CLMOE_LAYOUT_IN_OUT, E, 1, f, vw);
+    cm_pack_panels(buf, b1, b3, gated, CLMOE_LAYOUT_IN_OUT, E, 1, f, vw);
     st = upload(x->ctx, buf, nb13, &x->b13);
   }
   if (!st && b2) {
-    pack_panels(buf, b2, NULL, 0, CLMOE_LAYOUT_IN_OUT, E, 1, d, vw);
+    cm_pack_panels(buf, b2, NULL, 0, CLMOE_LAYOUT_IN_OUT, E, 1, d, vw);
     st = upload(x->ctx, buf, nb2, &x->b2);
   }
   free(buf);
@@ -186,8 +156,8 @@ static clmoe_status upload_plain(clmoe_experts *x, const float *w1,
                                  const float *b2, int lay) {
   int E = x->E, d = x->d, f = x->f;
   size_t n13, n2;
-  weight_elems(E, d, f, cm_is_gated(x->activation),
-               CLMOE_EXPERTS_PATH_CLBLAST, x->vw, &n13, &n2);
+  weight_elems(E, d, f, cm_is_gated(x->activation), CLMOE_EXPERTS_PATH_CLBLAST,
+               x->vw, &n13, &n2);
   float *buf = malloc(sizeof *buf * (n13 > n2 ? n13 : n2));
   if (!buf)
     return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
@@ -214,8 +184,8 @@ static clmoe_status check_device_limit(const clmoe_context *ctx,
                                        const clmoe_experts_desc *d,
                                        clmoe_experts_path path) {
   size_t up, down;
-  weight_elems(d->num_experts, d->d_model, d->d_ff,
-               cm_is_gated(d->activation), path, ctx->tuning.vw, &up, &down);
+  weight_elems(d->num_experts, d->d_model, d->d_ff, cm_is_gated(d->activation),
+               path, ctx->tuning.vw, &up, &down);
   size_t most = (up > down ? up : down) * sizeof(float);
   if (most > ctx->info.max_alloc_bytes)
     return cm_fail(CLMOE_ERROR_TOO_LARGE,
@@ -229,9 +199,8 @@ static clmoe_status check_device_limit(const clmoe_context *ctx,
 /* The desc's path field exists from 0.2 on; older (smaller) structs mean
  * AUTO. */
 static clmoe_experts_path desc_path(const clmoe_experts_desc *desc) {
-  return CM_HAS_FIELD(desc, clmoe_experts_desc, path)
-             ? desc->path
-             : CLMOE_EXPERTS_PATH_AUTO;
+  return CM_HAS_FIELD(desc, clmoe_experts_desc, path) ? desc->path
+                                                      : CLMOE_EXPERTS_PATH_AUTO;
 }
 
 clmoe_status clmoe_experts_create(clmoe_context *ctx,
@@ -244,8 +213,8 @@ clmoe_status clmoe_experts_create(clmoe_context *ctx,
   if (!ctx)
     return cm_fail(CLMOE_ERROR_NULL_POINTER,
                    "clmoe_experts_create: ctx is NULL");
-  clmoe_status st = cm_check_struct(desc, offsetof(clmoe_experts_desc, path),
-                                    "experts desc");
+  clmoe_status st =
+      cm_check_struct(desc, offsetof(clmoe_experts_desc, path), "experts desc");
   if (st || (st = validate(desc)))
     return st;
   clmoe_experts_path path = desc_path(desc);

@@ -2,6 +2,7 @@
  * expert_offsets) and the grouped kernel (one launch per matrix, no host
  * sync). */
 #include "experts.h"
+#include "panels.h"
 
 #include <clblast_c.h>
 
@@ -11,9 +12,9 @@ static clmoe_status sgemm(clmoe_context *ctx, int M, int N, int K, cl_mem A,
                           size_t c_off, int expert) {
   cl_command_queue q = ctx->queue;
   CLBlastStatusCode s = CLBlastSgemm(
-      CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo,
-      (size_t)M, (size_t)N, (size_t)K, 1.0f, A, a_off, (size_t)K, B, b_off,
-      (size_t)N, 0.0f, C, c_off, (size_t)N, &q, NULL);
+      CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, (size_t)M,
+      (size_t)N, (size_t)K, 1.0f, A, a_off, (size_t)K, B, b_off, (size_t)N,
+      0.0f, C, c_off, (size_t)N, &q, NULL);
   if (s == CLBlastSuccess)
     return CLMOE_SUCCESS;
   return cm_fail(s == CLBlastOpenCLOutOfResources ||
@@ -25,8 +26,8 @@ static clmoe_status sgemm(clmoe_context *ctx, int M, int N, int K, cl_mem A,
                  expert, M, N, K, (int)s);
 }
 
-static clmoe_status run_clblast(clmoe_experts *x, clmoe_routing *rt,
-                                cl_mem xs, cl_mem ys) {
+static clmoe_status run_clblast(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,
+                                cl_mem ys) {
   clmoe_context *ctx = rt->ctx;
   int E = x->E, d = x->d, f = x->f, F = x->F, N = rt->N;
   clmoe_status st;
@@ -35,9 +36,9 @@ static clmoe_status run_clblast(clmoe_experts *x, clmoe_routing *rt,
       (st = cm_routing_host_offsets(rt, E)))
     return st;
   int *off = rt->host_offsets;
-  cl_int err = clEnqueueReadBuffer(ctx->queue, rt->buf[CM_RB_EXPERT_OFFSETS],
-                                   CL_TRUE, 0, sizeof *off * ((size_t)E + 1),
-                                   off, 0, NULL, NULL);
+  cl_int err =
+      clEnqueueReadBuffer(ctx->queue, rt->buf[CM_RB_EXPERT_OFFSETS], CL_TRUE, 0,
+                          sizeof *off * ((size_t)E + 1), off, 0, NULL, NULL);
   if (err != CL_SUCCESS)
     return cm_cl_fail(err, "clmoe_experts_run: clEnqueueReadBuffer");
   cl_mem h = rt->buf[CM_RB_FFN_H], act = rt->buf[CM_RB_FFN_ACT];
@@ -68,37 +69,23 @@ static clmoe_status run_clblast(clmoe_experts *x, clmoe_routing *rt,
       !(st = cm_kernel(ctx, &rt->kernels, CM_K_EXPERT_ADD_BIAS, &k)))
     st = cm_launch(ctx, k, "expert_add_bias", 2, gd, NULL,
                    CM_ARGS(CM_ARG(N), CM_ARG(E), CM_ARG(d),
-                           CM_ARG(rt->buf[CM_RB_EXPERT_OFFSETS]),
-                           CM_ARG(x->b2), CM_ARG(ys)));
+                           CM_ARG(rt->buf[CM_RB_EXPERT_OFFSETS]), CM_ARG(x->b2),
+                           CM_ARG(ys)));
   return st;
 }
 
 /* One grouped launch: C[rows of e, :n_out] = epi(A[rows of e] * B_e + b_e). */
-static clmoe_status grouped_gemm(clmoe_experts *x, clmoe_routing *rt,
-                                 int rows, int K, int panels, cl_mem A,
-                                 cl_mem B, int epi, cl_mem bias, cl_mem C,
-                                 int n_out) {
-  clmoe_context *ctx = rt->ctx;
-  cl_kernel k;
-  clmoe_status st = cm_kernel(ctx, &rt->kernels, CM_K_GEMM_GROUPED, &k);
-  if (st)
-    return st;
-  int rm = ctx->tuning.rm, lx = ctx->tuning.lx, has_bias = bias != NULL;
-  /* Tiles never straddle experts: at most ceil(N / rm) + E of them. */
-  size_t g[2] = {(size_t)(rows + rm - 1) / rm + (size_t)x->E,
-                 (size_t)panels};
-  size_t local[2] = {(size_t)lx, 1};
-  cl_mem b = has_bias ? bias : B;
-  return cm_launch(ctx, k, "gemm_grouped", 2, g, lx ? local : NULL,
-                   CM_ARGS(CM_ARG(x->E), CM_ARG(K), CM_ARG(panels),
-                           CM_ARG(rt->buf[CM_RB_EXPERT_OFFSETS]),
-                           CM_ARG(rt->buf[CM_RB_TILE_OFFSETS]), CM_ARG(A),
-                           CM_ARG(B), CM_ARG(epi), CM_ARG(has_bias), CM_ARG(b),
-                           CM_ARG(C), CM_ARG(n_out), CM_ARG(n_out)));
+static clmoe_status grouped_gemm(clmoe_experts *x, clmoe_routing *rt, int rows,
+                                 int K, int panels, cl_mem A, cl_mem B, int epi,
+                                 cl_mem bias, cl_mem C, int n_out) {
+  return cm_gemm_grouped(rt->ctx, &rt->kernels, x->E, rows, K, panels,
+                         rt->buf[CM_RB_EXPERT_OFFSETS],
+                         rt->buf[CM_RB_TILE_OFFSETS], A, B, epi, bias, C,
+                         n_out);
 }
 
-static clmoe_status run_grouped(clmoe_experts *x, clmoe_routing *rt,
-                                cl_mem xs, cl_mem ys, int N) {
+static clmoe_status run_grouped(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,
+                                cl_mem ys, int N) {
   clmoe_context *ctx = rt->ctx;
   int E = x->E, d = x->d, f = x->f;
   clmoe_status st;
@@ -116,8 +103,7 @@ static clmoe_status run_grouped(clmoe_experts *x, clmoe_routing *rt,
       (st = grouped_gemm(x, rt, N, d, x->panels_up, xs, x->w13, x->activation,
                          x->b13, act, f)))
     return st;
-  return grouped_gemm(x, rt, N, f, x->panels_down, act, x->w2, 0, x->b2, ys,
-                      d);
+  return grouped_gemm(x, rt, N, f, x->panels_down, act, x->w2, 0, x->b2, ys, d);
 }
 
 clmoe_status cm_experts_run(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,

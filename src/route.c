@@ -1,5 +1,6 @@
-/* clmoe_route: router GEMM (CLBlast), then softmax, policy, capacity,
- * compaction, expert-major grouping and stats, all on the device. */
+/* clmoe_route: router GEMM (grouped kernel or CLBlast), then softmax, policy,
+ * capacity, compaction, expert-major grouping and stats, all on the device. */
+#include "panels.h"
 #include "router.h"
 #include "routing.h"
 
@@ -20,8 +21,7 @@ typedef struct route_call {
 
 static int uses_mask(const clmoe_router *r) {
   return r->policy == CLMOE_POLICY_RESONANCE ||
-         r->policy == CLMOE_POLICY_EXPERT_CHOICE ||
-         r->capacity_factor > 0.0f;
+         r->policy == CLMOE_POLICY_EXPERT_CHOICE || r->capacity_factor > 0.0f;
 }
 
 static clmoe_status reserve_all(route_call *c) {
@@ -65,7 +65,38 @@ static clmoe_status reserve_all(route_call *c) {
   return CLMOE_SUCCESS;
 }
 
+/* logits = x W on the grouped kernel, one group of T rows; its offsets are
+ * filled on the queue (a pattern is copied at enqueue: no host sync, no
+ * host memory to keep alive). */
+static clmoe_status router_gemm_grouped(route_call *c) {
+  clmoe_router *r = c->r;
+  clmoe_routing *rt = c->rt;
+  clmoe_context *ctx = c->ctx;
+  cl_int rows[2] = {0, c->T};
+  cl_int tiles[2] = {0, (c->T + ctx->tuning.rm - 1) / ctx->tuning.rm};
+  clmoe_status st;
+  if ((st = cm_routing_reserve(rt, CM_RB_ROUTER_ROWS, sizeof rows)) ||
+      (st = cm_routing_reserve(rt, CM_RB_ROUTER_TILES, sizeof tiles)))
+    return st;
+  cl_int err = clEnqueueFillBuffer(ctx->queue, rt->buf[CM_RB_ROUTER_ROWS], rows,
+                                   sizeof rows, 0, sizeof rows, 0, NULL, NULL);
+  if (err == CL_SUCCESS)
+    err = clEnqueueFillBuffer(ctx->queue, rt->buf[CM_RB_ROUTER_TILES], tiles,
+                              sizeof tiles, 0, sizeof tiles, 0, NULL, NULL);
+  if (err != CL_SUCCESS)
+    return cm_cl_fail(err, "clEnqueueFillBuffer(router GEMM offsets)");
+  return cm_gemm_grouped(ctx, &rt->kernels, 1, c->T, r->d, r->packed_panels,
+                         rt->buf[CM_RB_ROUTER_ROWS],
+                         rt->buf[CM_RB_ROUTER_TILES], c->x, r->packed, 0, NULL,
+                         c->logits, c->E);
+}
+
 static clmoe_status router_gemm(route_call *c) {
+  /* The packed weight serves a routing context with the same kernel shape
+   * (contexts sharing a device normally share their tuning entry). */
+  if (c->r->packed && c->ctx->tuning.path == CLMOE_EXPERTS_PATH_GROUPED &&
+      c->ctx->tuning.vw == c->r->packed_vw)
+    return router_gemm_grouped(c);
   cl_command_queue q = c->ctx->queue;
   CLBlastStatusCode s = CLBlastSgemm(
       CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo,
@@ -93,8 +124,8 @@ static clmoe_status run_select(route_call *c) {
   int has_bias = c->x && r->bias;
   cl_mem bias = has_bias ? r->bias : c->logits;
   cl_mem imp = c->importance ? c->importance : c->logits;
-  int policy = r->policy, budget = r->policy == CLMOE_POLICY_IMPORTANCE &&
-                                   r->k_mean > 0.0f;
+  int policy = r->policy,
+      budget = r->policy == CLMOE_POLICY_IMPORTANCE && r->k_mean > 0.0f;
   return cm_launch(
       c->ctx, k, "route_select", 1, &global, NULL,
       CM_ARGS(CM_ARG(c->T), CM_ARG(c->E), CM_ARG(c->logits), CM_ARG(has_bias),
@@ -137,10 +168,10 @@ static clmoe_status run_capacity(route_call *c) {
   if (!dense &&
       (st = cm_group(ctx, &c->rt->kernels, c->T, c->E,
                      c->rt->buf[CM_RB_CAND_IDS], c->kcap,
-                     c->rt->buf[CM_RB_PROP_COUNTS], c->rt->buf[CM_RB_PROP_COUNTS],
-                     c->rt->buf[CM_RB_HIST], c->rt->buf[CM_RB_PARTIALS],
-                     c->rt->buf[CM_RB_PROP_OFFSETS], NULL,
-                     c->rt->buf[CM_RB_PROP_TOKENS])))
+                     c->rt->buf[CM_RB_PROP_COUNTS],
+                     c->rt->buf[CM_RB_PROP_COUNTS], c->rt->buf[CM_RB_HIST],
+                     c->rt->buf[CM_RB_PARTIALS], c->rt->buf[CM_RB_PROP_OFFSETS],
+                     NULL, c->rt->buf[CM_RB_PROP_TOKENS])))
     return st;
   if (cosine) {
     size_t g = (size_t)c->T;
@@ -154,22 +185,22 @@ static clmoe_status run_capacity(route_call *c) {
     return st;
   size_t global = (size_t)c->E;
   cl_mem wnorm = r->wnorm ? r->wnorm : c->rt->buf[CM_RB_XNORM];
-  return cm_launch(
-      ctx, k, "select_by_expert", 1, &global, NULL,
-      CM_ARGS(CM_ARG(c->T), CM_ARG(c->E), CM_ARG(dense),
-              CM_ARG(r->capacity_factor), CM_ARG(c->T),
-              CM_ARG(c->rt->buf[CM_RB_PROP_OFFSETS]),
-              CM_ARG(c->rt->buf[CM_RB_PROP_TOKENS]), CM_ARG(by_order),
-              CM_ARG(cosine), CM_ARG(c->rt->buf[CM_RB_PROBS]), CM_ARG(c->logits),
-              CM_ARG(c->rt->buf[CM_RB_XNORM]), CM_ARG(wnorm),
-              CM_ARG(c->rt->buf[CM_RB_MASK])));
+  return cm_launch(ctx, k, "select_by_expert", 1, &global, NULL,
+                   CM_ARGS(CM_ARG(c->T), CM_ARG(c->E), CM_ARG(dense),
+                           CM_ARG(r->capacity_factor), CM_ARG(c->T),
+                           CM_ARG(c->rt->buf[CM_RB_PROP_OFFSETS]),
+                           CM_ARG(c->rt->buf[CM_RB_PROP_TOKENS]),
+                           CM_ARG(by_order), CM_ARG(cosine),
+                           CM_ARG(c->rt->buf[CM_RB_PROBS]), CM_ARG(c->logits),
+                           CM_ARG(c->rt->buf[CM_RB_XNORM]), CM_ARG(wnorm),
+                           CM_ARG(c->rt->buf[CM_RB_MASK])));
 }
 
 static clmoe_status copy_word(route_call *c, cl_mem src, size_t src_word,
                               size_t dst_word) {
-  cl_int err = clEnqueueCopyBuffer(c->ctx->queue, src, c->rt->buf[CM_RB_STATS],
-                                   src_word * 4, dst_word * 4, 4, 0, NULL,
-                                   NULL);
+  cl_int err =
+      clEnqueueCopyBuffer(c->ctx->queue, src, c->rt->buf[CM_RB_STATS],
+                          src_word * 4, dst_word * 4, 4, 0, NULL, NULL);
   return err == CL_SUCCESS ? CLMOE_SUCCESS
                            : cm_cl_fail(err, "clEnqueueCopyBuffer(stats)");
 }
@@ -187,24 +218,27 @@ static clmoe_status run_compact(route_call *c) {
       (st = cm_launch(ctx, k, "compact_count", 1, &g, NULL,
                       CM_ARGS(CM_ARG(c->T), CM_ARG(c->E), CM_ARG(c->kcap),
                               CM_ARG(c->rt->buf[CM_RB_PROP_COUNTS]),
-                              CM_ARG(c->rt->buf[CM_RB_CAND_IDS]), CM_ARG(use_mask),
-                              CM_ARG(c->rt->buf[CM_RB_MASK]), CM_ARG(fallback),
+                              CM_ARG(c->rt->buf[CM_RB_CAND_IDS]),
+                              CM_ARG(use_mask), CM_ARG(c->rt->buf[CM_RB_MASK]),
+                              CM_ARG(fallback),
                               CM_ARG(c->rt->buf[CM_RB_COUNTS])))))
     return st;
-  if ((st = cm_scan(ctx, ks, c->rt->buf[CM_RB_COUNTS], c->rt->buf[CM_RB_TOKEN_OFFSETS],
-                    c->T, c->rt->buf[CM_RB_PARTIALS])))
+  if ((st = cm_scan(ctx, ks, c->rt->buf[CM_RB_COUNTS],
+                    c->rt->buf[CM_RB_TOKEN_OFFSETS], c->T,
+                    c->rt->buf[CM_RB_PARTIALS])))
     return st;
   int renorm = c->r->renorm;
   if ((st = cm_kernel(ctx, ks, CM_K_COMPACT_WRITE, &k)) ||
-      (st = cm_launch(ctx, k, "compact_write", 1, &g, NULL,
-                      CM_ARGS(CM_ARG(c->T), CM_ARG(c->E), CM_ARG(c->kcap),
-                              CM_ARG(c->rt->buf[CM_RB_PROP_COUNTS]),
-                              CM_ARG(c->rt->buf[CM_RB_CAND_IDS]),
-                              CM_ARG(c->rt->buf[CM_RB_CAND_P]), CM_ARG(use_mask),
-                              CM_ARG(c->rt->buf[CM_RB_MASK]), CM_ARG(renorm),
-                              CM_ARG(c->rt->buf[CM_RB_TOKEN_OFFSETS]),
-                              CM_ARG(c->rt->buf[CM_RB_EXPERT_IDS]),
-                              CM_ARG(c->rt->buf[CM_RB_GATES])))))
+      (st =
+           cm_launch(ctx, k, "compact_write", 1, &g, NULL,
+                     CM_ARGS(CM_ARG(c->T), CM_ARG(c->E), CM_ARG(c->kcap),
+                             CM_ARG(c->rt->buf[CM_RB_PROP_COUNTS]),
+                             CM_ARG(c->rt->buf[CM_RB_CAND_IDS]),
+                             CM_ARG(c->rt->buf[CM_RB_CAND_P]), CM_ARG(use_mask),
+                             CM_ARG(c->rt->buf[CM_RB_MASK]), CM_ARG(renorm),
+                             CM_ARG(c->rt->buf[CM_RB_TOKEN_OFFSETS]),
+                             CM_ARG(c->rt->buf[CM_RB_EXPERT_IDS]),
+                             CM_ARG(c->rt->buf[CM_RB_GATES])))))
     return st;
   /* Proposed assignments, for the dropped count: the proposal total when a
    * capacity step ran, else the kept total. */
@@ -269,11 +303,12 @@ static clmoe_status run_pipeline(route_call *c) {
     return st;
   if ((st = run_compact(c)))
     return st;
-  if ((st = cm_group(ctx, ks, c->T, c->E, c->rt->buf[CM_RB_EXPERT_IDS], 0,
-                     c->rt->buf[CM_RB_TOKEN_OFFSETS], c->rt->buf[CM_RB_COUNTS],
-                     c->rt->buf[CM_RB_HIST], c->rt->buf[CM_RB_PARTIALS],
-                     c->rt->buf[CM_RB_EXPERT_OFFSETS], c->rt->buf[CM_RB_SLOT_ROWS],
-                     c->rt->buf[CM_RB_ROW_TOKENS])))
+  if ((st =
+           cm_group(ctx, ks, c->T, c->E, c->rt->buf[CM_RB_EXPERT_IDS], 0,
+                    c->rt->buf[CM_RB_TOKEN_OFFSETS], c->rt->buf[CM_RB_COUNTS],
+                    c->rt->buf[CM_RB_HIST], c->rt->buf[CM_RB_PARTIALS],
+                    c->rt->buf[CM_RB_EXPERT_OFFSETS],
+                    c->rt->buf[CM_RB_SLOT_ROWS], c->rt->buf[CM_RB_ROW_TOKENS])))
     return st;
   return run_stats(c);
 }
@@ -317,8 +352,7 @@ clmoe_status cm_route_enqueue(clmoe_router *router, const clmoe_tensor *x,
       (st = cm_check_tensor(importance, ctx, "importance", CLMOE_DTYPE_F32, 1,
                             (int64_t[]){T})))
     return st;
-  route_call c = {router, routing, ctx, (int)T, router->E, 0, NULL, NULL,
-                  NULL};
+  route_call c = {router, routing, ctx, (int)T, router->E, 0, NULL, NULL, NULL};
   switch (router->policy) {
   case CLMOE_POLICY_TOPK:
   case CLMOE_POLICY_RESONANCE:
@@ -332,8 +366,8 @@ clmoe_status cm_route_enqueue(clmoe_router *router, const clmoe_tensor *x,
     c.kcap = router->E;
   }
   c.x = x ? x->mem : NULL;
-  c.importance = router->policy == CLMOE_POLICY_IMPORTANCE ? importance->mem
-                                                           : NULL;
+  c.importance =
+      router->policy == CLMOE_POLICY_IMPORTANCE ? importance->mem : NULL;
   if ((st = reserve_all(&c)))
     return st;
   c.logits = x ? routing->buf[CM_RB_LOGITS] : logits->mem;
@@ -352,9 +386,9 @@ clmoe_status cm_route_finish(clmoe_router *router, clmoe_routing *routing,
   clmoe_context *ctx = routing->ctx;
   int T = routing->T, E = routing->E;
   cl_int header[CM_ST_HEADER];
-  cl_int err = clEnqueueReadBuffer(ctx->queue, routing->buf[CM_RB_STATS],
-                                   CL_TRUE, 0, sizeof header, header, 0, NULL,
-                                   NULL);
+  cl_int err =
+      clEnqueueReadBuffer(ctx->queue, routing->buf[CM_RB_STATS], CL_TRUE, 0,
+                          sizeof header, header, 0, NULL, NULL);
   if (err != CL_SUCCESS)
     return cm_cl_fail(err, "clEnqueueReadBuffer(route status)");
   if (header[CM_ST_BAD_TOKEN] != INT_MAX)
@@ -362,22 +396,19 @@ clmoe_status cm_route_finish(clmoe_router *router, clmoe_routing *routing,
                    "%s: token %d has a non-finite router logit%s (NaN or "
                    "Inf); nothing was routed",
                    fn, header[CM_ST_BAD_TOKEN],
-                   router->policy == CLMOE_POLICY_IMPORTANCE
-                       ? " or importance"
-                       : "");
+                   router->policy == CLMOE_POLICY_IMPORTANCE ? " or importance"
+                                                             : "");
   cm_routing_set_sizes(routing, T, E, header[CM_ST_N],
                        header[CM_ST_N_PROPOSED]);
   routing->valid = 1;
   return CLMOE_SUCCESS;
 }
 
-static clmoe_status route_call_public(clmoe_router *router,
-                                      const clmoe_tensor *x,
-                                      const clmoe_tensor *logits,
-                                      const clmoe_tensor *importance,
-                                      clmoe_routing *routing,
-                                      uint32_t num_wait, const cl_event *wait,
-                                      cl_event *out_event, const char *fn) {
+static clmoe_status
+route_call_public(clmoe_router *router, const clmoe_tensor *x,
+                  const clmoe_tensor *logits, const clmoe_tensor *importance,
+                  clmoe_routing *routing, uint32_t num_wait,
+                  const cl_event *wait, cl_event *out_event, const char *fn) {
   if (out_event)
     *out_event = NULL;
   clmoe_status st = cm_route_enqueue(router, x, logits, importance, routing,
@@ -391,9 +422,9 @@ static clmoe_status route_call_public(clmoe_router *router,
 }
 
 clmoe_status clmoe_route(clmoe_router *router, const clmoe_tensor *x,
-                         const clmoe_tensor *importance,
-                         clmoe_routing *routing, uint32_t num_wait_events,
-                         const cl_event *wait_events, cl_event *out_event) {
+                         const clmoe_tensor *importance, clmoe_routing *routing,
+                         uint32_t num_wait_events, const cl_event *wait_events,
+                         cl_event *out_event) {
   if (!x)
     return cm_fail(CLMOE_ERROR_NULL_POINTER, "clmoe_route: x is NULL");
   return route_call_public(router, x, NULL, importance, routing,
@@ -401,13 +432,11 @@ clmoe_status clmoe_route(clmoe_router *router, const clmoe_tensor *x,
                            "clmoe_route");
 }
 
-clmoe_status clmoe_route_logits(clmoe_router *router,
-                                const clmoe_tensor *logits,
-                                const clmoe_tensor *importance,
-                                clmoe_routing *routing,
-                                uint32_t num_wait_events,
-                                const cl_event *wait_events,
-                                cl_event *out_event) {
+clmoe_status
+clmoe_route_logits(clmoe_router *router, const clmoe_tensor *logits,
+                   const clmoe_tensor *importance, clmoe_routing *routing,
+                   uint32_t num_wait_events, const cl_event *wait_events,
+                   cl_event *out_event) {
   if (!logits)
     return cm_fail(CLMOE_ERROR_NULL_POINTER,
                    "clmoe_route_logits: logits is NULL");

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "panels.h"
 #include "router.h"
 
 void clmoe_router_desc_init(clmoe_router_desc *desc) {
@@ -16,7 +17,8 @@ void clmoe_router_desc_init(clmoe_router_desc *desc) {
   desc->k_min = 1;
 }
 
-#define BAD(...) cm_fail(CLMOE_ERROR_INVALID_ARGUMENT, "clmoe_router_create: " __VA_ARGS__)
+#define BAD(...)                                                               \
+  cm_fail(CLMOE_ERROR_INVALID_ARGUMENT, "clmoe_router_create: " __VA_ARGS__)
 
 static clmoe_status validate(const clmoe_router_desc *d, int has_weight) {
   int E = d->num_experts;
@@ -29,7 +31,8 @@ static clmoe_status validate(const clmoe_router_desc *d, int has_weight) {
   if (d->overflow != CLMOE_OVERFLOW_DROP_LOWEST_GATE &&
       d->overflow != CLMOE_OVERFLOW_DROP_LATEST_TOKEN)
     return BAD("unknown overflow policy %d", (int)d->overflow);
-  if (d->affinity != CLMOE_AFFINITY_PROB && d->affinity != CLMOE_AFFINITY_COSINE)
+  if (d->affinity != CLMOE_AFFINITY_PROB &&
+      d->affinity != CLMOE_AFFINITY_COSINE)
     return BAD("unknown affinity %d", (int)d->affinity);
   if (d->fallback != CLMOE_FALLBACK_NONE && d->fallback != CLMOE_FALLBACK_TOP1)
     return BAD("unknown fallback %d", (int)d->fallback);
@@ -88,8 +91,8 @@ static clmoe_status upload(clmoe_context *ctx, const float *host,
     return st;
   cl_int err = host ? clEnqueueWriteBuffer(ctx->queue, *out, CL_TRUE, 0, bytes,
                                            host, 0, NULL, NULL)
-                    : clEnqueueCopyBuffer(ctx->queue, t->mem, *out, 0, 0,
-                                          bytes, 0, NULL, NULL);
+                    : clEnqueueCopyBuffer(ctx->queue, t->mem, *out, 0, 0, bytes,
+                                          0, NULL, NULL);
   return err == CL_SUCCESS
              ? CLMOE_SUCCESS
              : cm_cl_fail(err, host ? "clEnqueueWriteBuffer(router weight)"
@@ -97,20 +100,14 @@ static clmoe_status upload(clmoe_context *ctx, const float *host,
 }
 
 /* Column norms of W[d, E] for cosine affinity, computed in double. */
-static clmoe_status upload_column_norms(clmoe_router *r) {
+static clmoe_status upload_column_norms(clmoe_router *r, const float *w) {
   size_t n = (size_t)r->d * r->E;
-  float *w = malloc(n * sizeof *w);
   float *norms = malloc((size_t)r->E * sizeof *norms);
   double *acc = calloc((size_t)r->E, sizeof *acc);
   clmoe_status st = CLMOE_SUCCESS;
-  if (!w || !norms || !acc)
+  if (!norms || !acc)
     st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
                  "clmoe_router_create: out of host memory");
-  cl_int err = st ? CL_SUCCESS
-                  : clEnqueueReadBuffer(r->ctx->queue, r->weight, CL_TRUE, 0,
-                                        n * sizeof *w, w, 0, NULL, NULL);
-  if (err != CL_SUCCESS)
-    st = cm_cl_fail(err, "clEnqueueReadBuffer(router weight)");
   if (!st) {
     for (size_t i = 0; i < n; ++i)
       acc[i % (size_t)r->E] += (double)w[i] * w[i];
@@ -118,9 +115,53 @@ static clmoe_status upload_column_norms(clmoe_router *r) {
       norms[e] = (float)sqrt(acc[e]);
     st = upload(r->ctx, norms, NULL, (size_t)r->E, &r->wnorm);
   }
-  free(w);
   free(norms);
   free(acc);
+  return st;
+}
+
+/* W[d, E] packed into the grouped kernel's panels (one group). */
+static clmoe_status upload_packed(clmoe_router *r, const float *w) {
+  int vw = r->ctx->tuning.vw, panels = cm_panel_count(r->E, vw, 0);
+  size_t n = (size_t)panels * r->d * 2 * vw;
+  float *buf = malloc(n * sizeof *buf);
+  if (!buf)
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                   "clmoe_router_create: out of host memory");
+  cm_pack_panels(buf, w, NULL, 0, CLMOE_LAYOUT_IN_OUT, 1, r->d, r->E, vw);
+  clmoe_status st = upload(r->ctx, buf, NULL, n, &r->packed);
+  free(buf);
+  if (!st) {
+    r->packed_vw = vw;
+    r->packed_panels = panels;
+  }
+  return st;
+}
+
+/* What the weight feeds besides the CLBlast GEMM: column norms (COSINE) and
+ * the grouped kernel's panels (devices whose entry picks that kernel). Reads
+ * the uploaded weight back once, so host and device weights take one path. */
+static clmoe_status derive_from_weight(clmoe_router *r) {
+  int norms = r->policy == CLMOE_POLICY_RESONANCE &&
+              r->affinity == CLMOE_AFFINITY_COSINE;
+  int packed = r->ctx->tuning.path == CLMOE_EXPERTS_PATH_GROUPED;
+  if (!norms && !packed)
+    return CLMOE_SUCCESS;
+  size_t n = (size_t)r->d * r->E;
+  float *w = malloc(n * sizeof *w);
+  if (!w)
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                   "clmoe_router_create: out of host memory");
+  clmoe_status st = CLMOE_SUCCESS;
+  cl_int err = clEnqueueReadBuffer(r->ctx->queue, r->weight, CL_TRUE, 0,
+                                   n * sizeof *w, w, 0, NULL, NULL);
+  if (err != CL_SUCCESS)
+    st = cm_cl_fail(err, "clEnqueueReadBuffer(router weight)");
+  if (!st && norms)
+    st = upload_column_norms(r, w);
+  if (!st && packed)
+    st = upload_packed(r, w);
+  free(w);
   return st;
 }
 
@@ -128,10 +169,12 @@ clmoe_status clmoe_router_create(clmoe_context *ctx,
                                  const clmoe_router_desc *desc,
                                  clmoe_router **out) {
   if (!out)
-    return cm_fail(CLMOE_ERROR_NULL_POINTER, "clmoe_router_create: out is NULL");
+    return cm_fail(CLMOE_ERROR_NULL_POINTER,
+                   "clmoe_router_create: out is NULL");
   *out = NULL;
   if (!ctx)
-    return cm_fail(CLMOE_ERROR_NULL_POINTER, "clmoe_router_create: ctx is NULL");
+    return cm_fail(CLMOE_ERROR_NULL_POINTER,
+                   "clmoe_router_create: ctx is NULL");
   clmoe_status st = cm_check_struct(desc, sizeof *desc, "router desc");
   if (st)
     return st;
@@ -146,15 +189,16 @@ clmoe_status clmoe_router_create(clmoe_context *ctx,
     return st;
   int E = desc->num_experts, d = desc->d_model;
   if (desc->weight &&
-      (st = cm_check_tensor(desc->weight, ctx, "router weight",
-                            CLMOE_DTYPE_F32, 2, (int64_t[]){d, E})))
+      (st = cm_check_tensor(desc->weight, ctx, "router weight", CLMOE_DTYPE_F32,
+                            2, (int64_t[]){d, E})))
     return st;
   if (desc->bias && (st = cm_check_tensor(desc->bias, ctx, "router bias",
                                           CLMOE_DTYPE_F32, 1, (int64_t[]){E})))
     return st;
   if ((int64_t)d * E > INT32_MAX)
-    return cm_fail(CLMOE_ERROR_TOO_LARGE,
-                   "clmoe_router_create: d_model * num_experts overflows int32");
+    return cm_fail(
+        CLMOE_ERROR_TOO_LARGE,
+        "clmoe_router_create: d_model * num_experts overflows int32");
   clmoe_router *r = calloc(1, sizeof *r);
   if (!r)
     return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
@@ -174,19 +218,19 @@ clmoe_status clmoe_router_create(clmoe_context *ctx,
       r->capacity_factor == 0.0f)
     r->capacity_factor = 1.0f;
   r->overflow = desc->overflow;
-  r->renorm = desc->gates == CLMOE_GATES_RENORM ||
-              (desc->gates == CLMOE_GATES_DEFAULT &&
-               r->policy != CLMOE_POLICY_TOPP &&
-               r->policy != CLMOE_POLICY_EXPERT_CHOICE);
+  r->renorm =
+      desc->gates == CLMOE_GATES_RENORM ||
+      (desc->gates == CLMOE_GATES_DEFAULT && r->policy != CLMOE_POLICY_TOPP &&
+       r->policy != CLMOE_POLICY_EXPERT_CHOICE);
   r->affinity = desc->affinity;
   r->fallback = desc->fallback;
   if (has_weight)
-    st = upload(ctx, desc->weight_host, desc->weight, (size_t)d * E, &r->weight);
+    st =
+        upload(ctx, desc->weight_host, desc->weight, (size_t)d * E, &r->weight);
   if (!st && (desc->bias_host || desc->bias))
     st = upload(ctx, desc->bias_host, desc->bias, (size_t)E, &r->bias);
-  if (!st && r->policy == CLMOE_POLICY_RESONANCE &&
-      r->affinity == CLMOE_AFFINITY_COSINE)
-    st = upload_column_norms(r);
+  if (!st && has_weight)
+    st = derive_from_weight(r);
   if (st) {
     clmoe_router_destroy(r);
     return st;
@@ -201,5 +245,6 @@ void clmoe_router_destroy(clmoe_router *router) {
   cm_release_mem(&router->weight);
   cm_release_mem(&router->bias);
   cm_release_mem(&router->wnorm);
+  cm_release_mem(&router->packed);
   free(router);
 }

@@ -34,6 +34,8 @@ typedef enum cm_routing_buffer {
   CM_RB_FFN_ACT,      /* [N, f] experts: activation */
   CM_RB_Y_SORTED,     /* [N, d] forward: expert outputs */
   CM_RB_TILE_OFFSETS, /* [E+1] grouped GEMM: row tiles per expert */
+  CM_RB_ROUTER_ROWS,  /* [2] router GEMM on the grouped kernel: {0, T} */
+  CM_RB_ROUTER_TILES, /* [2] and its row tiles: {0, ceil(T / rm)} */
   CM_RB_COUNT
 } cm_routing_buffer;
 
