@@ -139,12 +139,17 @@ static clmoe_status upload_packed(clmoe_router *r, const float *w) {
 }
 
 /* What the weight feeds besides the CLBlast GEMM: column norms (COSINE) and
- * the grouped kernel's panels (devices whose entry picks that kernel). Reads
+ * the grouped kernel's panels. Reads
  * the uploaded weight back once, so host and device weights take one path. */
 static clmoe_status derive_from_weight(clmoe_router *r) {
   int norms = r->policy == CLMOE_POLICY_RESONANCE &&
               r->affinity == CLMOE_AFFINITY_COSINE;
-  int packed = r->ctx->tuning.path == CLMOE_EXPERTS_PATH_GROUPED;
+  /* On CPUs only: there the grouped kernel runs the skinny T x d x E GEMM
+   * 3-4x faster than CLBlast; on a GPU its few tiles (T / rm of them for
+   * E <= 2 * vw) leave the device idle and CLBlast wins (H100: W1 route
+   * 0.20 ms with CLBlast, 0.55 ms grouped). */
+  int packed = r->ctx->tuning.path == CLMOE_EXPERTS_PATH_GROUPED &&
+               r->ctx->info.type == CLMOE_DEVICE_TYPE_CPU;
   if (!norms && !packed)
     return CLMOE_SUCCESS;
   size_t n = (size_t)r->d * r->E;

@@ -18,7 +18,7 @@ struct clmoe_router {
   cl_mem weight; /* [d, E] or NULL */
   cl_mem bias;   /* [E] or NULL */
   cl_mem wnorm;  /* [E] column norms of weight (COSINE), or NULL */
-  /* On devices whose tuning entry picks the grouped kernel: the weight
+  /* On CPU devices whose tuning entry picks the grouped kernel: the weight
    * packed for it ([1][panels][d][2 * packed_vw], cl/gemm.cl), so the
    * router GEMM runs at the expert GEMMs' speed; NULL otherwise (CLBlast). */
   cl_mem packed;
