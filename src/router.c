@@ -139,9 +139,10 @@ static clmoe_status upload_packed(clmoe_router *r, const float *w) {
 }
 
 /* What the weight feeds besides the CLBlast GEMM: column norms (COSINE) and
- * the grouped kernel's panels. Reads
- * the uploaded weight back once, so host and device weights take one path. */
-static clmoe_status derive_from_weight(clmoe_router *r) {
+ * the grouped kernel's panels. Computed
+ * from the caller's host weight, or from the uploaded copy of a device
+ * weight read back once. */
+static clmoe_status derive_from_weight(clmoe_router *r, const float *host) {
   int norms = r->policy == CLMOE_POLICY_RESONANCE &&
               r->affinity == CLMOE_AFFINITY_COSINE;
   /* On CPUs only: there the grouped kernel runs the skinny T x d x E GEMM
@@ -152,21 +153,28 @@ static clmoe_status derive_from_weight(clmoe_router *r) {
                r->ctx->info.type == CLMOE_DEVICE_TYPE_CPU;
   if (!norms && !packed)
     return CLMOE_SUCCESS;
-  size_t n = (size_t)r->d * r->E;
-  float *w = malloc(n * sizeof *w);
-  if (!w)
-    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
-                   "clmoe_router_create: out of host memory");
+  const float *w = host;
+  float *read_back = NULL;
+  if (!w) {
+    size_t n = (size_t)r->d * r->E;
+    if (!(read_back = malloc(n * sizeof *read_back)))
+      return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                     "clmoe_router_create: out of host memory");
+    cl_int err =
+        clEnqueueReadBuffer(r->ctx->queue, r->weight, CL_TRUE, 0,
+                            n * sizeof *read_back, read_back, 0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+      free(read_back);
+      return cm_cl_fail(err, "clEnqueueReadBuffer(router weight)");
+    }
+    w = read_back;
+  }
   clmoe_status st = CLMOE_SUCCESS;
-  cl_int err = clEnqueueReadBuffer(r->ctx->queue, r->weight, CL_TRUE, 0,
-                                   n * sizeof *w, w, 0, NULL, NULL);
-  if (err != CL_SUCCESS)
-    st = cm_cl_fail(err, "clEnqueueReadBuffer(router weight)");
-  if (!st && norms)
+  if (norms)
     st = upload_column_norms(r, w);
   if (!st && packed)
     st = upload_packed(r, w);
-  free(w);
+  free(read_back);
   return st;
 }
 
@@ -235,7 +243,7 @@ clmoe_status clmoe_router_create(clmoe_context *ctx,
   if (!st && (desc->bias_host || desc->bias))
     st = upload(ctx, desc->bias_host, desc->bias, (size_t)E, &r->bias);
   if (!st && has_weight)
-    st = derive_from_weight(r);
+    st = derive_from_weight(r, desc->weight_host);
   if (st) {
     clmoe_router_destroy(r);
     return st;

@@ -499,7 +499,12 @@ static void test_route_from_x(void) {
       cosv[t * E + e] = (float)(s / sqrt(xn * wn));
     }
   clmoe_tensor *xt = tensor_f32(2, (int64_t[]){T, d}, x);
-  for (int variant = 0; variant < 2; ++variant) {
+  clmoe_tensor *wt = tensor_f32(2, (int64_t[]){d, E}, w);
+  clmoe_tensor *bt = tensor_f32(1, (int64_t[]){E}, bias);
+  /* 0: top-k; 1: resonance with cosine affinity (column norms); 2: the same
+   * with weight and bias given as device tensors (read back for the norms
+   * and, on CPUs, the grouped kernel's packing). */
+  for (int variant = 0; variant < 3; ++variant) {
     clmoe_router_desc desc;
     clmoe_router_desc_init(&desc);
     desc.num_experts = E;
@@ -507,7 +512,7 @@ static void test_route_from_x(void) {
     desc.weight_host = w;
     desc.bias_host = bias;
     config c = {"x topk", CLMOE_POLICY_TOPK, 3, 1, 0, 0, 0, 0, 0, 0, 0};
-    if (variant == 1) {
+    if (variant >= 1) {
       c = (config){"x resonance cosine",
                    CLMOE_POLICY_RESONANCE,
                    3,
@@ -523,6 +528,12 @@ static void test_route_from_x(void) {
       desc.affinity = CLMOE_AFFINITY_COSINE;
       desc.capacity_factor = 1.0f;
     }
+    if (variant == 2) {
+      c.name = "x resonance cosine, device weight";
+      desc.weight_host = desc.bias_host = NULL;
+      desc.weight = wt;
+      desc.bias = bt;
+    }
     desc.k = c.k;
     clmoe_router *r = NULL;
     REQUIRE_OK(clmoe_router_create(test_context(), &desc, &r));
@@ -535,7 +546,7 @@ static void test_route_from_x(void) {
     CHECK(compare(rt, &ref, c.name, 0) == 0);
     ref_free(&ref);
     /* Logits input is refused for COSINE; x is refused without weight. */
-    if (variant == 1) {
+    if (variant >= 1) {
       clmoe_tensor *lt = tensor_f32(2, (int64_t[]){T, E}, z);
       CHECK_STATUS(clmoe_route_logits(r, lt, NULL, rt, 0, NULL, NULL),
                    CLMOE_ERROR_UNSUPPORTED);
@@ -545,6 +556,8 @@ static void test_route_from_x(void) {
     clmoe_router_destroy(r);
   }
   clmoe_tensor_destroy(xt);
+  clmoe_tensor_destroy(wt);
+  clmoe_tensor_destroy(bt);
   free(x);
   free(w);
   free(z);
