@@ -618,8 +618,9 @@ int main(int argc, char **argv) {
     printf("  %-62s %9.3f  %s %7.3f  %s\n", t[i].name, t[i].measured,
            t[i].higher_is_better ? ">=" : "<=", t[i].goal,
            met(&t[i]) ? "met" : "NOT MET");
-  printf("(context, not measured here: ggml CPU mul_mat_id 112 / 97 GFLOP/s "
-         "at W1 / W2 on this CPU, shared/FACTS.md)\n");
+  printf("(context, not measured in this run: ggml's CPU mul_mat_id reached "
+         "112 / 97 GFLOP/s at W1 / W2 on the 2-core AMD EPYC (Zen 5) of "
+         "bench/results/pocl-avx512-epyc, measured 2026-11)\n");
   if (json)
     write_json(json, &info, rs, n, t, m, path, alt_path);
   clmoe_context_destroy(g_ctx);

@@ -1,30 +1,17 @@
 /* Helpers shared by every clmoe kernel program (OpenCL C 1.2). */
 
-/* Layout of a routing's stats buffer (32-bit words; src/routing.h mirrors
- * it). The layer kernels after route read ST_N and ST_BAD_TOKEN on the
- * device, so a forward needs no host sync between route and combine. */
-#define ST_N 0
-#define ST_N_PROPOSED 1
-#define ST_MIN_K 2
-#define ST_MAX_K 3
-#define ST_BAD_TOKEN 4    /* INT_MAX unless a token had a non-finite logit */
-#define ST_BALANCE_LOSS 5 /* float */
-#define ST_ENTROPY 6      /* float */
-#define ST_HEADER 8       /* then hist[E+1], load[E], mean_prob[E] */
+/* Shared constants (ST_* stats words, POLICY_*, ACT_*, EPI_NONE,
+ * CM_ROW_CHUNK) come as -D build options from src/runtime/kernel_abi.*, their
+ * one definition. */
 
 /* Whether the route that filled `stats` succeeded. */
 inline int cm_route_ok(global const int *stats) {
   return stats[ST_BAD_TOKEN] == INT_MAX;
 }
 
-/* Expert activations (values of clmoe_activation), written as macros so the
- * scalar kernels (ffn.cl) and the vector epilogue (gemm.cl) evaluate the
+/* Expert activations, written as macros so the scalar kernels
+ * (experts_run.cl) and the vector epilogue (grouped_gemm.cl) evaluate the
  * same formula: tanh-approximated GELU and SiLU. */
-#define ACT_RELU 1
-#define ACT_GELU 2
-#define ACT_SILU 3
-#define ACT_SWIGLU 4
-#define ACT_GEGLU 5
 #define CM_GELU_TANH(v)                                                        \
   (0.5f * (v) *                                                                \
    (1.0f + tanh(0.7978845608028654f * ((v) + 0.044715f * (v) * (v) * (v)))))

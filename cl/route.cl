@@ -4,12 +4,6 @@
  * only on E and the work-group size, never on T, so a token routes the same
  * alone or in a batch; no float atomics anywhere. */
 
-#define POLICY_TOPK 1
-#define POLICY_TOPP 2
-#define POLICY_IMPORTANCE 3
-#define POLICY_RESONANCE 4
-#define POLICY_EXPERT_CHOICE 5
-
 /* Sort key: the probability (non-negative, so its bits order like the
  * value) in the high word, the complement of the expert id in the low word,
  * so that a descending sort puts ties in ascending expert order. Padding
@@ -223,11 +217,77 @@ kernel void select_by_expert(int T, int E, int dense, float capacity_factor,
 #undef ROW_TOKEN
 }
 
-/* DA-MoE budget mode, one work-item: K_t = k_min + share of
- * R = B - T*k_min, proportional to w_t = floor(s_t*65536 + 0.5) with each
- * share capped at c = k_max - k_min (water-filling), remainders by largest
- * remainder, ties by lower token index. All integer: exact. prop_counts
- * doubles as the "saturated" flag while the shares are found. */
+/* DA-MoE budget mode: K_t = k_min + share of R = B - T*k_min, proportional
+ * to w_t = floor(s_t*65536 + 0.5) with each share capped at
+ * c = k_max - k_min (water-filling), remainders by largest remainder, ties
+ * by lower token index. All integer: exact. */
+
+/* w_t, or 1 for every token once the weights are uniform. */
+inline long budget_weight(global const float *importance, int t, int unit) {
+  return unit ? 1l
+              : (long)(clamp(importance[t], 0.0f, 1.0f) * 65536.0f + 0.5f);
+}
+
+/* Water-filling: sets sat[t] = 1 for every token whose share reaches the cap
+ * c; returns the budget left for the others (>= 0) and *Wu, their weight.
+ * *unit switches to uniform weights when the unsaturated tokens weigh
+ * nothing. */
+inline long budget_saturate(int T, global const float *importance, long c,
+                            long R0, int *unit, global int *sat, long *Wu) {
+  long R;
+  for (;;) {
+    long n_sat = 0;
+    *Wu = 0;
+    for (int t = 0; t < T; ++t) {
+      n_sat += sat[t];
+      *Wu += sat[t] ? 0 : budget_weight(importance, t, *unit);
+    }
+    R = R0 - c * n_sat;
+    if (R <= 0)
+      break;
+    if (*Wu == 0) {
+      if (*unit)
+        break; /* cannot happen: R0 <= T * c */
+      *unit = 1; /* the rest weigh nothing: share it equally */
+      continue;
+    }
+    int newly = 0;
+    for (int t = 0; t < T; ++t)
+      if (!sat[t] && R * budget_weight(importance, t, *unit) >= c * *Wu) {
+        sat[t] = 1;
+        newly = 1;
+      }
+    if (!newly)
+      break;
+  }
+  return R < 0 ? 0 : R;
+}
+
+/* The `extra` +1s left after the floors go to the largest remainders
+ * R * w_t % Wu (values < Wu < 2^48): returns the threshold, found by
+ * bisection, and *tie_quota, how many tokens exactly at it also get one (in
+ * token order). */
+inline long budget_remainder_threshold(int T, global const float *importance,
+                                       int unit, global const int *sat,
+                                       long R, long Wu, long extra,
+                                       long *tie_quota) {
+  long thr = 0;
+  for (int bit = 47; bit >= 0; --bit) {
+    long cand = thr | (1l << bit);
+    long cnt = 0;
+    for (int t = 0; t < T && cnt < extra; ++t)
+      cnt += !sat[t] && (R * budget_weight(importance, t, unit)) % Wu >= cand;
+    if (cnt >= extra)
+      thr = cand;
+  }
+  *tie_quota = extra;
+  for (int t = 0; t < T; ++t)
+    *tie_quota -= !sat[t] && (R * budget_weight(importance, t, unit)) % Wu > thr;
+  return thr;
+}
+
+/* One work-item. prop_counts doubles as the "saturated" flag while the
+ * shares are found. */
 kernel void route_importance_budget(int T, global const float *importance,
                                     int k_min, int k_max, long budget,
                                     global const int *stats,
@@ -242,78 +302,33 @@ kernel void route_importance_budget(int T, global const float *importance,
       prop_counts[t] = 0;
     return;
   }
-  long c = k_max - k_min;
-  long R0 = budget - (long)T * k_min;
-  int unit_weights = 0;
-#define WEIGHT(t)                                                              \
-  (unit_weights ? 1l                                                           \
-                : (long)(clamp(importance[t], 0.0f, 1.0f) * 65536.0f + 0.5f))
-  long W = 0;
+  long c = k_max - k_min, R0 = budget - (long)T * k_min, W = 0;
   for (int t = 0; t < T; ++t) {
-    W += WEIGHT(t);
+    W += budget_weight(importance, t, 0);
     prop_counts[t] = 0;
   }
-  unit_weights = W == 0;
+  int unit = W == 0;
   if (c == 0 || R0 <= 0) {
     for (int t = 0; t < T; ++t)
       prop_counts[t] = k_min;
     return;
   }
-  long R, Wu;
-  for (;;) {
-    long sat = 0;
-    Wu = 0;
-    for (int t = 0; t < T; ++t) {
-      sat += prop_counts[t];
-      Wu += prop_counts[t] ? 0 : WEIGHT(t);
-    }
-    R = R0 - c * sat;
-    if (R <= 0)
-      break;
-    if (Wu == 0) {
-      if (unit_weights)
-        break; /* cannot happen: R0 <= T * c */
-      unit_weights = 1; /* the rest weigh nothing: share it equally */
-      continue;
-    }
-    int newly = 0;
-    for (int t = 0; t < T; ++t)
-      if (!prop_counts[t] && R * WEIGHT(t) >= c * Wu) {
-        prop_counts[t] = 1;
-        newly = 1;
-      }
-    if (!newly)
-      break;
-  }
-  if (R < 0)
-    R = 0;
-  /* extra = the +1s left after the floors; they go to the largest
-   * remainders (values < Wu < 2^48), found by bisection, ties in token
-   * order. */
+  long Wu;
+  long R = budget_saturate(T, importance, c, R0, &unit, prop_counts, &Wu);
   long extra = R;
   for (int t = 0; t < T; ++t)
     if (!prop_counts[t] && Wu > 0)
-      extra -= R * WEIGHT(t) / Wu;
+      extra -= R * budget_weight(importance, t, unit) / Wu;
   long thr = 0, tie_quota = 0;
-  if (extra > 0) {
-    for (int bit = 47; bit >= 0; --bit) {
-      long cand = thr | (1l << bit);
-      long cnt = 0;
-      for (int t = 0; t < T && cnt < extra; ++t)
-        cnt += !prop_counts[t] && (R * WEIGHT(t)) % Wu >= cand;
-      if (cnt >= extra)
-        thr = cand;
-    }
-    tie_quota = extra;
-    for (int t = 0; t < T; ++t)
-      tie_quota -= !prop_counts[t] && (R * WEIGHT(t)) % Wu > thr;
-  }
+  if (extra > 0)
+    thr = budget_remainder_threshold(T, importance, unit, prop_counts, R, Wu,
+                                     extra, &tie_quota);
   for (int t = 0; t < T; ++t) {
     if (prop_counts[t]) {
       prop_counts[t] = k_max;
       continue;
     }
-    long q = Wu > 0 ? R * WEIGHT(t) : 0;
+    long q = Wu > 0 ? R * budget_weight(importance, t, unit) : 0;
     long rem = Wu > 0 ? q % Wu : 0;
     int K = k_min + (int)(Wu > 0 ? q / Wu : 0);
     if (extra > 0 && rem > thr) {
@@ -324,7 +339,6 @@ kernel void route_importance_budget(int T, global const float *importance,
     }
     prop_counts[t] = K;
   }
-#undef WEIGHT
 }
 
 /* Kept slots per token: the proposals whose (token, expert) the mask kept,

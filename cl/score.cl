@@ -4,6 +4,63 @@
  * fused path recomputes softmax rows from Q and K (row max and sum first)
  * and never materialises the T x T matrix. */
 
+/* status words (src/moe/score.c): bad token, sequence error code, its entry
+ * and two values. */
+#define SCORE_BAD_TOKEN 0
+#define SCORE_SEQ_ERROR 1
+
+/* Sequence boundaries and key lengths, given or implied, checked here so the
+ * host never reads them. One work-item. Implied: B sequences of S tokens
+ * (layout 1) or one of T. A failed check records its code (1: ends, 2: not
+ * increasing, 3: key length), entry and values, and leaves one safe
+ * sequence of T tokens (kernels after this stay in bounds; score_average
+ * then writes NaN, so a deferred check still fails the route). */
+kernel void score_sequences(int T, int B, int S, int layout, int has_offsets,
+                            global const int *given_offsets, int has_lengths,
+                            global const int *given_lengths,
+                            global int *offsets, global int *lengths,
+                            global int *status) {
+  if (get_global_id(0) != 0)
+    return;
+  int code = 0, entry = 0, a = 0, b = 0;
+  for (int i = 0; i <= B; ++i)
+    offsets[i] = has_offsets ? given_offsets[i]
+                             : (layout == 1 ? i * S : (i ? T : 0));
+  if (offsets[0] != 0 || offsets[B] != T) {
+    code = 1;
+    a = offsets[0];
+    b = offsets[B];
+  }
+  for (int i = 0; i < B && !code; ++i)
+    if (offsets[i + 1] <= offsets[i]) {
+      code = 2;
+      entry = i;
+      a = offsets[i];
+      b = offsets[i + 1];
+    }
+  for (int i = 0; i < B; ++i) {
+    int len = offsets[i + 1] - offsets[i];
+    lengths[i] = has_lengths ? given_lengths[i] : len;
+    if (!code && (lengths[i] < 0 || lengths[i] > len)) {
+      code = 3;
+      entry = i;
+      a = lengths[i];
+      b = len;
+    }
+  }
+  if (code) {
+    for (int i = 0; i <= B; ++i)
+      offsets[i] = i ? T : 0;
+    for (int i = 0; i < B; ++i)
+      lengths[i] = i ? 0 : T;
+  }
+  status[SCORE_BAD_TOKEN] = INT_MAX;
+  status[SCORE_SEQ_ERROR] = code;
+  status[2] = entry;
+  status[3] = a;
+  status[4] = b;
+}
+
 /* Visible queries [*q0, *q1) for key j, per the mask and key padding. */
 inline void visible_queries(global const int *seq_offsets,
                             global const int *key_lengths, int B, int causal,
@@ -109,12 +166,13 @@ kernel void score_fused_columns(int T, int H, int dh, float scale, int B,
 }
 
 /* importance[j] = mean over heads of col[:, j] / (queries that see j); a
- * non-finite result lowers *bad_token. Global (T). */
+ * non-finite result lowers status[SCORE_BAD_TOKEN]; NaN everywhere after a
+ * failed sequence check. Global (T). */
 kernel void score_average(int T, int H, int B, int causal,
                           global const int *seq_offsets,
                           global const int *key_lengths,
                           global const float *col, global float *importance,
-                          global int *bad_token) {
+                          global int *status) {
   int j = get_global_id(0);
   if (j >= T)
     return;
@@ -124,8 +182,10 @@ kernel void score_average(int T, int H, int B, int causal,
   for (int h = 0; h < H; ++h)
     s += col[(size_t)h * T + j];
   float v = q1 > q0 ? s / (float)H / (float)(q1 - q0) : 0.0f;
+  if (status[SCORE_SEQ_ERROR])
+    v = NAN;
   if (!isfinite(v))
-    atomic_min(bad_token, j);
+    atomic_min(&status[SCORE_BAD_TOKEN], j);
   importance[j] = v;
 }
 

@@ -1,4 +1,4 @@
-/* Plain-C host reference of the routing policies, written from DESIGN.md
+/* Plain-C host reference of the routing policies, written from docs/policies.md
  * "Policies - exact semantics", independent of the kernels. */
 #ifndef CLMOE_REF_ROUTE_H
 #define CLMOE_REF_ROUTE_H

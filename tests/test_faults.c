@@ -14,8 +14,8 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#include "fault_injection.h"
 #include "harness.h"
+#include "runtime/fault_injection.h"
 
 enum { T = 24, D = 16, F = 12, E = 4, H = 2 };
 
@@ -82,7 +82,8 @@ static clmoe_status scenario_body(outputs *out) {
   TRY(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 3, (int64_t[]){H, T, T},
                           g_probs, &probs));
   TRY(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 1, (int64_t[]){T}, NULL, &imp));
-  TRY(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, D}, NULL, &y));
+  TRY(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, D}, NULL,
+                          &y));
   clmoe_router_desc rd;
   clmoe_router_desc_init(&rd);
   rd.num_experts = E;
@@ -206,16 +207,16 @@ static void walk(void) {
     } else {
       ++errors;
       if (!names_call(g_detail, call)) {
-        fprintf(stderr, "fault %lld (%s at %s): %s, detail does not name it: "
-                "%s\n", (long long)n, call, site, clmoe_status_string(st),
-                g_detail);
+        fprintf(stderr,
+                "fault %lld (%s at %s): %s, detail does not name it: "
+                "%s\n",
+                (long long)n, call, site, clmoe_status_string(st), g_detail);
         ++g_failures;
       }
     }
     if (clmoe_test_live_objects() != 0) {
       fprintf(stderr, "fault %lld (%s at %s): %lld OpenCL objects leaked\n",
-              (long long)n, call, site,
-              (long long)clmoe_test_live_objects());
+              (long long)n, call, site, (long long)clmoe_test_live_objects());
       ++g_failures;
       break;
     }
@@ -226,9 +227,70 @@ static void walk(void) {
       ++g_failures;
     }
   }
-  printf("  %d faulted runs: %d errors, %d absorbed\n", runs, errors,
-         absorbed);
+  printf("  %d faulted runs: %d errors, %d absorbed\n", runs, errors, absorbed);
   CHECK(runs == calls);
+}
+
+/* Scoring and the forward keep their buffers and kernels in workspaces that
+ * grow only: once warm, a call of the same size allocates nothing. */
+static void steady_state_allocates_nothing(void) {
+  outputs out;
+  clmoe_test_fault_inject("any", 0);
+  clmoe_context_desc cd;
+  clmoe_context_desc_init(&cd);
+  cd.cl_context = g_cl;
+  cd.cl_device = g_dev;
+  clmoe_context *ctx = NULL;
+  REQUIRE_OK(clmoe_context_create(&cd, &ctx));
+  clmoe_tensor *x = NULL, *probs = NULL, *imp = NULL, *y = NULL;
+  REQUIRE_OK(
+      clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, D}, g_x, &x));
+  REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 3, (int64_t[]){H, T, T},
+                                 g_probs, &probs));
+  REQUIRE_OK(
+      clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 1, (int64_t[]){T}, NULL, &imp));
+  REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, D},
+                                 NULL, &y));
+  clmoe_router_desc rd;
+  clmoe_router_desc_init(&rd);
+  rd.num_experts = E;
+  rd.d_model = D;
+  rd.weight_host = g_wr;
+  rd.policy = CLMOE_POLICY_IMPORTANCE;
+  rd.k_max = 3;
+  clmoe_router *router = NULL;
+  REQUIRE_OK(clmoe_router_create(ctx, &rd, &router));
+  clmoe_status st = CLMOE_SUCCESS;
+  clmoe_experts *grouped = experts(ctx, CLMOE_EXPERTS_PATH_GROUPED, &st);
+  REQUIRE_OK(st);
+  clmoe_routing *rt = NULL;
+  REQUIRE_OK(clmoe_routing_create(ctx, &rt));
+  clmoe_score_desc sd;
+  clmoe_score_desc_init(&sd);
+  for (int rep = 0; rep < 3; ++rep) {
+    if (rep == 2)
+      clmoe_test_fault_inject("any", 0); /* resets the counters */
+    REQUIRE_OK(
+        clmoe_score_attention(ctx, &sd, probs, NULL, NULL, imp, 0, NULL, NULL));
+    REQUIRE_OK(clmoe_forward(router, grouped, x, imp, y, rt, 0, 0, NULL, NULL));
+  }
+  const char *allocators[] = {"clCreateBuffer", "clCreateKernel", "malloc",
+                              "calloc", "realloc"};
+  for (int i = 0; i < 5; ++i)
+    if (clmoe_test_fault_calls(allocators[i]) != 0) {
+      fprintf(stderr, "steady-state score + forward called %s %lld times\n",
+              allocators[i], (long long)clmoe_test_fault_calls(allocators[i]));
+      ++g_failures;
+    }
+  REQUIRE_OK(clmoe_tensor_read(y, out.y_grouped, sizeof out.y_grouped));
+  clmoe_routing_destroy(rt);
+  clmoe_experts_destroy(grouped);
+  clmoe_router_destroy(router);
+  clmoe_tensor_destroy(x);
+  clmoe_tensor_destroy(probs);
+  clmoe_tensor_destroy(imp);
+  clmoe_tensor_destroy(y);
+  clmoe_context_destroy(ctx);
 }
 
 int main(void) {
@@ -246,6 +308,7 @@ int main(void) {
 
   /* CLMOE_FAULT_WALKS=warm: the warm-cache walk only (the sanitizer run,
    * where every runtime call is several times slower). */
+  steady_state_allocates_nothing();
   const char *walks = getenv("CLMOE_FAULT_WALKS");
   int num_walks = walks && !strcmp(walks, "warm") ? 1 : 2;
   for (g_fresh_cache = 0; g_fresh_cache < num_walks; ++g_fresh_cache)

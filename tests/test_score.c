@@ -116,8 +116,8 @@ static void check_case(test_rng *rng, int H, int T, int dh, int causal,
   clmoe_tensor *kt = f32(3, (int64_t[]){H, T, dh}, K);
   clmoe_tensor *out = f32(1, (int64_t[]){T}, NULL);
   float *fused = malloc(sizeof *fused * T), *mat = malloc(sizeof *mat * T);
-  CHECK_OK(clmoe_score_attention(test_context(), &d, NULL, qt, kt, out, 0,
-                                 NULL, NULL));
+  CHECK_OK(clmoe_score_attention(test_context(), &d, NULL, qt, kt, out, 0, NULL,
+                                 NULL));
   CHECK_OK(clmoe_tensor_read(out, fused, sizeof *fused * T));
   double ef = max_rel(fused, ref, T), em = 0, efm = 0;
   if (with_probs) {
@@ -276,22 +276,22 @@ static void test_errors(void) {
   A[(1 * T + 4) * T + 3] = NAN;
   clmoe_tensor *at = f32(3, (int64_t[]){H, T, T}, A);
   clmoe_tensor *out = f32(1, (int64_t[]){T}, NULL);
-  CHECK_STATUS(clmoe_score_attention(ctx, NULL, at, NULL, NULL, out, 0, NULL,
-                                     NULL),
-               CLMOE_ERROR_NONFINITE_INPUT);
+  CHECK_STATUS(
+      clmoe_score_attention(ctx, NULL, at, NULL, NULL, out, 0, NULL, NULL),
+      CLMOE_ERROR_NONFINITE_INPUT);
   CHECK(strstr(clmoe_last_error_detail(), "token 3") != NULL);
   A[(1 * T + 4) * T + 3] = INFINITY;
   CHECK_OK(clmoe_tensor_write(at, A, sizeof *A * H * T * T));
-  CHECK_STATUS(clmoe_score_attention(ctx, NULL, at, NULL, NULL, out, 0, NULL,
-                                     NULL),
-               CLMOE_ERROR_NONFINITE_INPUT);
+  CHECK_STATUS(
+      clmoe_score_attention(ctx, NULL, at, NULL, NULL, out, 0, NULL, NULL),
+      CLMOE_ERROR_NONFINITE_INPUT);
   float *Q = calloc((size_t)H * T * dh, sizeof *Q);
   Q[5] = NAN;
   clmoe_tensor *qt = f32(3, (int64_t[]){H, T, dh}, Q);
   clmoe_tensor *kt = f32(3, (int64_t[]){H, T, dh}, NULL);
-  CHECK_STATUS(clmoe_score_attention(ctx, NULL, NULL, qt, kt, out, 0, NULL,
-                                     NULL),
-               CLMOE_ERROR_NONFINITE_INPUT);
+  CHECK_STATUS(
+      clmoe_score_attention(ctx, NULL, NULL, qt, kt, out, 0, NULL, NULL),
+      CLMOE_ERROR_NONFINITE_INPUT);
   /* Deferred: no error here, NaN left for route(IMPORTANCE) to reject. */
   clmoe_score_desc d;
   clmoe_score_desc_init(&d);
@@ -310,31 +310,54 @@ static void test_errors(void) {
                CLMOE_ERROR_NONFINITE_INPUT);
   /* Shapes. */
   clmoe_tensor *bad = f32(3, (int64_t[]){H, T, T - 1}, NULL);
-  CHECK_STATUS(clmoe_score_attention(ctx, NULL, bad, NULL, NULL, out, 0, NULL,
-                                     NULL),
-               CLMOE_ERROR_SHAPE_MISMATCH);
+  CHECK_STATUS(
+      clmoe_score_attention(ctx, NULL, bad, NULL, NULL, out, 0, NULL, NULL),
+      CLMOE_ERROR_SHAPE_MISMATCH);
   clmoe_tensor *out9 = f32(1, (int64_t[]){T - 1}, NULL);
-  CHECK_STATUS(clmoe_score_attention(ctx, NULL, at, NULL, NULL, out9, 0, NULL,
-                                     NULL),
-               CLMOE_ERROR_SHAPE_MISMATCH);
+  CHECK_STATUS(
+      clmoe_score_attention(ctx, NULL, at, NULL, NULL, out9, 0, NULL, NULL),
+      CLMOE_ERROR_SHAPE_MISMATCH);
   CHECK_STATUS(clmoe_score_attention(ctx, NULL, at, qt, kt, out, 0, NULL, NULL),
                CLMOE_ERROR_INVALID_ARGUMENT);
-  CHECK_STATUS(clmoe_score_attention(ctx, NULL, NULL, NULL, NULL, out, 0, NULL,
-                                     NULL),
-               CLMOE_ERROR_INVALID_ARGUMENT);
+  CHECK_STATUS(
+      clmoe_score_attention(ctx, NULL, NULL, NULL, NULL, out, 0, NULL, NULL),
+      CLMOE_ERROR_INVALID_ARGUMENT);
   clmoe_tensor *k5 = f32(3, (int64_t[]){H, T, dh + 1}, NULL);
-  CHECK_STATUS(clmoe_score_attention(ctx, NULL, NULL, qt, k5, out, 0, NULL,
-                                     NULL),
-               CLMOE_ERROR_SHAPE_MISMATCH);
+  CHECK_STATUS(
+      clmoe_score_attention(ctx, NULL, NULL, qt, k5, out, 0, NULL, NULL),
+      CLMOE_ERROR_SHAPE_MISMATCH);
   /* seq_offsets not increasing, not ending at T, not starting at 0. */
   const int bad_offsets[3][3] = {{0, 6, 6}, {0, 4, 9}, {1, 4, 10}};
   for (int i = 0; i < 3; ++i) {
     clmoe_tensor *ot = i32(3, bad_offsets[i]);
     clmoe_score_desc_init(&d);
     d.seq_offsets = ot;
-    CHECK_STATUS(clmoe_score_attention(ctx, &d, NULL, qt, kt, out, 0, NULL,
-                                       NULL),
-                 CLMOE_ERROR_INVALID_ARGUMENT);
+    CHECK_STATUS(
+        clmoe_score_attention(ctx, &d, NULL, qt, kt, out, 0, NULL, NULL),
+        CLMOE_ERROR_INVALID_ARGUMENT);
+    clmoe_tensor_destroy(ot);
+  }
+  /* Deferred: a sequence error is not reported by the score, but every
+   * importance is NaN, so route(IMPORTANCE) fails on it. */
+  {
+    const int repeated[3] = {0, T, T};
+    clmoe_tensor *ot = i32(3, repeated);
+    clmoe_score_desc_init(&d);
+    d.seq_offsets = ot;
+    d.flags = CLMOE_SCORE_DEFER_CHECK;
+    CHECK_OK(clmoe_score_attention(ctx, &d, NULL, qt, kt, out, 0, NULL, NULL));
+    float got[T];
+    CHECK_OK(clmoe_tensor_read(out, got, sizeof got));
+    for (int t = 0; t < T; ++t)
+      CHECK(isnan(got[t]));
+    CHECK_STATUS(clmoe_route_logits(r, z, out, rt, 0, NULL, NULL),
+                 CLMOE_ERROR_NONFINITE_INPUT);
+    /* The detail names the entry and the values, read from the device. */
+    d.flags = 0;
+    CHECK_STATUS(
+        clmoe_score_attention(ctx, &d, NULL, qt, kt, out, 0, NULL, NULL),
+        CLMOE_ERROR_INVALID_ARGUMENT);
+    CHECK(strstr(clmoe_last_error_detail(), "entry 1 (10 then 10)") != NULL);
     clmoe_tensor_destroy(ot);
   }
   int good[3] = {0, 4, 10}, lens[2] = {5, 6};
@@ -342,22 +365,21 @@ static void test_errors(void) {
   clmoe_score_desc_init(&d);
   d.seq_offsets = ot;
   d.key_lengths = lt; /* 5 > 4 tokens in sequence 0 */
-  CHECK_STATUS(
-      clmoe_score_attention(ctx, &d, NULL, qt, kt, out, 0, NULL, NULL),
-      CLMOE_ERROR_INVALID_ARGUMENT);
+  CHECK_STATUS(clmoe_score_attention(ctx, &d, NULL, qt, kt, out, 0, NULL, NULL),
+               CLMOE_ERROR_INVALID_ARGUMENT);
   clmoe_score_desc_init(&d);
   d.mask = 7;
-  CHECK_STATUS(clmoe_score_attention(ctx, &d, at, NULL, NULL, out, 0, NULL,
-                                     NULL),
-               CLMOE_ERROR_INVALID_ARGUMENT);
+  CHECK_STATUS(
+      clmoe_score_attention(ctx, &d, at, NULL, NULL, out, 0, NULL, NULL),
+      CLMOE_ERROR_INVALID_ARGUMENT);
   d.mask = 0;
   d.struct_size = 1;
-  CHECK_STATUS(clmoe_score_attention(ctx, &d, at, NULL, NULL, out, 0, NULL,
-                                     NULL),
-               CLMOE_ERROR_INVALID_STRUCT_SIZE);
-  CHECK_STATUS(clmoe_score_attention(NULL, NULL, at, NULL, NULL, out, 0, NULL,
-                                     NULL),
-               CLMOE_ERROR_NULL_POINTER);
+  CHECK_STATUS(
+      clmoe_score_attention(ctx, &d, at, NULL, NULL, out, 0, NULL, NULL),
+      CLMOE_ERROR_INVALID_STRUCT_SIZE);
+  CHECK_STATUS(
+      clmoe_score_attention(NULL, NULL, at, NULL, NULL, out, 0, NULL, NULL),
+      CLMOE_ERROR_NULL_POINTER);
   clmoe_tensor_destroy(ot);
   clmoe_tensor_destroy(lt);
   clmoe_tensor_destroy(k5);
@@ -380,7 +402,8 @@ static void test_score_then_route(void) {
   clmoe_context *ctx = test_context();
   const int T = 40, H = 3, dh = 16, E = 8;
   test_rng rng = {12};
-  float *Q = malloc(sizeof *Q * H * T * dh), *K = malloc(sizeof *K * H * T * dh);
+  float *Q = malloc(sizeof *Q * H * T * dh),
+        *K = malloc(sizeof *K * H * T * dh);
   for (int i = 0; i < H * T * dh; ++i) {
     Q[i] = rng_normal(&rng);
     K[i] = rng_normal(&rng);

@@ -1,5 +1,6 @@
 /* The device tuning table: a user table overrides the shipped entry, and
  * unreadable or malformed tables fail context creation with file:line. */
+#include <math.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -57,14 +58,100 @@ static void test_user_table_wins(void) {
   }
   /* CLMOE_TUNING_FILE is read when the desc names no file. */
   setenv("CLMOE_TUNING_FILE",
-         write_table("env.tsv", "*\t*\t*\tclblast\tRM=4 VW=4 LX=0\t-\t-\n"),
-         1);
+         write_table("env.tsv", "*\t*\t*\tclblast\tRM=4 VW=4 LX=0\t-\t-\n"), 1);
   clmoe_context *ctx = NULL;
   CHECK_OK(clmoe_context_create(NULL, &ctx));
   if (ctx)
     CHECK(path_of(ctx) == CLMOE_EXPERTS_PATH_CLBLAST);
   clmoe_context_destroy(ctx);
   unsetenv("CLMOE_TUNING_FILE");
+}
+
+static char g_log[1024];
+static void keep_context_log(void *user, clmoe_log_level level,
+                             const char *msg) {
+  if (strstr(msg, "context on"))
+    snprintf(g_log, sizeof g_log, "%s", msg);
+}
+
+/* y of a small top-2 forward (grouped experts) under a table. */
+static void forward_under(const char *table, float *y_out, int T, int D) {
+  enum { E = 4, F = 8 };
+  clmoe_context_desc d;
+  clmoe_context_desc_init(&d);
+  d.tuning_file = table;
+  d.log_fn = keep_context_log;
+  clmoe_context *ctx = NULL;
+  REQUIRE_OK(clmoe_context_create(&d, &ctx));
+  test_rng rng = {7};
+  float x[64 * 16], wr[16 * E], w1[E * 16 * F], w2[E * F * 16];
+  for (int i = 0; i < T * D; ++i)
+    x[i] = rng_normal(&rng);
+  for (int i = 0; i < D * E; ++i)
+    wr[i] = rng_normal(&rng);
+  for (int i = 0; i < E * D * F; ++i) {
+    w1[i] = rng_normal(&rng) * 0.3f;
+    w2[i] = rng_normal(&rng) * 0.3f;
+  }
+  clmoe_router_desc rd;
+  clmoe_router_desc_init(&rd);
+  rd.num_experts = E;
+  rd.d_model = D;
+  rd.weight_host = wr;
+  clmoe_router *r = NULL;
+  REQUIRE_OK(clmoe_router_create(ctx, &rd, &r));
+  clmoe_experts_desc ed;
+  clmoe_experts_desc_init(&ed);
+  ed.num_experts = E;
+  ed.d_model = D;
+  ed.d_ff = F;
+  ed.activation = CLMOE_ACTIVATION_RELU;
+  ed.w1_host = w1;
+  ed.w2_host = w2;
+  ed.path = CLMOE_EXPERTS_PATH_GROUPED;
+  clmoe_experts *ex = NULL;
+  REQUIRE_OK(clmoe_experts_create(ctx, &ed, &ex));
+  clmoe_tensor *xt = NULL, *yt = NULL;
+  REQUIRE_OK(
+      clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, D}, x, &xt));
+  REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, D},
+                                 NULL, &yt));
+  clmoe_routing *rt = NULL;
+  REQUIRE_OK(clmoe_routing_create(ctx, &rt));
+  CHECK_OK(clmoe_forward(r, ex, xt, NULL, yt, rt, 0, 0, NULL, NULL));
+  CHECK_OK(clmoe_tensor_read(yt, y_out, sizeof *y_out * T * D));
+  clmoe_routing_destroy(rt);
+  clmoe_tensor_destroy(xt);
+  clmoe_tensor_destroy(yt);
+  clmoe_experts_destroy(ex);
+  clmoe_router_destroy(r);
+  clmoe_context_destroy(ctx);
+}
+
+/* The optional layer column: the router GEMM's path and the forward's
+ * in-flight thresholds; 7-column lines keep the defaults. Both settings
+ * give the same layer (to rounding: the two GEMMs sum in other orders). */
+static void test_layer_column(void) {
+  enum { T = 64, D = 16 };
+  static float y_a[T * D], y_b[T * D];
+  forward_under(write_table("ok.tsv", "*\t*\t*\tgrouped\tRM=8 VW=16 LX=1"
+                                      "\t-\t-\n"),
+                y_a, T, D);
+  CHECK(strstr(g_log, "router GEMM: clblast, in flight: <= 8 slots per "
+                      "token and <= 256 MiB") != NULL);
+  forward_under(write_table("ok.tsv", "*\t*\t*\tgrouped\tRM=8 VW=16 LX=1"
+                                      "\t-\t-\tROUTER=grouped INFLIGHT_K=0 "
+                                      "INFLIGHT_MIB=64\n"),
+                y_b, T, D);
+  CHECK(strstr(g_log, "router GEMM: grouped, in flight: <= 0 slots per "
+                      "token and <= 64 MiB") != NULL);
+  double worst = 0, scale = 1e-30;
+  for (int i = 0; i < T * D; ++i) {
+    double e = fabs((double)y_a[i] - y_b[i]);
+    worst = e > worst ? e : worst;
+    scale = fabs(y_a[i]) > scale ? fabs(y_a[i]) : scale;
+  }
+  CHECK(worst / scale < 1e-5);
 }
 
 static void test_bad_tables(void) {
@@ -82,6 +169,12 @@ static void test_bad_tables(void) {
       {"*\t*\t*\tclblast\tRM=4 VW=4 LX=0\tMWG\t-\n", "not NAME=VALUE",
        CLMOE_ERROR_INVALID_ARGUMENT},
       {"*\t*\t*\tclblast\tRM=4 VW=4 LX=0\tMWG=x\t-\n", "no integer",
+       CLMOE_ERROR_INVALID_ARGUMENT},
+      {"*\t*\t*\tgrouped\tRM=8 VW=16 LX=1\t-\t-\tROUTER=fast\n", "ROUTER=fast",
+       CLMOE_ERROR_INVALID_ARGUMENT},
+      {"*\t*\t*\tgrouped\tRM=8 VW=16 LX=1\t-\t-\tINFLIGHT_K=-1\n", "bad.tsv:1",
+       CLMOE_ERROR_INVALID_ARGUMENT},
+      {"*\t*\t*\tgrouped\tRM=8 VW=16 LX=1\t-\t-\t-\textra\n", "bad.tsv:1",
        CLMOE_ERROR_INVALID_ARGUMENT},
       /* CLBlast itself refuses an incomplete Xgemm set */
       {"*\t*\t*\tclblast\tRM=4 VW=4 LX=0\tMWG=64\t-\n", "Xgemm",
@@ -110,6 +203,7 @@ int main(void) {
   unsetenv("CLMOE_TUNING_FILE");
   test_user_table_wins();
   test_bad_tables();
+  test_layer_column();
   char path[256];
   snprintf(path, sizeof path, "%s/ok.tsv", g_dir);
   unlink(path);

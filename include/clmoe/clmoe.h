@@ -14,10 +14,14 @@
  *    matching clmoe_*_desc_init() and then set the fields you need. Structs
  *    are only ever passed by pointer, so they can grow without breaking the
  *    ABI: a caller compiled against an older, smaller struct keeps working.
- *    Where a struct has grown, its *_init is a macro over *_init_sized that
- *    passes the caller's sizeof, and the plain symbol still initialises
- *    exactly the older size (bindings calling the symbol by name use the
- *    sized one with their own struct size).
+ *    Every descriptor's *_init is a macro over *_init_sized that passes the
+ *    caller's sizeof, and the plain symbol still initialises exactly the
+ *    0.1 size (bindings calling the symbol by name use the sized one with
+ *    their own struct size).
+ *  - A NULL descriptor means the defaults of its *_init where those alone
+ *    make a complete request (clmoe_context_create, clmoe_score_attention);
+ *    calls that need the caller's data (clmoe_router_create,
+ *    clmoe_experts_create) return CLMOE_ERROR_NULL_POINTER for it.
  *  - Enumerations are int32_t with explicit values that never change.
  *  - Tensors are dense and row-major, rank 1 to 4, float32 or int32.
  *  - Device work is enqueued, in order, on the context's command queue.
@@ -40,6 +44,7 @@
 
 #include "clmoe/clmoe_cl_types.h"
 #include "clmoe/clmoe_export.h"
+#include "clmoe/clmoe_version.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -49,14 +54,13 @@ extern "C" {
 /* Version                                                                   */
 /* ------------------------------------------------------------------------ */
 
-#define CLMOE_VERSION_MAJOR 0
-#define CLMOE_VERSION_MINOR 2
-#define CLMOE_VERSION_PATCH 0
+/* CLMOE_VERSION_MAJOR, _MINOR, _PATCH and CLMOE_VERSION_STRING come from
+ * clmoe_version.h, generated from the build's version. */
 /* MAJOR * 10000 + MINOR * 100 + PATCH, as returned by clmoe_version_number(). */
 #define CLMOE_VERSION_NUMBER                                                   \
   (CLMOE_VERSION_MAJOR * 10000 + CLMOE_VERSION_MINOR * 100 + CLMOE_VERSION_PATCH)
 
-/* Version of the library actually loaded ("0.1.0"); never NULL. */
+/* Version of the library actually loaded (e.g. "0.2.0"); never NULL. */
 CLMOE_API const char *clmoe_version_string(void);
 /* Version of the library actually loaded, as CLMOE_VERSION_NUMBER. */
 CLMOE_API int32_t clmoe_version_number(void);
@@ -324,7 +328,7 @@ CLMOE_API clmoe_status clmoe_tensor_get_cl_mem(const clmoe_tensor *tensor,
 
 typedef struct clmoe_router clmoe_router;
 
-/* Policies; exact semantics in DESIGN.md "Policies - exact semantics".
+/* Policies; exact semantics in docs/policies.md of the source tree.
  * P = softmax(logits) in fp32 with max subtraction. "Sorted" below means by
  * the fp32 P descending, ties (equal fp32 values) by lower expert id. */
 typedef int32_t clmoe_policy;
@@ -414,10 +418,17 @@ typedef struct clmoe_router_desc {
   const clmoe_tensor *bias;
 } clmoe_router_desc;
 
-/* Fills defaults: TOPK, k = 2, p = 0.4, k_min = 1, k_max = 0 (= E),
+/* Fills the first `size` bytes of *desc (at most sizeof(clmoe_router_desc))
+ * with defaults: TOPK, k = 2, p = 0.4, k_min = 1, k_max = 0 (= E),
  * k_mean = 0, capacity_factor = 0, DROP_LOWEST_GATE, GATES_DEFAULT, PROB,
- * FALLBACK_NONE, no weight, no bias. */
-CLMOE_API void clmoe_router_desc_init(clmoe_router_desc *desc);
+ * FALLBACK_NONE, no weight, no bias; struct_size is set to that size. Call it
+ * through the clmoe_router_desc_init(desc) macro (the caller's sizeof). */
+CLMOE_API void clmoe_router_desc_init_sized(clmoe_router_desc *desc,
+                                            size_t size);
+/* The 0.1 entry point: initialises the 0.1 fields (all of them, so far). */
+CLMOE_API void(clmoe_router_desc_init)(clmoe_router_desc *desc);
+#define clmoe_router_desc_init(desc)                                           \
+  clmoe_router_desc_init_sized((desc), sizeof *(desc))
 
 /* Creates a router. Every invalid parameter or combination is rejected here
  * with INVALID_ARGUMENT and a detail naming the field (E outside 1..1024,
@@ -511,7 +522,8 @@ CLMOE_API clmoe_status clmoe_routing_read_stats(clmoe_routing *routing,
 /* Route                                                                     */
 /* ------------------------------------------------------------------------ */
 
-/* Routes x[T, d] (float32): logits = x * W_r (+ bias) through CLBlast, then
+/* Routes x[T, d] (float32): logits = x * W_r (+ bias) (CLBlast, or the
+ * grouped kernel where the device's tuning entry says ROUTER=grouped), then
  * softmax and the router's policy on the device, into `routing`.
  * importance[T] (float32) is required for IMPORTANCE and ignored otherwise
  * (may be NULL). The call enqueues its work, then blocks for one 4-byte
@@ -732,9 +744,16 @@ enum {
   CLMOE_SCORE_DEFER_CHECK = 1u << 0
 };
 
-/* Defaults: no mask, MAX, scale 0 (1/sqrt(dh)), no varlen, no padding,
- * flags 0. */
-CLMOE_API void clmoe_score_desc_init(clmoe_score_desc *desc);
+/* Fills the first `size` bytes of *desc (at most sizeof(clmoe_score_desc))
+ * with defaults: no mask, MAX, scale 0 (1/sqrt(dh)), no varlen, no padding,
+ * flags 0; struct_size is set to that size. Call it through the
+ * clmoe_score_desc_init(desc) macro (the caller's sizeof). */
+CLMOE_API void clmoe_score_desc_init_sized(clmoe_score_desc *desc,
+                                           size_t size);
+/* The 0.1 entry point: initialises the 0.1 fields (all of them, so far). */
+CLMOE_API void(clmoe_score_desc_init)(clmoe_score_desc *desc);
+#define clmoe_score_desc_init(desc)                                            \
+  clmoe_score_desc_init_sized((desc), sizeof *(desc))
 
 /* importance[j] = (mean over heads of the attention token j receives from
  * the queries that can see it) / (the number of those queries), then, with
@@ -744,8 +763,14 @@ CLMOE_API void clmoe_score_desc_init(clmoe_score_desc *desc);
  *    set q = k = NULL; or
  *  - q, k: [H, T, dh] (fused: softmax rows are recomputed on the fly, never
  *    materialising T x T; extra memory O(T * H)); set probs = NULL.
- * importance: float32 [T]. Deterministic (no float atomics). Blocks for a
- * 4-byte read that reports non-finite input, unless CLMOE_SCORE_DEFER_CHECK. Errors: NULL_POINTER,
+ * importance: float32 [T]. Deterministic (no float atomics). seq_offsets and
+ * key_lengths are checked on the device; the call blocks for one 20-byte
+ * status read that reports them and non-finite input, unless
+ * CLMOE_SCORE_DEFER_CHECK: then nothing blocks, and invalid sequences leave
+ * NaN in every importance, which clmoe_route(IMPORTANCE) rejects. A context's
+ * scoring buffers grow only: a call no larger than an earlier one allocates
+ * nothing; concurrent calls on one context are serialised while they
+ * enqueue. desc may be NULL (defaults). Errors: NULL_POINTER,
  * INVALID_STRUCT_SIZE, SHAPE_MISMATCH, DTYPE_MISMATCH, INVALID_ARGUMENT
  * (both or neither input, bad seq_offsets/key_lengths), NONFINITE_INPUT
  * (NaN/Inf in the inputs; the detail names the first affected token),

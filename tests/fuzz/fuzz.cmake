@@ -6,7 +6,7 @@ set(CLMOE_FUZZ_FLAGS -fsanitize=fuzzer-no-link,address,undefined
     -fno-sanitize-recover=all -fno-omit-frame-pointer -g)
 add_library(clmoe_fuzzlib STATIC ${CLMOE_C_SOURCES} $<TARGET_OBJECTS:clmoe_kernels>)
 target_include_directories(clmoe_fuzzlib
-  PUBLIC ${CMAKE_SOURCE_DIR}/include PRIVATE ${CMAKE_SOURCE_DIR}/src)
+  PUBLIC ${CMAKE_SOURCE_DIR}/include ${CLMOE_GENERATED_INCLUDE} PRIVATE ${CMAKE_SOURCE_DIR}/src)
 target_compile_definitions(clmoe_fuzzlib PRIVATE CLMOE_BUILDING)
 target_compile_options(clmoe_fuzzlib PRIVATE ${CLMOE_FUZZ_FLAGS})
 target_link_libraries(clmoe_fuzzlib PUBLIC OpenCL::OpenCL clblast Threads::Threads m)

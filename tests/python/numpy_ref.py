@@ -1,4 +1,4 @@
-"""numpy reference of the routing policies, written from DESIGN.md
+"""numpy reference of the routing policies, written from docs/policies.md
 "Policies - exact semantics" (independent of the C host reference)."""
 import math
 

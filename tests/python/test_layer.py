@@ -1,4 +1,4 @@
-"""MoELayer against a numpy MoE forward written from DESIGN.md."""
+"""MoELayer against a numpy MoE forward written from docs/architecture.md."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""ctx.score_attention against a numpy reference of DESIGN.md's formula."""
+"""ctx.score_attention against a numpy reference of the formula in docs/policies.md."""
 import numpy as np
 import pytest
 

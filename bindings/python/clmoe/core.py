@@ -171,7 +171,8 @@ class Context:
         """DA-MoE importance[T] (float32 numpy) from attention probabilities
         A[H, T, T] / A[B, H, S, S], or fused from q, k [H, T, dh]."""
         desc = _lib.ScoreDesc()
-        lib.clmoe_score_desc_init(ctypes.byref(desc))
+        lib.clmoe_score_desc_init_sized(ctypes.byref(desc),
+                                        ctypes.sizeof(desc))
         desc.mask = 1 if causal else 0
         desc.norm = _choice({"max": 0, "raw": 1}, norm, "norm")
         if scale is not None:
@@ -234,7 +235,8 @@ class Router:
                  gates=None, affinity="prob", fallback="none"):
         self.ctx, self.handle = ctx, None
         desc = _lib.RouterDesc()
-        lib.clmoe_router_desc_init(ctypes.byref(desc))
+        lib.clmoe_router_desc_init_sized(ctypes.byref(desc),
+                                         ctypes.sizeof(desc))
         self._keep = []
         if weight is not None:
             w = np.ascontiguousarray(weight, dtype=np.float32)

@@ -1,0 +1,138 @@
+/* Grouped expert GEMM: one launch computes C[rows of e] = A[rows of e] * B_e
+ * for every expert e, reading each expert's row range from expert_offsets on
+ * the device (no host sync), with the bias and activation fused into the
+ * epilogue.
+ *
+ * Build parameters (-D, from the device's tuning entry; no defaults here):
+ *   GEMM_RM  rows of C per work-item (1..16)
+ *   GEMM_VW  vector width along N (4, 8 or 16)
+ * Each work-item owns an RM x (2 * VW) tile held in 2 * RM vector
+ * accumulators: on CPUs (pocl) that maps each accumulator onto one SIMD
+ * register, with full-width FMAs and no spills. The rows are spelled out as
+ * named variables (FOR_ROWS below), not private arrays: pocl's LLVM kept
+ * arrays in memory and ran 3x slower. Rows >= RM are compile-time dead.
+ *
+ * B is packed once at clmoe_experts_create into panels of 2 * VW columns,
+ * B_packed[e][panel][k][2 * VW], zero-padded past N, so the inner loop reads
+ * two aligned vectors per k at a short, fixed stride. For gated kinds a
+ * panel holds VW columns of W1 followed by the same VW columns of W3, so the
+ * epilogue computes act(x W1 + b1) * (x W3 + b3) without writing x [W1|W3]. */
+
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define floatV CAT(float, GEMM_VW)
+#define vloadV CAT(vload, GEMM_VW)
+#define vstoreV CAT(vstore, GEMM_VW)
+#define GEMM_TN (2 * GEMM_VW)
+
+/* tile_offsets[e] = row tiles of experts before e (tiles never straddle two
+ * experts); tile_offsets[E] = all tiles, 0 after a failed route (then no
+ * GEMM work-item runs). One work-item: E is at most 1024. */
+kernel void gemm_tile_offsets(int E, global const int *stats,
+                              global const int *expert_offsets,
+                              global int *tile_offsets) {
+  if (get_global_id(0) != 0)
+    return;
+  int ok = cm_route_ok(stats), acc = 0;
+  for (int e = 0; e < E; ++e) {
+    tile_offsets[e] = acc;
+    int rows = ok ? expert_offsets[e + 1] - expert_offsets[e] : 0;
+    acc += (rows + GEMM_RM - 1) / GEMM_RM;
+  }
+  tile_offsets[E] = acc;
+}
+
+inline floatV act_v(int kind, floatV v) {
+  if (kind == ACT_RELU)
+    return fmax(v, (floatV)(0.0f));
+  if (kind == ACT_GELU || kind == ACT_GEGLU)
+    return CM_GELU_TANH(v);
+  if (kind == ACT_SILU || kind == ACT_SWIGLU)
+    return CM_SILU(v);
+  return v;
+}
+
+/* Stores the first n (<= VW) lanes of v at dst. */
+inline void store_lanes(floatV v, global float *dst, int n) {
+  if (n >= GEMM_VW) {
+    vstoreV(v, 0, dst);
+    return;
+  }
+  float lanes[GEMM_VW];
+  vstoreV(v, 0, lanes);
+  for (int i = 0; i < n; ++i)
+    dst[i] = lanes[i];
+}
+
+/* One output row of a tile: bias added, epilogue applied, n_lo (and, not
+ * gated, n_hi) valid columns stored. */
+inline void store_row(floatV u, floatV v, int epi, int gated,
+                      global float *c, int n_lo, int n_hi) {
+  if (gated) {
+    store_lanes(act_v(epi, u) * v, c, n_lo);
+  } else {
+    store_lanes(act_v(epi, u), c, n_lo);
+    if (n_hi > 0)
+      store_lanes(act_v(epi, v), c + GEMM_VW, n_hi);
+  }
+}
+
+#define FOR_ROWS(X)                                                            \
+  X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)    \
+  X(14) X(15)
+
+/* Global size (tiles, panels): tiles is an upper bound (ceil(N / RM) + E);
+ * surplus work-items return at once. epi selects the epilogue: EPI_NONE
+ * (plain, + bias when has_bias), an activation of both halves, or a gated
+ * pair. bias is packed like B's panels ([E][panels][2 * VW]). ldc is C's
+ * row stride; n_out the number of valid output columns (f for gated, else
+ * N). */
+kernel void gemm_grouped(int E, int K, int num_panels,
+                         global const int *expert_offsets,
+                         global const int *tile_offsets,
+                         global const float *A, global const float *B,
+                         int epi, int has_bias, global const float *bias,
+                         global float *C, int ldc, int n_out) {
+  int tile = get_global_id(0), panel = get_global_id(1);
+  if (tile >= tile_offsets[E] || panel >= num_panels)
+    return;
+  /* The last expert whose first tile is <= tile: empty experts own none. */
+  int e = cm_segment_of(tile_offsets, E, tile);
+  int row0 = expert_offsets[e] + (tile - tile_offsets[e]) * GEMM_RM;
+  int rows = min(GEMM_RM, expert_offsets[e + 1] - row0);
+  const global float *b = B + ((size_t)e * num_panels + panel) * K * GEMM_TN;
+  /* Rows past the expert's end re-read its last row and are not stored, so
+   * the inner loop has no branch. */
+  const global float *a_base = A + (size_t)row0 * K;
+  int last = rows - 1;
+#define ROW_INIT(i)                                                            \
+  const global float *a##i = a_base + (size_t)min(i, last) * K;                    \
+  floatV lo##i = (floatV)(0.0f), hi##i = (floatV)(0.0f);
+  FOR_ROWS(ROW_INIT)
+  for (int k = 0; k < K; ++k) {
+    floatV b0 = vloadV(0, b), b1 = vloadV(1, b);
+    b += GEMM_TN;
+#define ROW_FMA(i)                                                             \
+  if (i < GEMM_RM) {                                                           \
+    floatV av = (floatV)(*a##i++);                                             \
+    lo##i = fma(av, b0, lo##i);                                                \
+    hi##i = fma(av, b1, hi##i);                                                \
+  }
+    FOR_ROWS(ROW_FMA)
+  }
+  floatV bias_lo = (floatV)(0.0f), bias_hi = (floatV)(0.0f);
+  if (has_bias) {
+    const global float *bp = bias + ((size_t)e * num_panels + panel) * GEMM_TN;
+    bias_lo = vloadV(0, bp);
+    bias_hi = vloadV(1, bp);
+  }
+  int gated = epi == ACT_SWIGLU || epi == ACT_GEGLU;
+  int col0 = panel * (gated ? GEMM_VW : GEMM_TN);
+  int n_lo = min(GEMM_VW, n_out - col0);
+  int n_hi = min(GEMM_VW, n_out - col0 - GEMM_VW);
+#define ROW_STORE(i)                                                           \
+  if (i < GEMM_RM && i < rows)                                                 \
+    store_row(lo##i + bias_lo, hi##i + bias_hi, epi, gated,                    \
+              C + (size_t)(row0 + i) * ldc + col0, n_lo, n_hi);
+  FOR_ROWS(ROW_STORE)
+}

@@ -1,0 +1,294 @@
+/* Expert FFN weights: validation, layout for the CLBlast path or panel
+ * packing for the grouped kernel, upload. */
+#include "moe/experts.h"
+#include "moe/grouped_gemm.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+void clmoe_experts_desc_init_sized(clmoe_experts_desc *desc, size_t size) {
+  static const clmoe_experts_desc defaults = {
+      .activation = CLMOE_ACTIVATION_SWIGLU, .path = CLMOE_EXPERTS_PATH_AUTO};
+  cm_init_struct(desc, &defaults, sizeof defaults, size);
+}
+
+void(clmoe_experts_desc_init)(clmoe_experts_desc *desc) {
+  clmoe_experts_desc_init_sized(desc, offsetof(clmoe_experts_desc, path));
+}
+
+int cm_is_gated(clmoe_activation a) {
+  return a == CLMOE_ACTIVATION_SWIGLU || a == CLMOE_ACTIVATION_GEGLU;
+}
+
+static const char *const FN = "clmoe_experts_create";
+
+/* Host copy of one weight given as host memory or a tensor of `dims`. */
+static clmoe_status fetch(clmoe_context *ctx, const float *host,
+                          const clmoe_tensor *t, const char *name, int rank,
+                          const int64_t *dims, float **out) {
+  *out = NULL;
+  if (host && t)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "%s is given both as host memory and as a tensor", name);
+  if (!host && !t)
+    return CLMOE_SUCCESS;
+  size_t n = 1;
+  for (int i = 0; i < rank; ++i)
+    n *= (size_t)dims[i];
+  clmoe_status st;
+  if (t && (st = cm_check_tensor(t, ctx, name, CLMOE_DTYPE_F32, rank, dims)))
+    return st;
+  float *buf = malloc(n * sizeof *buf);
+  if (!buf)
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                   "clmoe_experts_create: out of host memory for %s", name);
+  if (host)
+    memcpy(buf, host, n * sizeof *buf);
+  else if ((st = clmoe_tensor_read(t, buf, n * sizeof *buf))) {
+    free(buf);
+    return st;
+  }
+  *out = buf;
+  return CLMOE_SUCCESS;
+}
+
+static clmoe_status upload(clmoe_context *ctx, const float *host, size_t n,
+                           cl_mem *out) {
+  return cm_buffer_upload(ctx, host, NULL, n * sizeof *host, "experts", out);
+}
+
+static clmoe_status validate(const clmoe_experts_desc *d) {
+  if (d->num_experts < 1 || d->num_experts > 1024)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "num_experts = %d is outside 1..1024", d->num_experts);
+  if (d->d_model < 1 || d->d_ff < 1)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "d_model = %d and d_ff = %d must be >= 1", d->d_model,
+                      d->d_ff);
+  if (d->activation < CLMOE_ACTIVATION_RELU ||
+      d->activation > CLMOE_ACTIVATION_GEGLU)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN, "unknown activation %d",
+                      (int)d->activation);
+  if (d->layout != CLMOE_LAYOUT_IN_OUT && d->layout != CLMOE_LAYOUT_OUT_IN)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN, "unknown layout %d",
+                      (int)d->layout);
+  int has_w3 = d->w3_host || d->w3, has_b3 = d->b3_host || d->b3;
+  if (!(d->w1_host || d->w1) || !(d->w2_host || d->w2))
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "w1 and w2 are required");
+  if (cm_is_gated(d->activation) && !has_w3)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "the gated activation needs w3");
+  if (!cm_is_gated(d->activation) && (has_w3 || has_b3))
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "w3/b3 are only for gated activations (SWIGLU, GEGLU)");
+  if ((int64_t)d->num_experts * d->d_model * d->d_ff * 2 > INT32_MAX)
+    return cm_fail(CLMOE_ERROR_TOO_LARGE,
+                   "clmoe_experts_create: E * d * 2f overflows 32-bit indices");
+  return CLMOE_SUCCESS;
+}
+
+/* Expert e's [rows, cols] matrix in the CLBlast path's layout: [E, in, out]
+ * with, for gated kinds, W3 beside W1 (cols = F). */
+static void lay_out_plain(float *dst, const float *w, const float *w_hi,
+                          int lay, int E, int rows, int cols) {
+  int F = w_hi ? 2 * cols : cols;
+  for (int e = 0; e < E; ++e)
+    for (int i = 0; i < rows; ++i)
+      for (int j = 0; j < F; ++j)
+        dst[((size_t)e * rows + i) * F + j] =
+            j < cols ? cm_weight_at(w, lay, e, rows, cols, i, j)
+                     : cm_weight_at(w_hi, lay, e, rows, cols, i, j - cols);
+}
+
+/* Elements of the up ([W1|W3]) and down (W2) weight buffers in the path's
+ * device layout. */
+static void weight_elems(int E, int d, int f, int gated,
+                         clmoe_experts_path path, int vw, size_t *up,
+                         size_t *down) {
+  if (path == CLMOE_EXPERTS_PATH_GROUPED) {
+    *up = (size_t)E * cm_panel_count(f, vw, gated) * d * 2 * vw;
+    *down = (size_t)E * cm_panel_count(d, vw, 0) * f * 2 * vw;
+  } else {
+    *up = (size_t)E * d * f * (gated ? 2 : 1);
+    *down = (size_t)E * f * d;
+  }
+}
+
+static clmoe_status upload_packed(clmoe_experts *x, const float *w1,
+                                  const float *w3, const float *w2,
+                                  const float *b1, const float *b3,
+                                  const float *b2, int lay) {
+  int E = x->E, d = x->d, f = x->f, vw = x->vw;
+  int gated = cm_is_gated(x->activation);
+  x->panels_up = cm_panel_count(f, vw, gated);
+  x->panels_down = cm_panel_count(d, vw, 0);
+  size_t n13, n2;
+  weight_elems(E, d, f, gated, CLMOE_EXPERTS_PATH_GROUPED, vw, &n13, &n2);
+  size_t nb13 = (size_t)E * x->panels_up * 2 * vw;
+  size_t nb2 = (size_t)E * x->panels_down * 2 * vw;
+  size_t most = n13 > n2 ? n13 : n2;
+  float *buf = malloc(sizeof *buf * most);
+  if (!buf)
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                   "clmoe_experts_create: out of host memory");
+  clmoe_status st;
+  cm_pack_panels(buf, w1, w3, gated, lay, E, d, f, vw);
+  if (!(st = upload(x->ctx, buf, n13, &x->w13))) {
+    cm_pack_panels(buf, w2, NULL, 0, lay, E, f, d, vw);
+    st = upload(x->ctx, buf, n2, &x->w2);
+  }
+  if (!st && (b1 || b3)) {
+    cm_pack_panels(buf, b1, b3, gated, CLMOE_LAYOUT_IN_OUT, E, 1, f, vw);
+    st = upload(x->ctx, buf, nb13, &x->b13);
+  }
+  if (!st && b2) {
+    cm_pack_panels(buf, b2, NULL, 0, CLMOE_LAYOUT_IN_OUT, E, 1, d, vw);
+    st = upload(x->ctx, buf, nb2, &x->b2);
+  }
+  free(buf);
+  return st;
+}
+
+static clmoe_status upload_plain(clmoe_experts *x, const float *w1,
+                                 const float *w3, const float *w2,
+                                 const float *b1, const float *b3,
+                                 const float *b2, int lay) {
+  int E = x->E, d = x->d, f = x->f;
+  size_t n13, n2;
+  weight_elems(E, d, f, cm_is_gated(x->activation), CLMOE_EXPERTS_PATH_CLBLAST,
+               x->vw, &n13, &n2);
+  float *buf = malloc(sizeof *buf * (n13 > n2 ? n13 : n2));
+  if (!buf)
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                   "clmoe_experts_create: out of host memory");
+  clmoe_status st;
+  lay_out_plain(buf, w1, cm_is_gated(x->activation) ? w3 : NULL, lay, E, d, f);
+  if (!(st = upload(x->ctx, buf, n13, &x->w13))) {
+    lay_out_plain(buf, w2, NULL, lay, E, f, d);
+    st = upload(x->ctx, buf, n2, &x->w2);
+  }
+  free(buf);
+  if (!st && b1)
+    st = upload(x->ctx, b1, (size_t)E * f, &x->b1);
+  if (!st && b3)
+    st = upload(x->ctx, b3, (size_t)E * f, &x->b3);
+  if (!st && b2)
+    st = upload(x->ctx, b2, (size_t)E * d, &x->b2);
+  return st;
+}
+
+/* Refuses, before any copy, weights whose device buffers would exceed the
+ * device's single-allocation limit (in the path's layout). */
+static clmoe_status check_device_limit(const clmoe_context *ctx,
+                                       const clmoe_experts_desc *d,
+                                       clmoe_experts_path path) {
+  size_t up, down;
+  weight_elems(d->num_experts, d->d_model, d->d_ff, cm_is_gated(d->activation),
+               path, ctx->tuning.vw, &up, &down);
+  size_t most = (up > down ? up : down) * sizeof(float);
+  if (most > ctx->info.max_alloc_bytes)
+    return cm_fail(CLMOE_ERROR_TOO_LARGE,
+                   "clmoe_experts_create: a weight matrix needs %zu bytes in "
+                   "one buffer but the device's CL_DEVICE_MAX_MEM_ALLOC_SIZE "
+                   "is %llu",
+                   most, (unsigned long long)ctx->info.max_alloc_bytes);
+  return CLMOE_SUCCESS;
+}
+
+/* The desc's path field exists from 0.2 on; older (smaller) structs mean
+ * AUTO. */
+static clmoe_experts_path desc_path(const clmoe_experts_desc *desc) {
+  return CM_HAS_FIELD(desc, clmoe_experts_desc, path) ? desc->path
+                                                      : CLMOE_EXPERTS_PATH_AUTO;
+}
+
+clmoe_status clmoe_experts_create(clmoe_context *ctx,
+                                  const clmoe_experts_desc *desc,
+                                  clmoe_experts **out) {
+  if (!out)
+    return cm_fail(CLMOE_ERROR_NULL_POINTER,
+                   "clmoe_experts_create: out is NULL");
+  *out = NULL;
+  if (!ctx)
+    return cm_fail(CLMOE_ERROR_NULL_POINTER,
+                   "clmoe_experts_create: ctx is NULL");
+  clmoe_status st =
+      cm_check_struct(desc, offsetof(clmoe_experts_desc, path), "experts desc");
+  if (st || (st = validate(desc)))
+    return st;
+  clmoe_experts_path path = desc_path(desc);
+  if (path < CLMOE_EXPERTS_PATH_AUTO || path > CLMOE_EXPERTS_PATH_GROUPED)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN, "unknown path %d",
+                      (int)path);
+  if (path == CLMOE_EXPERTS_PATH_AUTO)
+    path = ctx->tuning.path;
+  if ((st = check_device_limit(ctx, desc, path)))
+    return st;
+  int E = desc->num_experts, d = desc->d_model, f = desc->d_ff;
+  int lay = desc->layout, in_out = lay == CLMOE_LAYOUT_IN_OUT;
+  int64_t up[3] = {E, in_out ? d : f, in_out ? f : d};
+  int64_t down[3] = {E, in_out ? f : d, in_out ? d : f};
+  float *w1, *w3 = NULL, *w2 = NULL, *b1 = NULL, *b3 = NULL, *b2 = NULL;
+  if ((st = fetch(ctx, desc->w1_host, desc->w1, "w1", 3, up, &w1)) ||
+      (st = fetch(ctx, desc->w3_host, desc->w3, "w3", 3, up, &w3)) ||
+      (st = fetch(ctx, desc->w2_host, desc->w2, "w2", 3, down, &w2)) ||
+      (st = fetch(ctx, desc->b1_host, desc->b1, "b1", 2, (int64_t[]){E, f},
+                  &b1)) ||
+      (st = fetch(ctx, desc->b3_host, desc->b3, "b3", 2, (int64_t[]){E, f},
+                  &b3)) ||
+      (st = fetch(ctx, desc->b2_host, desc->b2, "b2", 2, (int64_t[]){E, d},
+                  &b2)))
+    goto done;
+  clmoe_experts *x = calloc(1, sizeof *x);
+  if (!x) {
+    st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                 "clmoe_experts_create: out of host memory");
+    goto done;
+  }
+  x->ctx = ctx;
+  x->E = E;
+  x->d = d;
+  x->f = f;
+  x->F = cm_is_gated(desc->activation) ? 2 * f : f;
+  x->activation = desc->activation;
+  x->path = path;
+  x->vw = ctx->tuning.vw;
+  st = x->path == CLMOE_EXPERTS_PATH_GROUPED
+           ? upload_packed(x, w1, w3, w2, b1, b3, b2, lay)
+           : upload_plain(x, w1, w3, w2, b1, b3, b2, lay);
+  if (st)
+    clmoe_experts_destroy(x);
+  else
+    *out = x;
+done:
+  free(w1);
+  free(w3);
+  free(w2);
+  free(b1);
+  free(b3);
+  free(b2);
+  return st;
+}
+
+void clmoe_experts_destroy(clmoe_experts *experts) {
+  if (!experts)
+    return;
+  cm_release_mem(&experts->w13);
+  cm_release_mem(&experts->w2);
+  cm_release_mem(&experts->b1);
+  cm_release_mem(&experts->b3);
+  cm_release_mem(&experts->b2);
+  cm_release_mem(&experts->b13);
+  free(experts);
+}
+
+clmoe_status clmoe_experts_get_path(const clmoe_experts *experts,
+                                    clmoe_experts_path *path) {
+  if (!experts || !path)
+    return cm_fail(CLMOE_ERROR_NULL_POINTER,
+                   "clmoe_experts_get_path: experts or path is NULL");
+  *path = experts->path;
+  return CLMOE_SUCCESS;
+}

@@ -1,0 +1,37 @@
+/* Experts object internals shared by experts.c (create, pack),
+ * experts_run.c (both expert paths) and forward.c. */
+#ifndef CLMOE_EXPERTS_H
+#define CLMOE_EXPERTS_H
+
+#include "moe/routing_result.h"
+
+struct clmoe_experts {
+  clmoe_context *ctx;
+  int E, d, f, F; /* F = f, or 2f for gated kinds ([W1 | W3]) */
+  clmoe_activation activation;
+  clmoe_experts_path path;
+  /* CLBLAST path: w13 [E, d, F], w2 [E, f, d], biases as given.
+   * GROUPED path: w13 and w2 packed in panels of 2 * vw columns
+   * ([E][panels][K][2 * vw], see cl/grouped_gemm.cl), b13 and b2 likewise
+   * ([E][panels][2 * vw]); panels_up / panels_down count them. */
+  cl_mem w13, w2;
+  cl_mem b1, b3, b2; /* CLBLAST path */
+  cl_mem b13;        /* GROUPED path: b1 | b3 packed (b2 reuses b2) */
+  int vw, panels_up, panels_down;
+};
+
+int cm_is_gated(clmoe_activation a);
+
+/* The experts can run on the routing's context (same device, same kernel
+ * shape); `fn` names the public call. */
+clmoe_status cm_check_experts_ctx(const clmoe_experts *x,
+                                  const clmoe_routing *rt, const char *fn);
+
+/* ys[N, d] = FFN(xs[N, d]) per expert rows of a routing. `rows` >= N sizes
+ * the launches: N itself for a completed routing, or an upper bound while
+ * the route is still in flight (GROUPED path only: its kernels read N and
+ * the route's status on the device). */
+clmoe_status cm_experts_run(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,
+                            cl_mem ys, int rows);
+
+#endif /* CLMOE_EXPERTS_H */

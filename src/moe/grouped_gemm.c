@@ -1,0 +1,46 @@
+/* The grouped GEMM's packed weight layout (cl/grouped_gemm.cl) and its launch.
+ */
+#include "moe/grouped_gemm.h"
+
+int cm_panel_count(int cols, int vw, int gated) {
+  int width = gated ? vw : 2 * vw;
+  return (cols + width - 1) / width;
+}
+
+void cm_pack_panels(float *dst, const float *w, const float *w_hi, int gated,
+                    int lay, int E, int rows, int cols, int vw) {
+  int P = cm_panel_count(cols, vw, gated), tn = 2 * vw;
+  for (int e = 0; e < E; ++e)
+    for (int p = 0; p < P; ++p)
+      for (int i = 0; i < rows; ++i)
+        for (int c = 0; c < tn; ++c) {
+          int j = gated ? p * vw + c % vw : p * tn + c;
+          const float *src = (gated && c >= vw) ? w_hi : w;
+          *dst++ = (j < cols && src)
+                       ? cm_weight_at(src, lay, e, rows, cols, i, j)
+                       : 0;
+        }
+}
+
+clmoe_status cm_gemm_grouped(clmoe_context *ctx, cm_kernels *kernels, int E,
+                             int rows_bound, int K, int panels,
+                             cl_mem expert_offsets, cl_mem tile_offsets,
+                             cl_mem A, cl_mem B, int epi, cl_mem bias, cl_mem C,
+                             int n_out) {
+  cl_kernel k;
+  clmoe_status st = cm_kernel(ctx, kernels, CM_K_GEMM_GROUPED, &k);
+  if (st)
+    return st;
+  int rm = ctx->tuning.rm, lx = ctx->tuning.lx, has_bias = bias != NULL;
+  /* Tiles never straddle groups: at most ceil(rows / rm) + E of them. */
+  size_t g[2] = {(size_t)(rows_bound + rm - 1) / rm + (size_t)E,
+                 (size_t)panels};
+  size_t local[2] = {(size_t)lx, 1};
+  /* Unused when has_bias = 0, but every argument must be a valid buffer. */
+  cl_mem b = has_bias ? bias : B;
+  return cm_launch(ctx, k, "gemm_grouped", 2, g, lx ? local : NULL,
+                   CM_ARGS(CM_ARG(E), CM_ARG(K), CM_ARG(panels),
+                           CM_ARG(expert_offsets), CM_ARG(tile_offsets),
+                           CM_ARG(A), CM_ARG(B), CM_ARG(epi), CM_ARG(has_bias),
+                           CM_ARG(b), CM_ARG(C), CM_ARG(n_out), CM_ARG(n_out)));
+}

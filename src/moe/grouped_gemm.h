@@ -1,0 +1,38 @@
+/* The grouped GEMM's packed weight layout and its launch, shared by the
+ * experts (grouped path) and the router GEMM. */
+#ifndef CLMOE_GROUPED_GEMM_H
+#define CLMOE_GROUPED_GEMM_H
+
+#include "runtime/launch.h"
+
+/* Element (i, j) of matrix e of E [rows, cols] matrices in `layout`
+ * (CLMOE_LAYOUT_IN_OUT: row-major [rows, cols]; OUT_IN: [cols, rows]). */
+static inline float cm_weight_at(const float *w, int layout, int e, int rows,
+                                 int cols, int i, int j) {
+  size_t base = (size_t)e * rows * cols;
+  return layout == CLMOE_LAYOUT_IN_OUT ? w[base + (size_t)i * cols + j]
+                                       : w[base + (size_t)j * rows + i];
+}
+
+/* Panels of 2 * vw columns (gated: vw columns of W1 beside the same vw of
+ * W3) covering `cols` output columns. */
+int cm_panel_count(int cols, int vw, int gated);
+
+/* Packs E matrices [rows, cols] (layout `lay`, CLMOE_LAYOUT_*) into
+ * dst[E][panels][rows][2 * vw], zero past cols (see cl/grouped_gemm.cl). w_hi
+ * is the gated kind's second matrix (W3), or NULL. A NULL w packs zeros. */
+void cm_pack_panels(float *dst, const float *w, const float *w_hi, int gated,
+                    int lay, int E, int rows, int cols, int vw);
+
+/* One gemm_grouped launch on the routing's queue: for every group e,
+ * C[rows of e, :n_out] = epi(A[rows of e, :K] * B_e + bias_e), rows of e =
+ * expert_offsets[e]..[e+1], tile_offsets from gemm_tile_offsets (or
+ * written exactly). rows_bound >= the rows of all groups sizes the launch.
+ * bias may be NULL. */
+clmoe_status cm_gemm_grouped(clmoe_context *ctx, cm_kernels *kernels, int E,
+                             int rows_bound, int K, int panels,
+                             cl_mem expert_offsets, cl_mem tile_offsets,
+                             cl_mem A, cl_mem B, int epi, cl_mem bias, cl_mem C,
+                             int n_out);
+
+#endif /* CLMOE_GROUPED_GEMM_H */

@@ -1,0 +1,267 @@
+/* Router objects: parameter validation, weight upload and the data derived
+ * from the weight (cosine norms, grouped-kernel panels). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "moe/grouped_gemm.h"
+#include "moe/router.h"
+
+void clmoe_router_desc_init_sized(clmoe_router_desc *desc, size_t size) {
+  static const clmoe_router_desc defaults = {
+      .policy = CLMOE_POLICY_TOPK, .k = 2, .p = 0.4f, .k_min = 1};
+  cm_init_struct(desc, &defaults, sizeof defaults, size);
+}
+
+void(clmoe_router_desc_init)(clmoe_router_desc *desc) {
+  clmoe_router_desc_init_sized(desc, sizeof *desc);
+}
+
+static const char *const FN = "clmoe_router_create";
+
+static clmoe_status validate(const clmoe_router_desc *d, int has_weight) {
+  int E = d->num_experts;
+  if (E < 1 || E > 1024)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "num_experts = %d is outside 1..1024", E);
+  if (d->policy < CLMOE_POLICY_TOPK || d->policy > CLMOE_POLICY_EXPERT_CHOICE)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN, "unknown policy %d",
+                      (int)d->policy);
+  if (d->gates < CLMOE_GATES_DEFAULT || d->gates > CLMOE_GATES_RAW)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN, "unknown gates mode %d",
+                      (int)d->gates);
+  if (d->overflow != CLMOE_OVERFLOW_DROP_LOWEST_GATE &&
+      d->overflow != CLMOE_OVERFLOW_DROP_LATEST_TOKEN)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "unknown overflow policy %d", (int)d->overflow);
+  if (d->affinity != CLMOE_AFFINITY_PROB &&
+      d->affinity != CLMOE_AFFINITY_COSINE)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN, "unknown affinity %d",
+                      (int)d->affinity);
+  if (d->fallback != CLMOE_FALLBACK_NONE && d->fallback != CLMOE_FALLBACK_TOP1)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN, "unknown fallback %d",
+                      (int)d->fallback);
+  if (!isfinite(d->capacity_factor))
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "capacity_factor is not finite");
+  if (d->d_model < 0 || (has_weight && d->d_model < 1))
+    return cm_fail_at(
+        CLMOE_ERROR_INVALID_ARGUMENT, FN,
+        "d_model = %d; it must be >= 1 with a weight (0 only for a "
+        "logits-only router)",
+        d->d_model);
+  int k_max = d->k_max == 0 ? E : d->k_max;
+  switch (d->policy) {
+  case CLMOE_POLICY_TOPK:
+  case CLMOE_POLICY_RESONANCE:
+    if (d->k < 1 || d->k > E)
+      return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                        "k = %d is outside 1..num_experts (%d)", d->k, E);
+    break;
+  case CLMOE_POLICY_TOPP:
+  case CLMOE_POLICY_IMPORTANCE:
+    if (d->k_max < 0 || k_max > E)
+      return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                        "k_max = %d is outside 0..num_experts (%d)", d->k_max,
+                        E);
+    if (d->k_min < 0 || d->k_min > k_max)
+      return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                        "k_min = %d is outside 0..k_max (%d)", d->k_min, k_max);
+    break;
+  default:
+    break;
+  }
+  if (d->policy == CLMOE_POLICY_TOPP && !(d->p > 0.0f && d->p <= 1.0f))
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "p = %g is outside (0, 1]", (double)d->p);
+  if (d->policy == CLMOE_POLICY_IMPORTANCE) {
+    if (k_max < 1)
+      return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                        "k_max must be >= 1 for IMPORTANCE");
+    if (!(d->k_mean == 0.0f ||
+          (d->k_mean >= (float)d->k_min && d->k_mean <= (float)k_max)))
+      return cm_fail_at(
+          CLMOE_ERROR_INVALID_ARGUMENT, FN,
+          "k_mean = %g is neither 0 (off) nor inside [k_min, k_max] = "
+          "[%d, %d]",
+          (double)d->k_mean, d->k_min, k_max);
+  }
+  if ((d->policy == CLMOE_POLICY_RESONANCE ||
+       d->policy == CLMOE_POLICY_EXPERT_CHOICE) &&
+      d->capacity_factor < 0.0f)
+    return cm_fail_at(
+        CLMOE_ERROR_INVALID_ARGUMENT, FN,
+        "capacity_factor = %g is negative (0 means the default 1.0)",
+        (double)d->capacity_factor);
+  if (d->policy == CLMOE_POLICY_RESONANCE &&
+      d->affinity == CLMOE_AFFINITY_COSINE && !has_weight)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "COSINE affinity needs the router weight");
+  return CLMOE_SUCCESS;
+}
+
+/* Column norms of W[d, E] for cosine affinity, computed in double. */
+static clmoe_status upload_column_norms(clmoe_router *r, const float *w) {
+  size_t n = (size_t)r->d * r->E;
+  float *norms = malloc((size_t)r->E * sizeof *norms);
+  double *acc = calloc((size_t)r->E, sizeof *acc);
+  clmoe_status st = CLMOE_SUCCESS;
+  if (!norms || !acc)
+    st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                 "clmoe_router_create: out of host memory");
+  if (!st) {
+    for (size_t i = 0; i < n; ++i)
+      acc[i % (size_t)r->E] += (double)w[i] * w[i];
+    for (int e = 0; e < r->E; ++e)
+      norms[e] = (float)sqrt(acc[e]);
+    st = cm_buffer_upload(r->ctx, norms, NULL, (size_t)r->E * sizeof *norms,
+                          "router weight norms", &r->wnorm);
+  }
+  free(norms);
+  free(acc);
+  return st;
+}
+
+/* W[d, E] packed into the grouped kernel's panels (one group). */
+static clmoe_status upload_packed(clmoe_router *r, const float *w) {
+  int vw = r->ctx->tuning.vw, panels = cm_panel_count(r->E, vw, 0);
+  size_t n = (size_t)panels * r->d * 2 * vw;
+  float *buf = malloc(n * sizeof *buf);
+  if (!buf)
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                   "clmoe_router_create: out of host memory");
+  cm_pack_panels(buf, w, NULL, 0, CLMOE_LAYOUT_IN_OUT, 1, r->d, r->E, vw);
+  clmoe_status st = cm_buffer_upload(r->ctx, buf, NULL, n * sizeof *buf,
+                                     "router weight panels", &r->packed);
+  free(buf);
+  if (!st) {
+    r->packed_vw = vw;
+    r->packed_panels = panels;
+  }
+  return st;
+}
+
+/* What the weight feeds besides the CLBlast GEMM: column norms (COSINE) and
+ * the grouped kernel's panels. Computed from the caller's host weight, or
+ * from the uploaded copy of a device weight read back once. */
+static clmoe_status derive_from_weight(clmoe_router *r, const float *host) {
+  int norms = r->policy == CLMOE_POLICY_RESONANCE &&
+              r->affinity == CLMOE_AFFINITY_COSINE;
+  /* The device's tuning entry decides where the router GEMM runs. */
+  int packed = r->ctx->tuning.router_gemm == CLMOE_EXPERTS_PATH_GROUPED;
+  if (!norms && !packed)
+    return CLMOE_SUCCESS;
+  const float *w = host;
+  float *read_back = NULL;
+  if (!w) {
+    size_t n = (size_t)r->d * r->E;
+    if (!(read_back = malloc(n * sizeof *read_back)))
+      return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                     "clmoe_router_create: out of host memory");
+    cl_int err =
+        clEnqueueReadBuffer(r->ctx->queue, r->weight, CL_TRUE, 0,
+                            n * sizeof *read_back, read_back, 0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+      free(read_back);
+      return cm_cl_fail(err, "clEnqueueReadBuffer(router weight)");
+    }
+    w = read_back;
+  }
+  clmoe_status st = CLMOE_SUCCESS;
+  if (norms)
+    st = upload_column_norms(r, w);
+  if (!st && packed)
+    st = upload_packed(r, w);
+  free(read_back);
+  return st;
+}
+
+clmoe_status clmoe_router_create(clmoe_context *ctx,
+                                 const clmoe_router_desc *desc,
+                                 clmoe_router **out) {
+  if (!out)
+    return cm_fail(CLMOE_ERROR_NULL_POINTER,
+                   "clmoe_router_create: out is NULL");
+  *out = NULL;
+  if (!ctx)
+    return cm_fail(CLMOE_ERROR_NULL_POINTER,
+                   "clmoe_router_create: ctx is NULL");
+  clmoe_status st = cm_check_struct(desc, sizeof *desc, "router desc");
+  if (st)
+    return st;
+  if (desc->weight_host && desc->weight)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "set weight_host or weight, not both");
+  if (desc->bias_host && desc->bias)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "set bias_host or bias, not both");
+  int has_weight = desc->weight_host || desc->weight;
+  if (!has_weight && (desc->bias_host || desc->bias))
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "a bias needs a weight");
+  if ((st = validate(desc, has_weight)))
+    return st;
+  int E = desc->num_experts, d = desc->d_model;
+  if (desc->weight &&
+      (st = cm_check_tensor(desc->weight, ctx, "router weight", CLMOE_DTYPE_F32,
+                            2, (int64_t[]){d, E})))
+    return st;
+  if (desc->bias && (st = cm_check_tensor(desc->bias, ctx, "router bias",
+                                          CLMOE_DTYPE_F32, 1, (int64_t[]){E})))
+    return st;
+  if ((int64_t)d * E > INT32_MAX)
+    return cm_fail(
+        CLMOE_ERROR_TOO_LARGE,
+        "clmoe_router_create: d_model * num_experts overflows int32");
+  clmoe_router *r = calloc(1, sizeof *r);
+  if (!r)
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                   "clmoe_router_create: out of host memory");
+  r->ctx = ctx;
+  r->policy = desc->policy;
+  r->E = E;
+  r->d = d;
+  r->k = desc->k;
+  r->k_min = desc->k_min;
+  r->k_max = desc->k_max == 0 ? E : desc->k_max;
+  r->p = desc->p;
+  r->k_mean = desc->k_mean;
+  r->capacity_factor = desc->capacity_factor;
+  if ((r->policy == CLMOE_POLICY_RESONANCE ||
+       r->policy == CLMOE_POLICY_EXPERT_CHOICE) &&
+      r->capacity_factor == 0.0f)
+    r->capacity_factor = 1.0f;
+  r->overflow = desc->overflow;
+  r->renorm =
+      desc->gates == CLMOE_GATES_RENORM ||
+      (desc->gates == CLMOE_GATES_DEFAULT && r->policy != CLMOE_POLICY_TOPP &&
+       r->policy != CLMOE_POLICY_EXPERT_CHOICE);
+  r->affinity = desc->affinity;
+  r->fallback = desc->fallback;
+  if (has_weight)
+    st = cm_buffer_upload(
+        ctx, desc->weight_host, desc->weight ? desc->weight->mem : NULL,
+        (size_t)d * E * sizeof(float), "router weight", &r->weight);
+  if (!st && (desc->bias_host || desc->bias))
+    st = cm_buffer_upload(ctx, desc->bias_host,
+                          desc->bias ? desc->bias->mem : NULL,
+                          (size_t)E * sizeof(float), "router bias", &r->bias);
+  if (!st && has_weight)
+    st = derive_from_weight(r, desc->weight_host);
+  if (st) {
+    clmoe_router_destroy(r);
+    return st;
+  }
+  *out = r;
+  return CLMOE_SUCCESS;
+}
+
+void clmoe_router_destroy(clmoe_router *router) {
+  if (!router)
+    return;
+  cm_release_mem(&router->weight);
+  cm_release_mem(&router->bias);
+  cm_release_mem(&router->wnorm);
+  cm_release_mem(&router->packed);
+  free(router);
+}

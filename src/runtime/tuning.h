@@ -1,0 +1,50 @@
+/* Per-device tuning entries: the expert GEMM path and kernel parameters,
+ * looked up in a user table and then the shipped tuning/devices.tsv. */
+#ifndef CLMOE_TUNING_H
+#define CLMOE_TUNING_H
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#include <CL/cl.h>
+
+#include "clmoe/clmoe.h"
+
+enum { CM_TUNING_MAX_PARAMS = 24 };
+
+typedef struct cm_clblast_params {
+  int count; /* 0: CLBlast's own database */
+  char names[CM_TUNING_MAX_PARAMS][16];
+  size_t values[CM_TUNING_MAX_PARAMS];
+} cm_clblast_params;
+
+typedef struct cm_tuning {
+  clmoe_experts_path path; /* experts: CLBLAST or GROUPED */
+  int rm, vw, lx;          /* grouped kernel: rows, vector width, local size */
+  cm_clblast_params xgemm, xgemm_direct;
+  /* The router GEMM (T x d x E): CLBLAST, or GROUPED on the grouped kernel
+   * with the router weight packed at create. */
+  clmoe_experts_path router_gemm;
+  /* A forward on the grouped path enqueues the whole layer without waiting
+   * for the route's N while its slot bound is at most in_flight_max_k per
+   * token and its row buffers at most in_flight_max_mib MiB; otherwise it
+   * reads N first and sizes the launches exactly. */
+  int in_flight_max_k, in_flight_max_mib;
+  char origin[160]; /* "<file>:<line>", for logs and errors */
+} cm_tuning;
+
+/* The values a table line leaves unset, and the entry of a device that no
+ * line matches: the portable CLBlast paths. */
+extern const cm_tuning cm_tuning_defaults;
+
+/* Finds the device's entry: the first matching line of user_file (NULL or
+ * "": none), then of the shipped table. Errors: INVALID_ARGUMENT (a file
+ * that cannot be read or a malformed line; the detail names file:line). */
+clmoe_status cm_tuning_lookup(const clmoe_device_info *info,
+                              const char *user_file, cm_tuning *out);
+
+/* Applies the entry's CLBlast parameter sets to the device (process-wide in
+ * CLBlast). Errors: CLBLAST. */
+clmoe_status cm_tuning_apply_clblast(cl_device_id device, const cm_tuning *t);
+
+#endif /* CLMOE_TUNING_H */
