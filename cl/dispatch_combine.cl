@@ -1,54 +1,74 @@
-/* Dispatch (gather token rows into expert-major order) and the
- * deterministic combine. Both copy CM_ROW_CHUNK (= 16, -D) columns per
+/* Dispatch (gather token rows into expert-major order), the deterministic
+ * combine, and dtype conversion of rows. They copy CM_ROW_CHUNK (= 16, -D) columns per
  * work-item with one vector load and store (the tail scalar) instead of one
  * work-item per element, which left pocl at a few GB/s. */
 
-/* x_sorted[row, :] = x[row_tokens[row], :]; global (ceil(d / CM_ROW_CHUNK),
- * rows) with rows >= N (N is read from the route's stats; nothing runs after
- * a failed route). */
+/* x_sorted[row, :] = x[row_tokens[row], :], each in its dtype (DT_*:
+ * converted on the way); global (ceil(d / CM_ROW_CHUNK), rows) with
+ * rows >= N (N is read from the route's stats; nothing runs after a failed
+ * route). */
 kernel void dispatch_rows(int d, global const int *stats,
                           global const int *row_tokens,
-                          global const float *x, global float *x_sorted) {
+                          global const uchar *x, int x_dt,
+                          global uchar *x_sorted, int xs_dt) {
   int c = get_global_id(0) * CM_ROW_CHUNK, row = get_global_id(1);
   if (c >= d || row >= stats[ST_N] || !cm_route_ok(stats))
     return;
-  global const float *src = x + (size_t)row_tokens[row] * d + c;
-  global float *dst = x_sorted + (size_t)row * d + c;
+  size_t src = (size_t)row_tokens[row] * d + c, dst = (size_t)row * d + c;
   if (c + CM_ROW_CHUNK <= d) {
-    vstore16(vload16(0, src), 0, dst);
+    cm_store16(cm_load16(x, x_dt, src), x_sorted, xs_dt, dst);
     return;
   }
   for (int i = 0; i < d - c; ++i)
-    dst[i] = src[i];
+    cm_store1(cm_load1(x, x_dt, src + i), x_sorted, xs_dt, dst + i);
 }
 
 /* y[t, c] (+)= sum over the token's slots, in slot order, of
- * gate * y_sorted[slot_rows[slot], c]: a gather, no atomics. Global
- * (ceil(d / CM_ROW_CHUNK), T);
- * y is left untouched after a failed route. */
+ * gate * y_sorted[slot_rows[slot], c]: a gather, no atomics, accumulated in
+ * float32 and rounded once into y's dtype. Global (ceil(d / CM_ROW_CHUNK),
+ * T); y is left untouched after a failed route. */
 kernel void combine_rows(int T, int d, global const int *stats,
                          global const int *token_offsets,
                          global const int *slot_rows,
                          global const float *gates,
-                         global const float *y_sorted, int accumulate,
-                         global float *y) {
+                         global const uchar *y_sorted, int ys_dt,
+                         int accumulate, global uchar *y, int y_dt) {
   int c = get_global_id(0) * CM_ROW_CHUNK, t = get_global_id(1);
   if (c >= d || t >= T || !cm_route_ok(stats))
     return;
-  global float *out = y + (size_t)t * d + c;
+  size_t out = (size_t)t * d + c;
   int s0 = token_offsets[t], s1 = token_offsets[t + 1];
   if (c + CM_ROW_CHUNK <= d) {
-    float16 acc = accumulate ? vload16(0, out) : (float16)(0.0f);
+    float16 acc = accumulate ? cm_load16(y, y_dt, out) : (float16)(0.0f);
     for (int s = s0; s < s1; ++s)
       acc = fma((float16)(gates[s]),
-                vload16(0, y_sorted + (size_t)slot_rows[s] * d + c), acc);
-    vstore16(acc, 0, out);
+                cm_load16(y_sorted, ys_dt, (size_t)slot_rows[s] * d + c),
+                acc);
+    cm_store16(acc, y, y_dt, out);
     return;
   }
   for (int i = 0; i < d - c; ++i) {
-    float acc = accumulate ? out[i] : 0.0f;
+    float acc = accumulate ? cm_load1(y, y_dt, out + i) : 0.0f;
     for (int s = s0; s < s1; ++s)
-      acc = fma(gates[s], y_sorted[(size_t)slot_rows[s] * d + c + i], acc);
-    out[i] = acc;
+      acc = fma(gates[s],
+                cm_load1(y_sorted, ys_dt, (size_t)slot_rows[s] * d + c + i),
+                acc);
+    cm_store1(acc, y, y_dt, out + i);
   }
+}
+
+/* dst[i] = src[i] for i < n, converted between dtypes (DT_*): the route's
+ * float32 copy of 16-bit tokens, and 16-bit rows around the experts. Global
+ * (ceil(n / CM_ROW_CHUNK)). */
+kernel void convert_elements(long n, global const uchar *src, int src_dt,
+                             global uchar *dst, int dst_dt) {
+  size_t i = get_global_id(0) * (size_t)CM_ROW_CHUNK;
+  if (i >= (size_t)n)
+    return;
+  if (i + CM_ROW_CHUNK <= (size_t)n) {
+    cm_store16(cm_load16(src, src_dt, i), dst, dst_dt, i);
+    return;
+  }
+  for (; i < (size_t)n; ++i)
+    cm_store1(cm_load1(src, src_dt, i), dst, dst_dt, i);
 }

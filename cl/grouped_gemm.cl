@@ -6,6 +6,10 @@
  * Build parameters (-D, from the device's tuning entry; no defaults here):
  *   GEMM_RM  rows of C per work-item (1..16)
  *   GEMM_VW  vector width along N (4, 8 or 16)
+ *   GEMM_WTYPE  storage of the packed weights: 0 float32, 1 float16 (read
+ *            with vload_half, core OpenCL: no cl_khr_fp16 needed), 2
+ *            bfloat16 (the upper 16 bits of a float32: a shift). Weights are
+ *            widened to float32 in registers; every product and sum is fp32.
  * Each work-item owns an RM x (2 * VW) tile held in 2 * RM vector
  * accumulators: on CPUs (pocl) that maps each accumulator onto one SIMD
  * register, with full-width FMAs and no spills. The rows are spelled out as
@@ -24,6 +28,21 @@
 #define vloadV CAT(vload, GEMM_VW)
 #define vstoreV CAT(vstore, GEMM_VW)
 #define GEMM_TN (2 * GEMM_VW)
+
+/* wtype: one packed weight element; LOAD_W(i, p): the i-th VW-vector at p,
+ * widened to floatV. */
+#if GEMM_WTYPE == 1
+typedef half wtype;
+#define LOAD_W(i, p) CAT(vload_half, GEMM_VW)(i, p)
+#elif GEMM_WTYPE == 2
+typedef ushort wtype;
+#define LOAD_W(i, p)                                                           \
+  CAT(as_float, GEMM_VW)(CAT(convert_uint, GEMM_VW)(CAT(vload, GEMM_VW)(i, p)) \
+                         << 16)
+#else
+typedef float wtype;
+#define LOAD_W(i, p) vloadV(i, p)
+#endif
 
 /* tile_offsets[e] = row tiles of experts before e (tiles never straddle two
  * experts); tile_offsets[E] = all tiles, 0 after a failed route (then no
@@ -90,7 +109,7 @@ inline void store_row(floatV u, floatV v, int epi, int gated,
 kernel void gemm_grouped(int E, int K, int num_panels,
                          global const int *expert_offsets,
                          global const int *tile_offsets,
-                         global const float *A, global const float *B,
+                         global const float *A, global const wtype *B,
                          int epi, int has_bias, global const float *bias,
                          global float *C, int ldc, int n_out) {
   int tile = get_global_id(0), panel = get_global_id(1);
@@ -100,7 +119,7 @@ kernel void gemm_grouped(int E, int K, int num_panels,
   int e = cm_segment_of(tile_offsets, E, tile);
   int row0 = expert_offsets[e] + (tile - tile_offsets[e]) * GEMM_RM;
   int rows = min(GEMM_RM, expert_offsets[e + 1] - row0);
-  const global float *b = B + ((size_t)e * num_panels + panel) * K * GEMM_TN;
+  const global wtype *b = B + ((size_t)e * num_panels + panel) * K * GEMM_TN;
   /* Rows past the expert's end re-read its last row and are not stored, so
    * the inner loop has no branch. */
   const global float *a_base = A + (size_t)row0 * K;
@@ -110,7 +129,7 @@ kernel void gemm_grouped(int E, int K, int num_panels,
   floatV lo##i = (floatV)(0.0f), hi##i = (floatV)(0.0f);
   FOR_ROWS(ROW_INIT)
   for (int k = 0; k < K; ++k) {
-    floatV b0 = vloadV(0, b), b1 = vloadV(1, b);
+    floatV b0 = LOAD_W(0, b), b1 = LOAD_W(1, b);
     b += GEMM_TN;
 #define ROW_FMA(i)                                                             \
   if (i < GEMM_RM) {                                                           \

@@ -44,6 +44,8 @@ static char g_cache[64];
 
 static clmoe_experts *experts(clmoe_context *ctx, clmoe_experts_path path,
                               clmoe_status *status) {
+  /* The grouped experts store bfloat16 weights: the walk covers the 16-bit
+   * conversion and kernel variant (the router GEMM keeps the float32 one). */
   clmoe_status st = *status;
   clmoe_experts_desc ed;
   clmoe_experts_desc_init(&ed);
@@ -55,6 +57,8 @@ static clmoe_experts *experts(clmoe_context *ctx, clmoe_experts_path path,
   ed.w2_host = g_w2;
   ed.b1_host = g_b1;
   ed.path = path;
+  ed.weight_dtype = path == CLMOE_EXPERTS_PATH_GROUPED ? CLMOE_DTYPE_BF16
+                                                       : CLMOE_DTYPE_F32;
   clmoe_experts *x = NULL;
   TRY(clmoe_experts_create(ctx, &ed, &x));
   *status = st;

@@ -44,6 +44,36 @@ static void test_roundtrip(void) {
   CHECK(memcmp(ints, iback, sizeof ints) == 0);
   clmoe_tensor_destroy(t);
 
+  /* 16-bit tensors hold their bit patterns; an odd count is zero-filled
+   * and wrapped like any other. */
+  for (clmoe_dtype d16 = CLMOE_DTYPE_F16; d16 <= CLMOE_DTYPE_BF16; ++d16) {
+    uint16_t bits[7] = {0x3c00, 0x8000, 0x7c00, 0xfe01, 0x0001, 0x7bff, 1234};
+    int64_t s7[1] = {7};
+    REQUIRE_OK(clmoe_tensor_create(ctx, d16, 1, s7, bits, &t));
+    uint16_t b16[7] = {0};
+    CHECK_OK(clmoe_tensor_read(t, b16, sizeof b16));
+    CHECK(memcmp(bits, b16, sizeof bits) == 0);
+    CHECK_STATUS(clmoe_tensor_read(t, b16, sizeof b16 + 2),
+                 CLMOE_ERROR_SHAPE_MISMATCH);
+    CHECK_OK(clmoe_tensor_get_dtype(t, &dt));
+    CHECK(dt == d16);
+    cl_mem mem = NULL;
+    CHECK_OK(clmoe_tensor_get_cl_mem(t, &mem));
+    clmoe_tensor *w = NULL;
+    CHECK_OK(clmoe_tensor_wrap(ctx, mem, d16, 1, s7, &w));
+    memset(b16, 0, sizeof b16);
+    CHECK_OK(clmoe_tensor_read(w, b16, sizeof b16));
+    CHECK(memcmp(bits, b16, sizeof bits) == 0);
+    clmoe_tensor_destroy(w);
+    clmoe_tensor_destroy(t);
+    REQUIRE_OK(clmoe_tensor_create(ctx, d16, 1, s7, NULL, &t));
+    memset(b16, 0xff, sizeof b16);
+    CHECK_OK(clmoe_tensor_read(t, b16, sizeof b16));
+    for (int i = 0; i < 7; ++i)
+      CHECK(b16[i] == 0);
+    clmoe_tensor_destroy(t);
+  }
+
   /* Without host data the tensor is zero-filled. */
   int64_t s1[1] = {33};
   REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 1, s1, NULL, &t));

@@ -23,7 +23,8 @@
  *    calls that need the caller's data (clmoe_router_create,
  *    clmoe_experts_create) return CLMOE_ERROR_NULL_POINTER for it.
  *  - Enumerations are int32_t with explicit values that never change.
- *  - Tensors are dense and row-major, rank 1 to 4, float32 or int32.
+ *  - Tensors are dense and row-major, rank 1 to 4, float32, int32, float16
+ *    or bfloat16.
  *  - Device work is enqueued, in order, on the context's command queue.
  *    Calls that take (num_wait_events, wait_events, out_event) wait for the
  *    listed events first; when out_event is not NULL it receives a new event
@@ -269,8 +270,26 @@ CLMOE_API clmoe_status clmoe_context_finish(clmoe_context *ctx);
 
 typedef struct clmoe_tensor clmoe_tensor;
 
+/* Element types. F16 is IEEE binary16, BF16 bfloat16 (the upper half of a
+ * float32); both are storage types: kernels widen them to float32 and
+ * accumulate in float32, so no device half-precision arithmetic is needed. */
 typedef int32_t clmoe_dtype;
-enum { CLMOE_DTYPE_F32 = 1, CLMOE_DTYPE_I32 = 2 };
+enum {
+  CLMOE_DTYPE_F32 = 1,
+  CLMOE_DTYPE_I32 = 2,
+  CLMOE_DTYPE_F16 = 3, /* since 0.3 */
+  CLMOE_DTYPE_BF16 = 4 /* since 0.3 */
+};
+
+/* Converts `count` elements between F32, F16 and BF16 on the host
+ * (src_dtype == dst_dtype copies). Narrowing rounds to nearest even; NaN
+ * stays NaN (sign and leading payload bits kept), +-Inf stays Inf, -0 stays
+ * -0, subnormals are rounded exactly. A finite value that would round to Inf
+ * is an error: INVALID_ARGUMENT naming the element (dst is then partly
+ * written). Errors also: NULL_POINTER. Thread-safe. */
+CLMOE_API clmoe_status clmoe_convert(clmoe_dtype src_dtype, const void *src,
+                                     clmoe_dtype dst_dtype, void *dst,
+                                     int64_t count);
 
 #define CLMOE_MAX_RANK 4
 
@@ -416,6 +435,11 @@ typedef struct clmoe_router_desc {
   /* Optional bias [E], host or float32 tensor [E]; added to x * W_r. */
   const float *bias_host;
   const clmoe_tensor *bias;
+  /* Since 0.3. dtype of weight_host: F32 (default; 0 also means F32), F16
+   * or BF16 (pass the 16-bit array cast to const float *); a weight tensor
+   * may be float32, float16 or bfloat16. A 16-bit weight is widened exactly
+   * to float32 at create: logits and softmax are computed in float32. */
+  clmoe_dtype weight_dtype;
 } clmoe_router_desc;
 
 /* Fills the first `size` bytes of *desc (at most sizeof(clmoe_router_desc))
@@ -425,7 +449,7 @@ typedef struct clmoe_router_desc {
  * through the clmoe_router_desc_init(desc) macro (the caller's sizeof). */
 CLMOE_API void clmoe_router_desc_init_sized(clmoe_router_desc *desc,
                                             size_t size);
-/* The 0.1 entry point: initialises the 0.1 fields (all of them, so far). */
+/* The 0.1 entry point: initialises the 0.1 fields only (up to bias). */
 CLMOE_API void(clmoe_router_desc_init)(clmoe_router_desc *desc);
 #define clmoe_router_desc_init(desc)                                           \
   clmoe_router_desc_init_sized((desc), sizeof *(desc))
@@ -618,6 +642,20 @@ typedef struct clmoe_experts_desc {
   /* Since 0.2. Expert GEMM path; AUTO (default) follows the device's tuning
    * entry. */
   clmoe_experts_path path;
+  /* Since 0.3. Storage dtype of W1, W3 and W2 on the device: F32 (default;
+   * 0 also means F32), F16 or BF16, which take exactly half the memory.
+   * Values are rounded to nearest even at create; a finite value that would
+   * round to Inf is INVALID_ARGUMENT naming the matrix and element. Biases
+   * stay float32. The kernels widen 16-bit weights to float32 as they load
+   * them and accumulate in float32. 16-bit weights run on the grouped path
+   * only: AUTO picks it, CLBLAST returns UNSUPPORTED (CLBlast's 16-bit GEMM
+   * accumulates in half precision and needs cl_khr_fp16). */
+  clmoe_dtype weight_dtype;
+  /* Since 0.3. dtype of the w1_host, w3_host and w2_host arrays: F32
+   * (default; 0 also means F32), F16 or BF16 (pass the 16-bit array cast
+   * to const float *). Bias host arrays are float32. Weight tensors carry
+   * their own dtype (F32, F16 or BF16). */
+  clmoe_dtype host_dtype;
 } clmoe_experts_desc;
 
 /* Defaults: SWIGLU, LAYOUT_IN_OUT, PATH_AUTO, everything else 0/NULL, for
@@ -644,6 +682,18 @@ CLMOE_API void clmoe_experts_destroy(clmoe_experts *experts);
 /* The path the experts object uses (never AUTO). Errors: NULL_POINTER. */
 CLMOE_API clmoe_status clmoe_experts_get_path(const clmoe_experts *experts,
                                               clmoe_experts_path *path);
+
+/* Device bytes held by the experts object: *weight_bytes for the weight
+ * matrices in their storage dtype and device layout (half of F32's for the
+ * 16-bit dtypes), *bias_bytes for the biases; either pointer may be NULL.
+ * Since 0.3. Errors: NULL_POINTER. */
+CLMOE_API clmoe_status clmoe_experts_get_bytes(const clmoe_experts *experts,
+                                               int64_t *weight_bytes,
+                                               int64_t *bias_bytes);
+/* The storage dtype of the weights (F32, F16 or BF16). Since 0.3. Errors:
+ * NULL_POINTER. */
+CLMOE_API clmoe_status clmoe_experts_get_weight_dtype(
+    const clmoe_experts *experts, clmoe_dtype *dtype);
 
 /* Gathers token rows into expert-major order: x_sorted[r, :] =
  * x[row_tokens[r], :]. x: float32 [T, d] with T the routing's; x_sorted:

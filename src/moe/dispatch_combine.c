@@ -1,14 +1,15 @@
 /* clmoe_dispatch and clmoe_combine, and their launches shared with the
- * forward. */
+ * forward; rows in float32, float16 or bfloat16, converted in the same
+ * kernels. */
 #include "moe/dispatch_combine.h"
 
 /* Work-items along a row of width d: CM_ROW_CHUNK columns each. */
-static size_t row_chunks(int d) {
+static size_t row_chunks(int64_t d) {
   return ((size_t)d + CM_ROW_CHUNK - 1) / CM_ROW_CHUNK;
 }
 
 clmoe_status cm_dispatch_rows(clmoe_routing *rt, int d, int rows, cl_mem x,
-                              cl_mem xs) {
+                              clmoe_dtype x_dt, cl_mem xs, clmoe_dtype xs_dt) {
   cl_kernel k;
   clmoe_status st = cm_kernel(rt->ctx, &rt->ws.kernels, CM_K_DISPATCH_ROWS, &k);
   size_t g[2] = {row_chunks(d), (size_t)rows};
@@ -16,10 +17,11 @@ clmoe_status cm_dispatch_rows(clmoe_routing *rt, int d, int rows, cl_mem x,
             : cm_launch(rt->ctx, k, "dispatch_rows", 2, g, NULL,
                         CM_ARGS(CM_ARG(d), CM_ARG(rt->ws.buf[CM_RB_STATS]),
                                 CM_ARG(rt->ws.buf[CM_RB_ROW_TOKENS]), CM_ARG(x),
-                                CM_ARG(xs)));
+                                CM_ARG(x_dt), CM_ARG(xs), CM_ARG(xs_dt)));
 }
 
-clmoe_status cm_combine_rows(clmoe_routing *rt, int d, cl_mem ys, cl_mem y,
+clmoe_status cm_combine_rows(clmoe_routing *rt, int d, cl_mem ys,
+                             clmoe_dtype ys_dt, cl_mem y, clmoe_dtype y_dt,
                              uint32_t flags) {
   cl_kernel k;
   clmoe_status st = cm_kernel(rt->ctx, &rt->ws.kernels, CM_K_COMBINE_ROWS, &k);
@@ -32,7 +34,21 @@ clmoe_status cm_combine_rows(clmoe_routing *rt, int d, cl_mem ys, cl_mem y,
                                 CM_ARG(rt->ws.buf[CM_RB_TOKEN_OFFSETS]),
                                 CM_ARG(rt->ws.buf[CM_RB_SLOT_ROWS]),
                                 CM_ARG(rt->ws.buf[CM_RB_GATES]), CM_ARG(ys),
-                                CM_ARG(accumulate), CM_ARG(y)));
+                                CM_ARG(ys_dt), CM_ARG(accumulate), CM_ARG(y),
+                                CM_ARG(y_dt)));
+}
+
+clmoe_status cm_convert_elements(clmoe_context *ctx, cm_kernels *kernels,
+                                 int64_t n, cl_mem src, clmoe_dtype src_dt,
+                                 cl_mem dst, clmoe_dtype dst_dt) {
+  cl_kernel k;
+  clmoe_status st = cm_kernel(ctx, kernels, CM_K_CONVERT_ELEMENTS, &k);
+  size_t g = row_chunks(n);
+  cl_long count = n;
+  return st ? st
+            : cm_launch(ctx, k, "convert_elements", 1, &g, NULL,
+                        CM_ARGS(CM_ARG(count), CM_ARG(src), CM_ARG(src_dt),
+                                CM_ARG(dst), CM_ARG(dst_dt)));
 }
 
 clmoe_status clmoe_dispatch(clmoe_routing *routing, const clmoe_tensor *x,
@@ -42,14 +58,14 @@ clmoe_status clmoe_dispatch(clmoe_routing *routing, const clmoe_tensor *x,
   if (out_event)
     *out_event = NULL;
   clmoe_status st = cm_check_routing(routing, fn);
-  if (st || (st = cm_check_routing_rows(routing, x, "x", routing->T, -1)))
+  if (st || (st = cm_check_float_rows(routing->ctx, x, "x", routing->T, -1)))
     return st;
   int64_t d = x->shape[1];
-  if ((st = cm_check_routing_rows(routing, x_sorted, "x_sorted", routing->N,
-                                  d)) ||
+  if ((st = cm_check_float_rows(routing->ctx, x_sorted, "x_sorted", routing->N,
+                                d)) ||
       (st = cm_enqueue_wait(routing->ctx, num_wait, wait, fn)) ||
-      (st = cm_dispatch_rows(routing, (int)d, routing->N, x->mem,
-                             x_sorted->mem)))
+      (st = cm_dispatch_rows(routing, (int)d, routing->N, x->mem, x->dtype,
+                             x_sorted->mem, x_sorted->dtype)))
     return st;
   return cm_enqueue_done(routing->ctx, out_event);
 }
@@ -61,13 +77,14 @@ clmoe_status clmoe_combine(clmoe_routing *routing, const clmoe_tensor *y_sorted,
   if (out_event)
     *out_event = NULL;
   clmoe_status st = cm_check_routing(routing, fn);
-  if (st || (st = cm_check_routing_rows(routing, y, "y", routing->T, -1)))
+  if (st || (st = cm_check_float_rows(routing->ctx, y, "y", routing->T, -1)))
     return st;
   int64_t d = y->shape[1];
-  if ((st = cm_check_routing_rows(routing, y_sorted, "y_sorted", routing->N,
-                                  d)) ||
+  if ((st = cm_check_float_rows(routing->ctx, y_sorted, "y_sorted", routing->N,
+                                d)) ||
       (st = cm_enqueue_wait(routing->ctx, num_wait, wait, fn)) ||
-      (st = cm_combine_rows(routing, (int)d, y_sorted->mem, y->mem, flags)))
+      (st = cm_combine_rows(routing, (int)d, y_sorted->mem, y_sorted->dtype,
+                            y->mem, y->dtype, flags)))
     return st;
   return cm_enqueue_done(routing->ctx, out_event);
 }

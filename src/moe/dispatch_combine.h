@@ -6,12 +6,20 @@
 
 #include "moe/routing_result.h"
 
-/* x_sorted[row] = x[row_tokens[row]] for rows < N; `rows` >= N sizes the
- * launch (the kernel reads N and the route's status on the device). */
+/* x_sorted[row] = x[row_tokens[row]] for rows < N, converted between the
+ * two dtypes (F32, F16, BF16); `rows` >= N sizes the launch (the kernel
+ * reads N and the route's status on the device). */
 clmoe_status cm_dispatch_rows(clmoe_routing *rt, int d, int rows, cl_mem x,
-                              cl_mem x_sorted);
-/* y[t] (+)= sum over t's slots of gate * y_sorted[slot row], in slot order. */
+                              clmoe_dtype x_dt, cl_mem x_sorted,
+                              clmoe_dtype xs_dt);
+/* y[t] (+)= sum over t's slots of gate * y_sorted[slot row], in slot order,
+ * in float32, rounded once into y's dtype. */
 clmoe_status cm_combine_rows(clmoe_routing *rt, int d, cl_mem y_sorted,
-                             cl_mem y, uint32_t flags);
+                             clmoe_dtype ys_dt, cl_mem y, clmoe_dtype y_dt,
+                             uint32_t flags);
+/* dst[0..n) = src[0..n) converted from src_dt to dst_dt (F32, F16, BF16). */
+clmoe_status cm_convert_elements(clmoe_context *ctx, cm_kernels *kernels,
+                                 int64_t n, cl_mem src, clmoe_dtype src_dt,
+                                 cl_mem dst, clmoe_dtype dst_dt);
 
 #endif /* CLMOE_DISPATCH_COMBINE_H */

@@ -8,8 +8,11 @@
 #include <string.h>
 
 void clmoe_experts_desc_init_sized(clmoe_experts_desc *desc, size_t size) {
-  static const clmoe_experts_desc defaults = {
-      .activation = CLMOE_ACTIVATION_SWIGLU, .path = CLMOE_EXPERTS_PATH_AUTO};
+  static const clmoe_experts_desc defaults = {.activation =
+                                                  CLMOE_ACTIVATION_SWIGLU,
+                                              .path = CLMOE_EXPERTS_PATH_AUTO,
+                                              .weight_dtype = CLMOE_DTYPE_F32,
+                                              .host_dtype = CLMOE_DTYPE_F32};
   cm_init_struct(desc, &defaults, sizeof defaults, size);
 }
 
@@ -23,10 +26,12 @@ int cm_is_gated(clmoe_activation a) {
 
 static const char *const FN = "clmoe_experts_create";
 
-/* Host copy of one weight given as host memory or a tensor of `dims`. */
-static clmoe_status fetch(clmoe_context *ctx, const float *host,
-                          const clmoe_tensor *t, const char *name, int rank,
-                          const int64_t *dims, float **out) {
+/* Float32 host copy of one array given as host memory (`host_dtype`) or as
+ * a float32, float16 or bfloat16 tensor of `dims` (widened exactly). */
+static clmoe_status fetch(clmoe_context *ctx, const void *host,
+                          clmoe_dtype host_dtype, const clmoe_tensor *t,
+                          const char *name, int rank, const int64_t *dims,
+                          float **out) {
   *out = NULL;
   if (host && t)
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
@@ -37,18 +42,30 @@ static clmoe_status fetch(clmoe_context *ctx, const float *host,
   for (int i = 0; i < rank; ++i)
     n *= (size_t)dims[i];
   clmoe_status st;
-  if (t && (st = cm_check_tensor(t, ctx, name, CLMOE_DTYPE_F32, rank, dims)))
+  clmoe_dtype src_dtype = t ? t->dtype : host_dtype;
+  if (t && !cm_is_float_dtype(t->dtype))
+    return cm_fail_at(CLMOE_ERROR_DTYPE_MISMATCH, FN,
+                      "%s is %s; weights must be float32, float16 or "
+                      "bfloat16",
+                      name, cm_dtype_name(t->dtype));
+  if (t && (st = cm_check_tensor(t, ctx, name, t->dtype, rank, dims)))
     return st;
   float *buf = malloc(n * sizeof *buf);
   if (!buf)
     return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
                    "clmoe_experts_create: out of host memory for %s", name);
+  /* A 16-bit source is read into the buffer's upper half and widened from
+   * the front: element i is read before any write reaches it. */
+  size_t esize = cm_dtype_size(src_dtype);
+  void *raw = (char *)buf + n * (sizeof *buf - esize);
   if (host)
-    memcpy(buf, host, n * sizeof *buf);
-  else if ((st = clmoe_tensor_read(t, buf, n * sizeof *buf))) {
+    memcpy(raw, host, n * esize);
+  else if ((st = clmoe_tensor_read(t, raw, n * esize))) {
     free(buf);
     return st;
   }
+  for (size_t i = 0; src_dtype != CLMOE_DTYPE_F32 && i < n; ++i)
+    buf[i] = cm_to_f32(src_dtype, raw, i);
   *out = buf;
   return CLMOE_SUCCESS;
 }
@@ -56,6 +73,19 @@ static clmoe_status fetch(clmoe_context *ctx, const float *host,
 static clmoe_status upload(clmoe_context *ctx, const float *host, size_t n,
                            cl_mem *out) {
   return cm_buffer_upload(ctx, host, NULL, n * sizeof *host, "experts", out);
+}
+
+/* Uploads n weights in the storage dtype. The values are already
+ * representable in it; a 16-bit copy is narrowed in place from the front
+ * (element i is written below element i's float). */
+static clmoe_status upload_weights(clmoe_experts *x, float *buf, size_t n,
+                                   cl_mem *out) {
+  if (x->wdtype == CLMOE_DTYPE_F32)
+    return upload(x->ctx, buf, n, out);
+  for (size_t i = 0; i < n; ++i)
+    cm_from_f32(x->wdtype, buf[i], buf, i);
+  return cm_buffer_upload(x->ctx, buf, NULL, n * cm_dtype_size(x->wdtype),
+                          "experts", out);
 }
 
 static clmoe_status validate(const clmoe_experts_desc *d) {
@@ -135,10 +165,12 @@ static clmoe_status upload_packed(clmoe_experts *x, const float *w1,
                    "clmoe_experts_create: out of host memory");
   clmoe_status st;
   cm_pack_panels(buf, w1, w3, gated, lay, E, d, f, vw);
-  if (!(st = upload(x->ctx, buf, n13, &x->w13))) {
+  if (!(st = upload_weights(x, buf, n13, &x->w13))) {
     cm_pack_panels(buf, w2, NULL, 0, lay, E, f, d, vw);
-    st = upload(x->ctx, buf, n2, &x->w2);
+    st = upload_weights(x, buf, n2, &x->w2);
   }
+  x->weight_bytes = (int64_t)((n13 + n2) * cm_dtype_size(x->wdtype));
+  x->bias_bytes = (int64_t)(((b1 || b3) ? nb13 : 0) + (b2 ? nb2 : 0)) * 4;
   if (!st && (b1 || b3)) {
     cm_pack_panels(buf, b1, b3, gated, CLMOE_LAYOUT_IN_OUT, E, 1, f, vw);
     st = upload(x->ctx, buf, nb13, &x->b13);
@@ -170,6 +202,9 @@ static clmoe_status upload_plain(clmoe_experts *x, const float *w1,
     st = upload(x->ctx, buf, n2, &x->w2);
   }
   free(buf);
+  x->weight_bytes = (int64_t)((n13 + n2) * sizeof(float));
+  x->bias_bytes =
+      (int64_t)((b1 ? E * f : 0) + (b3 ? E * f : 0) + (b2 ? E * d : 0)) * 4;
   if (!st && b1)
     st = upload(x->ctx, b1, (size_t)E * f, &x->b1);
   if (!st && b3)
@@ -183,11 +218,12 @@ static clmoe_status upload_plain(clmoe_experts *x, const float *w1,
  * device's single-allocation limit (in the path's layout). */
 static clmoe_status check_device_limit(const clmoe_context *ctx,
                                        const clmoe_experts_desc *d,
-                                       clmoe_experts_path path) {
+                                       clmoe_experts_path path,
+                                       clmoe_dtype wdtype) {
   size_t up, down;
   weight_elems(d->num_experts, d->d_model, d->d_ff, cm_is_gated(d->activation),
                path, ctx->tuning.vw, &up, &down);
-  size_t most = (up > down ? up : down) * sizeof(float);
+  size_t most = (up > down ? up : down) * cm_dtype_size(wdtype);
   if (most > ctx->info.max_alloc_bytes)
     return cm_fail(CLMOE_ERROR_TOO_LARGE,
                    "clmoe_experts_create: a weight matrix needs %zu bytes in "
@@ -197,11 +233,87 @@ static clmoe_status check_device_limit(const clmoe_context *ctx,
   return CLMOE_SUCCESS;
 }
 
-/* The desc's path field exists from 0.2 on; older (smaller) structs mean
- * AUTO. */
-static clmoe_experts_path desc_path(const clmoe_experts_desc *desc) {
-  return CM_HAS_FIELD(desc, clmoe_experts_desc, path) ? desc->path
-                                                      : CLMOE_EXPERTS_PATH_AUTO;
+/* What a create call resolved from its descriptor. */
+typedef struct create_args {
+  clmoe_experts_path path; /* never AUTO */
+  clmoe_dtype wdtype, host_dtype;
+} create_args;
+
+/* A dtype field newer than the caller's struct, or 0, means F32. */
+static clmoe_dtype desc_dtype(const clmoe_experts_desc *desc, size_t offset) {
+  clmoe_dtype v = 0;
+  if (desc->struct_size >= offset + sizeof v)
+    memcpy(&v, (const char *)desc + offset, sizeof v);
+  return v ? v : CLMOE_DTYPE_F32;
+}
+
+static clmoe_status resolve(const clmoe_context *ctx,
+                            const clmoe_experts_desc *desc, create_args *a) {
+  a->path = CM_HAS_FIELD(desc, clmoe_experts_desc, path)
+                ? desc->path
+                : CLMOE_EXPERTS_PATH_AUTO;
+  a->wdtype = desc_dtype(desc, offsetof(clmoe_experts_desc, weight_dtype));
+  a->host_dtype = desc_dtype(desc, offsetof(clmoe_experts_desc, host_dtype));
+  if (a->path < CLMOE_EXPERTS_PATH_AUTO || a->path > CLMOE_EXPERTS_PATH_GROUPED)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN, "unknown path %d",
+                      (int)a->path);
+  if (!cm_is_float_dtype(a->wdtype) || !cm_is_float_dtype(a->host_dtype))
+    return cm_fail_at(CLMOE_ERROR_DTYPE_MISMATCH, FN,
+                      "weight_dtype %s and host_dtype %s must each be F32, "
+                      "F16 or BF16",
+                      cm_dtype_name(a->wdtype), cm_dtype_name(a->host_dtype));
+  if (a->path == CLMOE_EXPERTS_PATH_CLBLAST && a->wdtype != CLMOE_DTYPE_F32)
+    return cm_fail_at(CLMOE_ERROR_UNSUPPORTED, FN,
+                      "%s weights run on the grouped path only: CLBlast's "
+                      "16-bit GEMM accumulates in half precision and needs "
+                      "cl_khr_fp16",
+                      cm_dtype_name(a->wdtype));
+  if (a->path == CLMOE_EXPERTS_PATH_AUTO)
+    a->path = a->wdtype != CLMOE_DTYPE_F32 ? CLMOE_EXPERTS_PATH_GROUPED
+                                           : ctx->tuning.path;
+  return check_device_limit(ctx, desc, a->path, a->wdtype);
+}
+
+/* The caller's arrays as float32 host copies, weights rounded to the
+ * storage dtype. */
+typedef struct host_arrays {
+  float *w1, *w3, *w2, *b1, *b3, *b2;
+} host_arrays;
+
+static void free_arrays(host_arrays *h) {
+  free(h->w1);
+  free(h->w3);
+  free(h->w2);
+  free(h->b1);
+  free(h->b3);
+  free(h->b2);
+}
+
+static clmoe_status fetch_all(clmoe_context *ctx,
+                              const clmoe_experts_desc *desc,
+                              const create_args *a, host_arrays *h) {
+  int E = desc->num_experts, d = desc->d_model, f = desc->d_ff;
+  int in_out = desc->layout == CLMOE_LAYOUT_IN_OUT;
+  int64_t up[3] = {E, in_out ? d : f, in_out ? f : d};
+  int64_t down[3] = {E, in_out ? f : d, in_out ? d : f};
+  size_t n = (size_t)E * d * f;
+  clmoe_dtype hd = a->host_dtype, f32 = CLMOE_DTYPE_F32;
+  clmoe_status st;
+  if ((st = fetch(ctx, desc->w1_host, hd, desc->w1, "w1", 3, up, &h->w1)) ||
+      (st = fetch(ctx, desc->w3_host, hd, desc->w3, "w3", 3, up, &h->w3)) ||
+      (st = fetch(ctx, desc->w2_host, hd, desc->w2, "w2", 3, down, &h->w2)) ||
+      (st = fetch(ctx, desc->b1_host, f32, desc->b1, "b1", 2, (int64_t[]){E, f},
+                  &h->b1)) ||
+      (st = fetch(ctx, desc->b3_host, f32, desc->b3, "b3", 2, (int64_t[]){E, f},
+                  &h->b3)) ||
+      (st = fetch(ctx, desc->b2_host, f32, desc->b2, "b2", 2, (int64_t[]){E, d},
+                  &h->b2)) ||
+      (st = cm_round_to_dtype(h->w1, n, a->wdtype, "clmoe_experts_create: w1")))
+    return st;
+  if (h->w3 &&
+      (st = cm_round_to_dtype(h->w3, n, a->wdtype, "clmoe_experts_create: w3")))
+    return st;
+  return cm_round_to_dtype(h->w2, n, a->wdtype, "clmoe_experts_create: w2");
 }
 
 clmoe_status clmoe_experts_create(clmoe_context *ctx,
@@ -214,61 +326,38 @@ clmoe_status clmoe_experts_create(clmoe_context *ctx,
   if (!ctx)
     return cm_fail(CLMOE_ERROR_NULL_POINTER,
                    "clmoe_experts_create: ctx is NULL");
+  create_args a;
   clmoe_status st =
       cm_check_struct(desc, offsetof(clmoe_experts_desc, path), "experts desc");
-  if (st || (st = validate(desc)))
+  if (st || (st = validate(desc)) || (st = resolve(ctx, desc, &a)))
     return st;
-  clmoe_experts_path path = desc_path(desc);
-  if (path < CLMOE_EXPERTS_PATH_AUTO || path > CLMOE_EXPERTS_PATH_GROUPED)
-    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN, "unknown path %d",
-                      (int)path);
-  if (path == CLMOE_EXPERTS_PATH_AUTO)
-    path = ctx->tuning.path;
-  if ((st = check_device_limit(ctx, desc, path)))
-    return st;
-  int E = desc->num_experts, d = desc->d_model, f = desc->d_ff;
-  int lay = desc->layout, in_out = lay == CLMOE_LAYOUT_IN_OUT;
-  int64_t up[3] = {E, in_out ? d : f, in_out ? f : d};
-  int64_t down[3] = {E, in_out ? f : d, in_out ? d : f};
-  float *w1, *w3 = NULL, *w2 = NULL, *b1 = NULL, *b3 = NULL, *b2 = NULL;
-  if ((st = fetch(ctx, desc->w1_host, desc->w1, "w1", 3, up, &w1)) ||
-      (st = fetch(ctx, desc->w3_host, desc->w3, "w3", 3, up, &w3)) ||
-      (st = fetch(ctx, desc->w2_host, desc->w2, "w2", 3, down, &w2)) ||
-      (st = fetch(ctx, desc->b1_host, desc->b1, "b1", 2, (int64_t[]){E, f},
-                  &b1)) ||
-      (st = fetch(ctx, desc->b3_host, desc->b3, "b3", 2, (int64_t[]){E, f},
-                  &b3)) ||
-      (st = fetch(ctx, desc->b2_host, desc->b2, "b2", 2, (int64_t[]){E, d},
-                  &b2)))
+  host_arrays h = {0};
+  clmoe_experts *x = NULL;
+  if ((st = fetch_all(ctx, desc, &a, &h)))
     goto done;
-  clmoe_experts *x = calloc(1, sizeof *x);
-  if (!x) {
+  if (!(x = calloc(1, sizeof *x))) {
     st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
                  "clmoe_experts_create: out of host memory");
     goto done;
   }
   x->ctx = ctx;
-  x->E = E;
-  x->d = d;
-  x->f = f;
-  x->F = cm_is_gated(desc->activation) ? 2 * f : f;
+  x->E = desc->num_experts;
+  x->d = desc->d_model;
+  x->f = desc->d_ff;
+  x->F = cm_is_gated(desc->activation) ? 2 * x->f : x->f;
   x->activation = desc->activation;
-  x->path = path;
+  x->path = a.path;
+  x->wdtype = a.wdtype;
   x->vw = ctx->tuning.vw;
   st = x->path == CLMOE_EXPERTS_PATH_GROUPED
-           ? upload_packed(x, w1, w3, w2, b1, b3, b2, lay)
-           : upload_plain(x, w1, w3, w2, b1, b3, b2, lay);
+           ? upload_packed(x, h.w1, h.w3, h.w2, h.b1, h.b3, h.b2, desc->layout)
+           : upload_plain(x, h.w1, h.w3, h.w2, h.b1, h.b3, h.b2, desc->layout);
   if (st)
     clmoe_experts_destroy(x);
   else
     *out = x;
 done:
-  free(w1);
-  free(w3);
-  free(w2);
-  free(b1);
-  free(b3);
-  free(b2);
+  free_arrays(&h);
   return st;
 }
 
@@ -290,5 +379,27 @@ clmoe_status clmoe_experts_get_path(const clmoe_experts *experts,
     return cm_fail(CLMOE_ERROR_NULL_POINTER,
                    "clmoe_experts_get_path: experts or path is NULL");
   *path = experts->path;
+  return CLMOE_SUCCESS;
+}
+
+clmoe_status clmoe_experts_get_bytes(const clmoe_experts *experts,
+                                     int64_t *weight_bytes,
+                                     int64_t *bias_bytes) {
+  if (!experts)
+    return cm_fail(CLMOE_ERROR_NULL_POINTER,
+                   "clmoe_experts_get_bytes: experts is NULL");
+  if (weight_bytes)
+    *weight_bytes = experts->weight_bytes;
+  if (bias_bytes)
+    *bias_bytes = experts->bias_bytes;
+  return CLMOE_SUCCESS;
+}
+
+clmoe_status clmoe_experts_get_weight_dtype(const clmoe_experts *experts,
+                                            clmoe_dtype *dtype) {
+  if (!experts || !dtype)
+    return cm_fail(CLMOE_ERROR_NULL_POINTER,
+                   "clmoe_experts_get_weight_dtype: experts or dtype is NULL");
+  *dtype = experts->wdtype;
   return CLMOE_SUCCESS;
 }

@@ -18,6 +18,8 @@ struct clmoe_experts {
   cl_mem b1, b3, b2; /* CLBLAST path */
   cl_mem b13;        /* GROUPED path: b1 | b3 packed (b2 reuses b2) */
   int vw, panels_up, panels_down;
+  clmoe_dtype wdtype; /* storage dtype of w13 and w2: F32, F16 or BF16 */
+  int64_t weight_bytes, bias_bytes;
 };
 
 int cm_is_gated(clmoe_activation a);

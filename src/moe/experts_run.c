@@ -2,6 +2,7 @@
  * expert_offsets) and the grouped kernel (one launch per matrix, no host
  * sync). */
 #include "moe/blas.h"
+#include "moe/dispatch_combine.h"
 #include "moe/experts.h"
 #include "moe/grouped_gemm.h"
 
@@ -71,8 +72,8 @@ static clmoe_status grouped_gemm(clmoe_experts *x, clmoe_routing *rt, int rows,
                                  cl_mem bias, cl_mem C, int n_out) {
   return cm_gemm_grouped(rt->ctx, &rt->ws.kernels, x->E, rows, K, panels,
                          rt->ws.buf[CM_RB_EXPERT_OFFSETS],
-                         rt->ws.buf[CM_RB_TILE_OFFSETS], A, B, epi, bias, C,
-                         n_out);
+                         rt->ws.buf[CM_RB_TILE_OFFSETS], A, B, x->wdtype, epi,
+                         bias, C, n_out);
 }
 
 static clmoe_status run_grouped(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,
@@ -138,6 +139,26 @@ static clmoe_status check_pair(const clmoe_experts *x, const clmoe_routing *rt,
   return CLMOE_SUCCESS;
 }
 
+/* Runs the experts on 16-bit rows: widened into the workspace, run in
+ * float32, rounded once into y_sorted's dtype. */
+static clmoe_status run_converted(clmoe_experts *x, clmoe_routing *rt,
+                                  const clmoe_tensor *xs,
+                                  const clmoe_tensor *ys) {
+  int64_t n = (int64_t)rt->N * x->d;
+  size_t bytes = (size_t)n * sizeof(float);
+  clmoe_status st;
+  if ((st = cm_routing_reserve(rt, CM_RB_X_SORTED, bytes)) ||
+      (st = cm_routing_reserve(rt, CM_RB_Y_SORTED, bytes)))
+    return st;
+  cl_mem xf = rt->ws.buf[CM_RB_X_SORTED], yf = rt->ws.buf[CM_RB_Y_SORTED];
+  if ((st = cm_convert_elements(rt->ctx, &rt->ws.kernels, n, xs->mem, xs->dtype,
+                                xf, CLMOE_DTYPE_F32)) ||
+      (st = cm_experts_run(x, rt, xf, yf, rt->N)))
+    return st;
+  return cm_convert_elements(rt->ctx, &rt->ws.kernels, n, yf, CLMOE_DTYPE_F32,
+                             ys->mem, ys->dtype);
+}
+
 clmoe_status clmoe_experts_run(clmoe_experts *experts, clmoe_routing *routing,
                                const clmoe_tensor *x_sorted,
                                clmoe_tensor *y_sorted, uint32_t num_wait,
@@ -147,13 +168,21 @@ clmoe_status clmoe_experts_run(clmoe_experts *experts, clmoe_routing *routing,
     *out_event = NULL;
   clmoe_status st = check_pair(experts, routing, fn);
   if (st ||
-      (st = cm_check_routing_rows(routing, x_sorted, "x_sorted", routing->N,
-                                  experts->d)) ||
-      (st = cm_check_routing_rows(routing, y_sorted, "y_sorted", routing->N,
-                                  experts->d)) ||
-      (st = cm_enqueue_wait(routing->ctx, num_wait, wait, fn)) ||
-      (st = cm_experts_run(experts, routing, x_sorted->mem, y_sorted->mem,
-                           routing->N)))
+      (st = cm_check_float_rows(routing->ctx, x_sorted, "x_sorted", routing->N,
+                                experts->d)) ||
+      (st = cm_check_float_rows(routing->ctx, y_sorted, "y_sorted", routing->N,
+                                experts->d)))
     return st;
-  return cm_enqueue_done(routing->ctx, out_event);
+  if (x_sorted->dtype != y_sorted->dtype)
+    return cm_fail_at(CLMOE_ERROR_DTYPE_MISMATCH, fn,
+                      "x_sorted is %s but y_sorted is %s; they must match",
+                      cm_dtype_name(x_sorted->dtype),
+                      cm_dtype_name(y_sorted->dtype));
+  if ((st = cm_enqueue_wait(routing->ctx, num_wait, wait, fn)))
+    return st;
+  st = x_sorted->dtype == CLMOE_DTYPE_F32
+           ? cm_experts_run(experts, routing, x_sorted->mem, y_sorted->mem,
+                            routing->N)
+           : run_converted(experts, routing, x_sorted, y_sorted);
+  return st ? st : cm_enqueue_done(routing->ctx, out_event);
 }

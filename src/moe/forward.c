@@ -27,11 +27,14 @@ static clmoe_status check_layer(const clmoe_router *router,
                       "the router is E = %d, d = %d but the experts are "
                       "E = %d, d = %d",
                       router->E, router->d, experts->E, experts->d);
-  st = cm_check_tensor(x, ctx, "x", CLMOE_DTYPE_F32, 2,
-                       (int64_t[]){-1, router->d});
-  return st ? st
-            : cm_check_tensor(y, ctx, "y", CLMOE_DTYPE_F32, 2,
-                              (int64_t[]){x->shape[0], router->d});
+  if ((st = cm_check_float_rows(ctx, x, "x", -1, router->d)) ||
+      (st = cm_check_float_rows(ctx, y, "y", x->shape[0], router->d)))
+    return st;
+  if (x->dtype != y->dtype)
+    return cm_fail_at(CLMOE_ERROR_DTYPE_MISMATCH, FN,
+                      "x is %s but y is %s; they must match",
+                      cm_dtype_name(x->dtype), cm_dtype_name(y->dtype));
+  return CLMOE_SUCCESS;
 }
 
 /* Whether the layer is enqueued behind the route without waiting for its N:
@@ -50,10 +53,14 @@ static int runs_in_flight(const clmoe_experts *experts,
          bound_bytes <= ctx->info.max_alloc_bytes;
 }
 
-/* Dispatch, experts and combine over `rows` >= N rows of the workspace. */
+/* Dispatch, experts and combine over `rows` >= N rows of the workspace,
+ * which are float32: 16-bit tokens are widened by dispatch and the output
+ * rounded once by combine. */
 static clmoe_status enqueue_experts_stage(clmoe_experts *experts,
-                                          clmoe_routing *routing, cl_mem x,
-                                          cl_mem y, int rows, uint32_t flags) {
+                                          clmoe_routing *routing,
+                                          const clmoe_tensor *x,
+                                          clmoe_tensor *y, int rows,
+                                          uint32_t flags) {
   size_t bytes = (size_t)rows * (size_t)experts->d * sizeof(float);
   clmoe_status st;
   if ((st = cm_routing_reserve(routing, CM_RB_X_SORTED, bytes)) ||
@@ -61,10 +68,12 @@ static clmoe_status enqueue_experts_stage(clmoe_experts *experts,
     return st;
   cl_mem xs = routing->ws.buf[CM_RB_X_SORTED];
   cl_mem ys = routing->ws.buf[CM_RB_Y_SORTED];
-  if ((st = cm_dispatch_rows(routing, experts->d, rows, x, xs)) ||
+  clmoe_dtype f32 = CLMOE_DTYPE_F32;
+  if ((st = cm_dispatch_rows(routing, experts->d, rows, x->mem, x->dtype, xs,
+                             f32)) ||
       (st = cm_experts_run(experts, routing, xs, ys, rows)))
     return st;
-  return cm_combine_rows(routing, experts->d, ys, y, flags);
+  return cm_combine_rows(routing, experts->d, ys, f32, y->mem, y->dtype, flags);
 }
 
 clmoe_status clmoe_forward(clmoe_router *router, clmoe_experts *experts,
@@ -88,8 +97,7 @@ clmoe_status clmoe_forward(clmoe_router *router, clmoe_experts *experts,
   if (!in_flight && (st = cm_route_finish(router, routing, FN)))
     goto fail;
   int rows = in_flight ? bound : routing->N;
-  if ((st = enqueue_experts_stage(experts, routing, x->mem, y->mem, rows,
-                                  flags)) ||
+  if ((st = enqueue_experts_stage(experts, routing, x, y, rows, flags)) ||
       (in_flight && (st = cm_route_finish(router, routing, FN))))
     goto fail;
   return cm_enqueue_done(routing->ctx, out_event);

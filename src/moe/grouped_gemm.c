@@ -25,10 +25,13 @@ void cm_pack_panels(float *dst, const float *w, const float *w_hi, int gated,
 clmoe_status cm_gemm_grouped(clmoe_context *ctx, cm_kernels *kernels, int E,
                              int rows_bound, int K, int panels,
                              cl_mem expert_offsets, cl_mem tile_offsets,
-                             cl_mem A, cl_mem B, int epi, cl_mem bias, cl_mem C,
-                             int n_out) {
+                             cl_mem A, cl_mem B, clmoe_dtype wdtype, int epi,
+                             cl_mem bias, cl_mem C, int n_out) {
   cl_kernel k;
-  clmoe_status st = cm_kernel(ctx, kernels, CM_K_GEMM_GROUPED, &k);
+  cm_kernel_id id = wdtype == CLMOE_DTYPE_F16    ? CM_K_GEMM_GROUPED_F16
+                    : wdtype == CLMOE_DTYPE_BF16 ? CM_K_GEMM_GROUPED_BF16
+                                                 : CM_K_GEMM_GROUPED;
+  clmoe_status st = cm_kernel(ctx, kernels, id, &k);
   if (st)
     return st;
   int rm = ctx->tuning.rm, lx = ctx->tuning.lx, has_bias = bias != NULL;

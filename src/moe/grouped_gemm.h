@@ -24,7 +24,8 @@ int cm_panel_count(int cols, int vw, int gated);
 void cm_pack_panels(float *dst, const float *w, const float *w_hi, int gated,
                     int lay, int E, int rows, int cols, int vw);
 
-/* One gemm_grouped launch on the routing's queue: for every group e,
+/* One gemm_grouped launch on the routing's queue, for B packed in `wdtype`
+ * (F32, F16 or BF16; the program variant that widens it): for every group e,
  * C[rows of e, :n_out] = epi(A[rows of e, :K] * B_e + bias_e), rows of e =
  * expert_offsets[e]..[e+1], tile_offsets from gemm_tile_offsets (or
  * written exactly). rows_bound >= the rows of all groups sizes the launch.
@@ -32,7 +33,7 @@ void cm_pack_panels(float *dst, const float *w, const float *w_hi, int gated,
 clmoe_status cm_gemm_grouped(clmoe_context *ctx, cm_kernels *kernels, int E,
                              int rows_bound, int K, int panels,
                              cl_mem expert_offsets, cl_mem tile_offsets,
-                             cl_mem A, cl_mem B, int epi, cl_mem bias, cl_mem C,
-                             int n_out);
+                             cl_mem A, cl_mem B, clmoe_dtype wdtype, int epi,
+                             cl_mem bias, cl_mem C, int n_out);
 
 #endif /* CLMOE_GROUPED_GEMM_H */

@@ -2,6 +2,7 @@
  * capacity, compaction, expert-major grouping and stats, all on the device. */
 #include "moe/route.h"
 #include "moe/blas.h"
+#include "moe/dispatch_combine.h"
 #include "moe/grouped_gemm.h"
 #include "moe/routing_result.h"
 
@@ -88,8 +89,8 @@ static clmoe_status router_gemm_grouped(route_call *c) {
     return cm_cl_fail(err, "clEnqueueFillBuffer(router GEMM offsets)");
   return cm_gemm_grouped(ctx, &rt->ws.kernels, 1, c->T, r->d, r->packed_panels,
                          rt->ws.buf[CM_RB_ROUTER_ROWS],
-                         rt->ws.buf[CM_RB_ROUTER_TILES], c->x, r->packed, 0,
-                         NULL, c->logits, c->E);
+                         rt->ws.buf[CM_RB_ROUTER_TILES], c->x, r->packed,
+                         CLMOE_DTYPE_F32, CM_EPI_NONE, NULL, c->logits, c->E);
 }
 
 static clmoe_status router_gemm(route_call *c) {
@@ -315,9 +316,9 @@ check_inputs(const clmoe_router *router, const clmoe_context *ctx,
     return cm_fail_at(CLMOE_ERROR_UNSUPPORTED, fn,
                       "the router has no weight; use clmoe_route_logits");
   const clmoe_tensor *in = x ? x : logits;
-  int64_t cols = x ? router->d : router->E;
-  clmoe_status st = cm_check_tensor(in, ctx, x ? "x" : "logits",
-                                    CLMOE_DTYPE_F32, 2, (int64_t[]){-1, cols});
+  clmoe_status st = x ? cm_check_float_rows(ctx, x, "x", -1, router->d)
+                      : cm_check_tensor(logits, ctx, "logits", CLMOE_DTYPE_F32,
+                                        2, (int64_t[]){-1, router->E});
   if (st)
     return st;
   if (!x && router->policy == CLMOE_POLICY_RESONANCE &&
@@ -376,6 +377,19 @@ clmoe_status cm_route_enqueue(clmoe_router *router, const clmoe_tensor *x,
       router->policy == CLMOE_POLICY_IMPORTANCE ? importance->mem : NULL;
   if ((st = reserve_all(&c)))
     return st;
+  if (x && x->dtype != CLMOE_DTYPE_F32) {
+    /* The router GEMM reads float32: 16-bit tokens are widened once. */
+    int64_t n = T * router->d;
+    if ((st = cm_routing_reserve(routing, CM_RB_X_F32,
+                                 (size_t)n * sizeof(float))) ||
+        (st = cm_enqueue_wait(ctx, num_wait, wait, fn)) ||
+        (st = cm_convert_elements(ctx, &routing->ws.kernels, n, x->mem,
+                                  x->dtype, routing->ws.buf[CM_RB_X_F32],
+                                  CLMOE_DTYPE_F32)))
+      return st;
+    c.x = routing->ws.buf[CM_RB_X_F32];
+    num_wait = 0;
+  }
   c.logits = x ? routing->ws.buf[CM_RB_LOGITS] : logits->mem;
   if ((st = cm_enqueue_wait(ctx, num_wait, wait, fn)) ||
       (st = run_pipeline(&c)))

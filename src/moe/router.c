@@ -1,6 +1,7 @@
 /* Router objects: parameter validation, weight upload and the data derived
  * from the weight (cosine norms, grouped-kernel panels). */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,13 +9,16 @@
 #include "moe/router.h"
 
 void clmoe_router_desc_init_sized(clmoe_router_desc *desc, size_t size) {
-  static const clmoe_router_desc defaults = {
-      .policy = CLMOE_POLICY_TOPK, .k = 2, .p = 0.4f, .k_min = 1};
+  static const clmoe_router_desc defaults = {.policy = CLMOE_POLICY_TOPK,
+                                             .k = 2,
+                                             .p = 0.4f,
+                                             .k_min = 1,
+                                             .weight_dtype = CLMOE_DTYPE_F32};
   cm_init_struct(desc, &defaults, sizeof defaults, size);
 }
 
 void(clmoe_router_desc_init)(clmoe_router_desc *desc) {
-  clmoe_router_desc_init_sized(desc, sizeof *desc);
+  clmoe_router_desc_init_sized(desc, offsetof(clmoe_router_desc, weight_dtype));
 }
 
 static const char *const FN = "clmoe_router_create";
@@ -176,6 +180,30 @@ static clmoe_status derive_from_weight(clmoe_router *r, const float *host) {
   return st;
 }
 
+/* The router weight [d, E] as float32 on the host, from a 16-bit host array
+ * or tensor. */
+static clmoe_status widen_weight(clmoe_router *r, const clmoe_router_desc *desc,
+                                 clmoe_dtype host_dtype, float **out) {
+  size_t n = (size_t)r->d * r->E;
+  clmoe_dtype dtype = desc->weight ? desc->weight->dtype : host_dtype;
+  uint16_t *raw = desc->weight ? malloc(n * sizeof *raw) : NULL;
+  float *w = malloc(n * sizeof *w);
+  clmoe_status st = CLMOE_SUCCESS;
+  if (!w || (desc->weight && !raw))
+    st = cm_fail_at(CLMOE_ERROR_OUT_OF_HOST_MEMORY, FN, "out of host memory");
+  else if (desc->weight)
+    st = clmoe_tensor_read(desc->weight, raw, n * sizeof *raw);
+  const void *src = desc->weight ? (const void *)raw : desc->weight_host;
+  for (size_t i = 0; !st && i < n; ++i)
+    w[i] = cm_to_f32(dtype, src, i);
+  free(raw);
+  if (st)
+    free(w);
+  else
+    *out = w;
+  return st;
+}
+
 clmoe_status clmoe_router_create(clmoe_context *ctx,
                                  const clmoe_router_desc *desc,
                                  clmoe_router **out) {
@@ -186,7 +214,8 @@ clmoe_status clmoe_router_create(clmoe_context *ctx,
   if (!ctx)
     return cm_fail(CLMOE_ERROR_NULL_POINTER,
                    "clmoe_router_create: ctx is NULL");
-  clmoe_status st = cm_check_struct(desc, sizeof *desc, "router desc");
+  clmoe_status st = cm_check_struct(
+      desc, offsetof(clmoe_router_desc, weight_dtype), "router desc");
   if (st)
     return st;
   if (desc->weight_host && desc->weight)
@@ -202,9 +231,22 @@ clmoe_status clmoe_router_create(clmoe_context *ctx,
   if ((st = validate(desc, has_weight)))
     return st;
   int E = desc->num_experts, d = desc->d_model;
+  clmoe_dtype host_dtype = CM_HAS_FIELD(desc, clmoe_router_desc, weight_dtype)
+                               ? desc->weight_dtype
+                               : 0;
+  host_dtype = host_dtype ? host_dtype : CLMOE_DTYPE_F32;
+  if (!cm_is_float_dtype(host_dtype))
+    return cm_fail_at(CLMOE_ERROR_DTYPE_MISMATCH, FN,
+                      "weight_dtype %s must be F32, F16 or BF16",
+                      cm_dtype_name(host_dtype));
+  if (desc->weight && !cm_is_float_dtype(desc->weight->dtype))
+    return cm_fail_at(CLMOE_ERROR_DTYPE_MISMATCH, FN,
+                      "the router weight is %s; it must be float32, float16 "
+                      "or bfloat16",
+                      cm_dtype_name(desc->weight->dtype));
   if (desc->weight &&
-      (st = cm_check_tensor(desc->weight, ctx, "router weight", CLMOE_DTYPE_F32,
-                            2, (int64_t[]){d, E})))
+      (st = cm_check_tensor(desc->weight, ctx, "router weight",
+                            desc->weight->dtype, 2, (int64_t[]){d, E})))
     return st;
   if (desc->bias && (st = cm_check_tensor(desc->bias, ctx, "router bias",
                                           CLMOE_DTYPE_F32, 1, (int64_t[]){E})))
@@ -238,16 +280,25 @@ clmoe_status clmoe_router_create(clmoe_context *ctx,
        r->policy != CLMOE_POLICY_EXPERT_CHOICE);
   r->affinity = desc->affinity;
   r->fallback = desc->fallback;
-  if (has_weight)
+  /* A 16-bit weight is widened on the host first (exact). */
+  float *widened = NULL;
+  const float *host_w = desc->weight_host;
+  if (has_weight &&
+      (desc->weight ? desc->weight->dtype : host_dtype) != CLMOE_DTYPE_F32)
+    st = widen_weight(r, desc, host_dtype, &widened);
+  if (widened)
+    host_w = widened;
+  if (!st && has_weight)
     st = cm_buffer_upload(
-        ctx, desc->weight_host, desc->weight ? desc->weight->mem : NULL,
+        ctx, host_w, desc->weight && !widened ? desc->weight->mem : NULL,
         (size_t)d * E * sizeof(float), "router weight", &r->weight);
   if (!st && (desc->bias_host || desc->bias))
     st = cm_buffer_upload(ctx, desc->bias_host,
                           desc->bias ? desc->bias->mem : NULL,
                           (size_t)E * sizeof(float), "router bias", &r->bias);
   if (!st && has_weight)
-    st = derive_from_weight(r, desc->weight_host);
+    st = derive_from_weight(r, host_w);
+  free(widened);
   if (st) {
     clmoe_router_destroy(r);
     return st;

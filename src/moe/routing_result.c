@@ -61,10 +61,14 @@ clmoe_status cm_check_routing(const clmoe_routing *rt, const char *fn) {
   return CLMOE_SUCCESS;
 }
 
-clmoe_status cm_check_routing_rows(const clmoe_routing *rt,
-                                   const clmoe_tensor *t, const char *name,
-                                   int64_t rows, int64_t d) {
-  return cm_check_tensor(t, rt->ctx, name, CLMOE_DTYPE_F32, 2,
+clmoe_status cm_check_float_rows(const clmoe_context *ctx,
+                                 const clmoe_tensor *t, const char *name,
+                                 int64_t rows, int64_t d) {
+  if (t && !cm_is_float_dtype(t->dtype))
+    return cm_fail(CLMOE_ERROR_DTYPE_MISMATCH,
+                   "%s is %s; rows must be float32, float16 or bfloat16", name,
+                   cm_dtype_name(t->dtype));
+  return cm_check_tensor(t, ctx, name, t ? t->dtype : CLMOE_DTYPE_F32, 2,
                          (int64_t[]){rows, d});
 }
 

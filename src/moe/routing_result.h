@@ -39,6 +39,7 @@ typedef enum cm_routing_buffer {
   CM_RB_TILE_OFFSETS, /* [E+1] grouped GEMM: row tiles per expert */
   CM_RB_ROUTER_ROWS,  /* [2] router GEMM on the grouped kernel: {0, T} */
   CM_RB_ROUTER_TILES, /* [2] and its row tiles: {0, ceil(T / rm)} */
+  CM_RB_X_F32,        /* [T, d] route: float32 copy of 16-bit tokens */
   CM_RB_COUNT
 } cm_routing_buffer;
 
@@ -60,10 +61,11 @@ clmoe_status cm_routing_host_offsets(clmoe_routing *r, int E);
 /* Checks that a routing is given and holds a successful route; `fn` names
  * the public call. */
 clmoe_status cm_check_routing(const clmoe_routing *rt, const char *fn);
-/* Checks a [rows, d] float32 tensor on the routing's context (d < 0: any). */
-clmoe_status cm_check_routing_rows(const clmoe_routing *rt,
-                                   const clmoe_tensor *t, const char *name,
-                                   int64_t rows, int64_t d);
+/* Checks a [rows, d] tensor of float32, float16 or bfloat16 on `ctx`
+ * (rows or d < 0: any). */
+clmoe_status cm_check_float_rows(const clmoe_context *ctx,
+                                 const clmoe_tensor *t, const char *name,
+                                 int64_t rows, int64_t d);
 
 /* Makes buffer `which` hold at least `bytes`. */
 clmoe_status cm_routing_reserve(clmoe_routing *r, cm_routing_buffer which,

@@ -31,8 +31,10 @@ enum { CM_ROW_CHUNK = 16 };
 enum { CM_EPI_NONE = 0 };
 
 /* Writes the -D options that define every shared constant (stats layout,
- * policy ids, activation kinds, row chunk, epilogue ids) into out. Returns
- * the length written, or the length needed when it does not fit. */
+ * policy ids, activation kinds, row chunk, epilogue ids, dtypes) into out.
+ * Returns the length written, or the length needed when it does not fit.
+ * Activation dtypes reach kernels as DT_F32, DT_F16, DT_BF16 (clmoe_dtype
+ * values). */
 size_t cm_kernel_defines(char *out, size_t len);
 
 #endif /* CLMOE_KERNEL_ABI_H */

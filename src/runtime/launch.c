@@ -27,6 +27,7 @@ static const struct {
     [CM_K_EXPERT_ACTIVATION] = {CM_PROG_EXPERTS_RUN, "expert_activation"},
     [CM_K_EXPERT_ADD_BIAS] = {CM_PROG_EXPERTS_RUN, "expert_add_bias"},
     [CM_K_COMBINE_ROWS] = {CM_PROG_DISPATCH_COMBINE, "combine_rows"},
+    [CM_K_CONVERT_ELEMENTS] = {CM_PROG_DISPATCH_COMBINE, "convert_elements"},
     [CM_K_SCORE_SEQUENCES] = {CM_PROG_SCORE, "score_sequences"},
     [CM_K_SCORE_PROB_COLUMNS] = {CM_PROG_SCORE, "score_prob_columns"},
     [CM_K_SCORE_FUSED_ROWS] = {CM_PROG_SCORE, "score_fused_rows"},
@@ -35,6 +36,8 @@ static const struct {
     [CM_K_SCORE_NORMALIZE] = {CM_PROG_SCORE, "score_normalize"},
     [CM_K_GEMM_TILE_OFFSETS] = {CM_PROG_GROUPED_GEMM, "gemm_tile_offsets"},
     [CM_K_GEMM_GROUPED] = {CM_PROG_GROUPED_GEMM, "gemm_grouped"},
+    [CM_K_GEMM_GROUPED_F16] = {CM_PROG_GROUPED_GEMM_F16, "gemm_grouped"},
+    [CM_K_GEMM_GROUPED_BF16] = {CM_PROG_GROUPED_GEMM_BF16, "gemm_grouped"},
 };
 
 clmoe_status cm_kernel(clmoe_context *ctx, cm_kernels *ks, cm_kernel_id id,

@@ -25,6 +25,10 @@ static const cm_program_spec k_programs[CM_PROG_COUNT] = {
     [CM_PROG_EXPERTS_RUN] = {"experts_run", {"common", "experts_run", NULL}},
     [CM_PROG_SCORE] = {"score", {"common", "score", NULL}},
     [CM_PROG_GROUPED_GEMM] = {"grouped_gemm", {"common", "grouped_gemm", NULL}},
+    [CM_PROG_GROUPED_GEMM_F16] = {"grouped_gemm_f16",
+                                  {"common", "grouped_gemm", NULL}},
+    [CM_PROG_GROUPED_GEMM_BF16] = {"grouped_gemm_bf16",
+                                   {"common", "grouped_gemm", NULL}},
 };
 
 /* The on-disk entry: header, then the binary. Every field is checked on load;
@@ -96,9 +100,15 @@ static void program_options(const clmoe_context *ctx, cm_program_id id,
   size_t used = n > 0 ? (size_t)n : 0;
   if (used < len)
     used += cm_kernel_defines(out + used, len - used);
-  if (id == CM_PROG_GROUPED_GEMM && used < len)
-    snprintf(out + used, len - used, " -DGEMM_RM=%d -DGEMM_VW=%d",
-             ctx->tuning.rm, ctx->tuning.vw);
+  /* GEMM_WTYPE: the weight panels' storage, 0 float32, 1 float16, 2
+   * bfloat16. */
+  int wtype = id == CM_PROG_GROUPED_GEMM_F16    ? 1
+              : id == CM_PROG_GROUPED_GEMM_BF16 ? 2
+                                                : 0;
+  if ((id == CM_PROG_GROUPED_GEMM || wtype) && used < len)
+    snprintf(out + used, len - used,
+             " -DGEMM_RM=%d -DGEMM_VW=%d -DGEMM_WTYPE=%d", ctx->tuning.rm,
+             ctx->tuning.vw, wtype);
 }
 
 static uint64_t program_key(const clmoe_context *ctx, const char *options,

@@ -59,12 +59,14 @@ extern const int cm_cl_source_count;
 /* One program per kernel file (cl/<stem>.cl, with cl/common.cl first),
  * named like the host file that launches it (src/moe/<stem>.c). */
 typedef enum cm_program_id {
-  CM_PROG_ROUTE = 0,        /* softmax, per-token selection, policies, stats */
-  CM_PROG_GROUP,            /* scans, expert-major grouping */
-  CM_PROG_DISPATCH_COMBINE, /* row gather into expert order, combine */
-  CM_PROG_EXPERTS_RUN,      /* CLBlast path's activation and bias */
-  CM_PROG_SCORE,            /* attention-importance scoring */
-  CM_PROG_GROUPED_GEMM,     /* grouped expert GEMM (tuned -D parameters) */
+  CM_PROG_ROUTE = 0,         /* softmax, per-token selection, policies, stats */
+  CM_PROG_GROUP,             /* scans, expert-major grouping */
+  CM_PROG_DISPATCH_COMBINE,  /* row gather into expert order, combine */
+  CM_PROG_EXPERTS_RUN,       /* CLBlast path's activation and bias */
+  CM_PROG_SCORE,             /* attention-importance scoring */
+  CM_PROG_GROUPED_GEMM,      /* grouped expert GEMM (tuned -D parameters) */
+  CM_PROG_GROUPED_GEMM_F16,  /* the same, widening float16 weight panels */
+  CM_PROG_GROUPED_GEMM_BF16, /* the same, widening bfloat16 weight panels */
   CM_PROG_COUNT
 } cm_program_id;
 
@@ -129,6 +131,21 @@ struct clmoe_tensor {
 };
 
 size_t cm_dtype_size(clmoe_dtype dtype);
+/* "float32", "float16", "bfloat16", "int32" or "unknown". */
+const char *cm_dtype_name(clmoe_dtype dtype);
+
+/* ---- 16-bit conversions (convert.c) ---- */
+
+int cm_is_float_dtype(clmoe_dtype dtype);
+/* Element i of an F32, F16 or BF16 array, widened exactly to float. */
+float cm_to_f32(clmoe_dtype dtype, const void *src, size_t i);
+/* Stores v as element i of an F32, F16 or BF16 array, rounded to nearest
+ * even; returns 1 when a finite v overflows to Inf (Inf is stored). */
+int cm_from_f32(clmoe_dtype dtype, float v, void *dst, size_t i);
+/* Rounds v[0..n) in place to the values `dtype` can hold (no-op for F32).
+ * Errors: INVALID_ARGUMENT naming `what` and the element that overflows. */
+clmoe_status cm_round_to_dtype(float *v, size_t n, clmoe_dtype dtype,
+                               const char *what);
 /* Validates a tensor argument: non-NULL, same context, dtype, rank, and each
  * dims[i] >= 0 must match (dims[i] < 0 means "any"). `what` names it in the
  * detail. */

@@ -6,13 +6,31 @@
 #include "runtime/runtime.h"
 
 size_t cm_dtype_size(clmoe_dtype dtype) {
-  return (dtype == CLMOE_DTYPE_F32 || dtype == CLMOE_DTYPE_I32) ? 4 : 0;
+  switch (dtype) {
+  case CLMOE_DTYPE_F32:
+  case CLMOE_DTYPE_I32:
+    return 4;
+  case CLMOE_DTYPE_F16:
+  case CLMOE_DTYPE_BF16:
+    return 2;
+  default:
+    return 0;
+  }
 }
 
-static const char *dtype_name(clmoe_dtype dtype) {
-  return dtype == CLMOE_DTYPE_F32   ? "float32"
-         : dtype == CLMOE_DTYPE_I32 ? "int32"
-                                    : "unknown";
+const char *cm_dtype_name(clmoe_dtype dtype) {
+  switch (dtype) {
+  case CLMOE_DTYPE_F32:
+    return "float32";
+  case CLMOE_DTYPE_I32:
+    return "int32";
+  case CLMOE_DTYPE_F16:
+    return "float16";
+  case CLMOE_DTYPE_BF16:
+    return "bfloat16";
+  default:
+    return "unknown";
+  }
 }
 
 static clmoe_status check_layout(const clmoe_context *ctx, const char *fn,
@@ -77,7 +95,10 @@ clmoe_status clmoe_tensor_create(clmoe_context *ctx, clmoe_dtype dtype,
   if ((st = new_tensor(ctx, dtype, rank, shape, numel, &t)))
     return st;
   t->owns_mem = 1;
-  st = cm_buffer_create(ctx, bytes, CL_MEM_READ_WRITE, &t->mem);
+  /* Whole 4-byte words, so an odd count of 16-bit elements can be
+   * zero-filled with a 4-byte pattern. */
+  size_t alloc = (bytes + 3) & ~(size_t)3;
+  st = cm_buffer_create(ctx, alloc, CL_MEM_READ_WRITE, &t->mem);
   if (!st && bytes) {
     cl_int err;
     if (host_data) {
@@ -86,7 +107,7 @@ clmoe_status clmoe_tensor_create(clmoe_context *ctx, clmoe_dtype dtype,
     } else {
       const cl_int zero = 0;
       err = clEnqueueFillBuffer(ctx->queue, t->mem, &zero, sizeof zero, 0,
-                                bytes, 0, NULL, NULL);
+                                alloc, 0, NULL, NULL);
     }
     if (err != CL_SUCCESS)
       st = cm_cl_fail(err, host_data ? "clEnqueueWriteBuffer"
@@ -257,7 +278,7 @@ clmoe_status cm_check_tensor(const clmoe_tensor *t, const clmoe_context *ctx,
                    what);
   if (t->dtype != dtype)
     return cm_fail(CLMOE_ERROR_DTYPE_MISMATCH, "%s is %s; expected %s", what,
-                   dtype_name(t->dtype), dtype_name(dtype));
+                   cm_dtype_name(t->dtype), cm_dtype_name(dtype));
   char want[96], got[96];
   format_shape(want, sizeof want, rank, dims);
   format_shape(got, sizeof got, t->rank, t->shape);

@@ -22,6 +22,7 @@ static void router(fuzz_bytes *b) {
   d.overflow = fuzz_range(b, -1, 3);
   d.affinity = fuzz_range(b, -1, 3);
   d.fallback = fuzz_range(b, -1, 3);
+  d.weight_dtype = fuzz_range(b, -1, 5);
   int64_t n = (int64_t)d.num_experts * d.d_model;
   float *w = n > 0 && n <= MAX_WEIGHTS ? fuzz_floats(b, (size_t)n) : NULL;
   float *bias = d.num_experts > 0 && d.num_experts <= MAX_WEIGHTS
@@ -48,6 +49,8 @@ static void experts(fuzz_bytes *b) {
   d.activation = fuzz_range(b, -1, 6);
   d.layout = fuzz_range(b, -1, 2);
   d.path = fuzz_range(b, -1, 3);
+  d.weight_dtype = fuzz_range(b, -1, 5);
+  d.host_dtype = fuzz_range(b, -1, 5); /* 16-bit reads half the arrays */
   int64_t n = (int64_t)d.num_experts * d.d_model * d.d_ff;
   int64_t nb = (int64_t)d.num_experts * (d.d_ff > d.d_model ? d.d_ff : d.d_model);
   int ok = n > 0 && n <= MAX_WEIGHTS && nb > 0;

@@ -12,7 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fuzz_bytes b = {data, size};
   clmoe_context *ctx = fuzz_context();
   int32_t rank = fuzz_range(&b, -1, 5);
-  clmoe_dtype dtype = fuzz_range(&b, -1, 3);
+  clmoe_dtype dtype = fuzz_range(&b, -1, 5);
   int64_t shape[4];
   for (int i = 0; i < 4; ++i) {
     int32_t v = fuzz_i32(&b);

@@ -38,7 +38,8 @@ class RouterDesc(ctypes.Structure):
                 ("k_mean", ctypes.c_float), ("capacity_factor", ctypes.c_float),
                 ("overflow", c_i32), ("gates", c_i32), ("affinity", c_i32),
                 ("fallback", c_i32), ("weight_host", c_void),
-                ("weight", c_void), ("bias_host", c_void), ("bias", c_void)]
+                ("weight", c_void), ("bias_host", c_void), ("bias", c_void),
+                ("weight_dtype", c_i32)]
 
 
 class RoutingStats(ctypes.Structure):
@@ -59,7 +60,9 @@ class ExpertsDesc(ctypes.Structure):
                 ("d_model", c_i32), ("d_ff", c_i32), ("activation", c_i32),
                 ("layout", c_i32)] + [
         (name, c_void) for w in ("w1", "w3", "w2", "b1", "b3", "b2")
-        for name in (w + "_host", w)] + [("path", c_i32)]
+        for name in (w + "_host", w)] + [("path", c_i32),
+                                         ("weight_dtype", c_i32),
+                                         ("host_dtype", c_i32)]
 
 
 class ScoreDesc(ctypes.Structure):
@@ -133,6 +136,9 @@ _SIGNATURES = {
                                    ctypes.c_uint32, c_void, c_void]),
     "clmoe_experts_desc_init_sized": (None, [_P(ExpertsDesc), c_size]),
     "clmoe_experts_get_path": (c_i32, [c_void, _P(c_i32)]),
+    "clmoe_experts_get_bytes": (c_i32, [c_void, _P(c_i64), _P(c_i64)]),
+    "clmoe_experts_get_weight_dtype": (c_i32, [c_void, _P(c_i32)]),
+    "clmoe_convert": (c_i32, [c_i32, c_void, c_i32, c_void, c_i64]),
     "clmoe_experts_create": (c_i32, [c_void, _P(ExpertsDesc), _P(c_void)]),
     "clmoe_experts_destroy": (None, [c_void]),
     "clmoe_forward": (c_i32, [c_void, c_void, c_void, c_void, c_void, c_void,

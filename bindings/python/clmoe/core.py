@@ -6,7 +6,9 @@ import numpy as np
 from . import _lib
 from ._lib import lib
 
-F32, I32 = 1, 2
+F32, I32, F16, BF16 = 1, 2, 3, 4
+# Storage dtypes by name; bfloat16 travels in numpy as uint16 bit patterns.
+DTYPES = {"f32": F32, "f16": F16, "bf16": BF16}
 
 POLICIES = {"top_k": 1, "top_p": 2, "importance": 3, "resonance": 4,
             "expert_choice": 5}
@@ -39,6 +41,42 @@ def version():
     return lib.clmoe_version_string().decode()
 
 
+def _convert(src_code, src, dst_code, dst_np_dtype):
+    src = np.ascontiguousarray(src)
+    out = np.empty(src.shape, dst_np_dtype)
+    check(lib.clmoe_convert(src_code, src.ctypes.data if src.size else None,
+                            dst_code, out.ctypes.data if out.size else None,
+                            src.size))
+    return out
+
+
+def to_bf16_bits(a):
+    """float32 (or float16) values -> uint16 bfloat16 bit patterns, rounded
+    to nearest even by the library (NaN stays NaN; a finite value that would
+    round to Inf raises Error)."""
+    a = np.asarray(a)
+    code = F16 if a.dtype == np.float16 else F32
+    a = a if code == F16 else np.asarray(a, np.float32)
+    return _convert(code, a, BF16, np.uint16)
+
+
+def from_bf16_bits(u):
+    """uint16 bfloat16 bit patterns -> float32 (exact)."""
+    return _convert(BF16, np.asarray(u, np.uint16), F32, np.float32)
+
+
+def _host_code(array):
+    """The clmoe dtype of a numpy weight array: float16 -> F16, uint16 ->
+    BF16 (bit patterns), anything else is converted to float32."""
+    dt = np.asarray(array).dtype
+    return F16 if dt == np.float16 else BF16 if dt == np.uint16 else F32
+
+
+def _host_array(array, code):
+    np_dtype = {F32: np.float32, F16: np.float16, BF16: np.uint16}[code]
+    return np.ascontiguousarray(array, dtype=np_dtype)
+
+
 def _choice(table, value, what):
     try:
         return table[value]
@@ -62,12 +100,19 @@ class Tensor:
         self.ctx, self.handle, self._keep = ctx, handle, keep
         self._owned = owned
 
+    _CODES = {np.dtype(np.float32): F32, np.dtype(np.int32): I32,
+              np.dtype(np.float16): F16, np.dtype(np.uint16): BF16}
+    _NUMPY = {F32: np.float32, I32: np.int32, F16: np.float16,
+              BF16: np.uint16}
+
     @classmethod
     def from_numpy(cls, ctx, array, dtype=np.float32):
+        """A device copy of `array` as `dtype`: float32, int32, float16, or
+        uint16 holding bfloat16 bit patterns."""
         a = np.ascontiguousarray(array, dtype=dtype)
         shape = (_lib.c_i64 * max(a.ndim, 1))(*(a.shape or (1,)))
         h = ctypes.c_void_p()
-        code = F32 if dtype == np.float32 else I32
+        code = cls._CODES[np.dtype(dtype)]
         check(lib.clmoe_tensor_create(ctx.handle, code, max(a.ndim, 1), shape,
                                       a.ctypes.data if a.size else None,
                                       ctypes.byref(h)))
@@ -77,7 +122,7 @@ class Tensor:
     def wrap(cls, ctx, cl_buffer, shape, dtype=np.float32):
         dims = (_lib.c_i64 * len(shape))(*shape)
         h = ctypes.c_void_p()
-        code = F32 if np.dtype(dtype) == np.float32 else I32
+        code = cls._CODES[np.dtype(dtype)]
         check(lib.clmoe_tensor_wrap(ctx.handle, _cl_handle(cl_buffer), code,
                                     len(shape), dims, ctypes.byref(h)))
         return cls(ctx, h, keep=cl_buffer)
@@ -91,7 +136,7 @@ class Tensor:
     def numpy(self):
         dt = _lib.c_i32()
         check(lib.clmoe_tensor_get_dtype(self.handle, ctypes.byref(dt)))
-        out = np.empty(self.shape(), np.float32 if dt.value == F32 else np.int32)
+        out = np.empty(self.shape(), self._NUMPY[dt.value])
         check(lib.clmoe_tensor_read(self.handle,
                                     out.ctypes.data if out.size else None,
                                     out.nbytes))
@@ -232,18 +277,28 @@ class Router:
     def __init__(self, ctx, weight=None, bias=None, policy="top_k",
                  num_experts=None, k=None, p=None, k_min=None, k_max=None,
                  k_mean=None, capacity_factor=None, overflow="drop_lowest_gate",
-                 gates=None, affinity="prob", fallback="none"):
+                 gates=None, affinity="prob", fallback="none", dtype=None):
         self.ctx, self.handle = ctx, None
         desc = _lib.RouterDesc()
         lib.clmoe_router_desc_init_sized(ctypes.byref(desc),
                                          ctypes.sizeof(desc))
         self._keep = []
         if weight is not None:
-            w = np.ascontiguousarray(weight, dtype=np.float32)
+            # float32, float16, or uint16 bfloat16 bits; dtype rounds a
+            # float32 weight to that precision first. The router computes in
+            # float32 (16-bit weights are widened exactly).
+            code = _host_code(weight)
+            w = _host_array(weight, code)
+            want = F32 if dtype is None else _choice(DTYPES, dtype, "dtype")
+            if code == F32 and want != F32:
+                code = want
+                w = _convert(F32, w, code,
+                             np.float16 if code == F16 else np.uint16)
             if w.ndim != 2:
                 raise Error(-4, f"weight must be [d, E]; got shape {w.shape}")
             desc.d_model, desc.num_experts = w.shape
             desc.weight_host = w.ctypes.data
+            desc.weight_dtype = code
             self._keep.append(w)
         if num_experts is not None:
             desc.num_experts = num_experts
@@ -363,13 +418,17 @@ class Routing:
 
 
 class Experts:
-    """E expert FFNs. Weights float32: w1 [E, d, f], w3 [E, d, f] (gated
-    activations only), w2 [E, f, d]; with layout="out_in" they are given as
-    [E, f, d] / [E, d, f] (PyTorch) and transposed once. Optional biases
-    b1/b3 [E, f], b2 [E, d]."""
+    """E expert FFNs. Weights w1 [E, d, f], w3 [E, d, f] (gated activations
+    only), w2 [E, f, d] as float32, float16, or uint16 arrays holding
+    bfloat16 bits; with layout="out_in" they are given as [E, f, d] /
+    [E, d, f] (PyTorch) and transposed once. Optional float32 biases
+    b1/b3 [E, f], b2 [E, d]. `dtype` is the device storage ("f32", "f16",
+    "bf16"; values rounded to nearest even); 16-bit storage takes half the
+    memory and runs on the grouped path."""
 
     def __init__(self, ctx, w1, w2, w3=None, activation="swiglu",
-                 b1=None, b2=None, b3=None, layout="in_out", path="auto"):
+                 b1=None, b2=None, b3=None, layout="in_out", path="auto",
+                 dtype="f32"):
         self.ctx, self.handle = ctx, None
         desc = _lib.ExpertsDesc()
         lib.clmoe_experts_desc_init_sized(ctypes.byref(desc),
@@ -377,13 +436,25 @@ class Experts:
         desc.activation = _choice(ACTIVATIONS, activation, "activation")
         desc.layout = _choice(LAYOUTS, layout, "layout")
         desc.path = _choice(PATHS, path, "path")
+        desc.weight_dtype = _choice(DTYPES, dtype, "dtype")
+        weights = [v for v in (w1, w2, w3) if v is not None]
+        codes = {_host_code(v) for v in weights}
+        # One host dtype for the three matrices: mixed inputs go as float32.
+        host = codes.pop() if len(codes) == 1 else F32
+        desc.host_dtype = host
         arrays = {}
         for name, value in (("w1", w1), ("w2", w2), ("w3", w3), ("b1", b1),
                             ("b2", b2), ("b3", b3)):
-            if value is not None:
+            if value is None:
+                continue
+            if name[0] == "b":
                 a = np.ascontiguousarray(value, dtype=np.float32)
-                arrays[name] = a
-                setattr(desc, name + "_host", a.ctypes.data)
+            elif host == F32 and _host_code(value) == BF16:
+                a = from_bf16_bits(value)
+            else:
+                a = _host_array(value, host)
+            arrays[name] = a
+            setattr(desc, name + "_host", a.ctypes.data)
         w1a = arrays["w1"]
         if w1a.ndim != 3:
             raise Error(-4, f"w1 must be 3-d [E, d, f]; got shape {w1a.shape}")
@@ -402,6 +473,21 @@ class Experts:
                                        ctypes.byref(self.handle)))
 
     @property
+    def dtype(self):
+        """The weights' device storage: "f32", "f16" or "bf16"."""
+        code = ctypes.c_int32()
+        check(lib.clmoe_experts_get_weight_dtype(self.handle,
+                                                 ctypes.byref(code)))
+        return {v: k for k, v in DTYPES.items()}[code.value]
+
+    @property
+    def weight_bytes(self):
+        """Device bytes of the weight matrices (half of f32's for 16-bit)."""
+        n = _lib.c_i64()
+        check(lib.clmoe_experts_get_bytes(self.handle, ctypes.byref(n), None))
+        return n.value
+
+    @property
     def path(self):
         """The expert GEMM path in use: "clblast" or "grouped"."""
         p = ctypes.c_int32()
@@ -417,29 +503,46 @@ class Experts:
 
 
 class MoELayer:
-    """router + experts: `y, routing = layer(x, importance=None)`. With a
-    pyopencl-backed context, a pyopencl array x gives a pyopencl array y."""
+    """router + experts: `y, routing = layer(x, importance=None)`. y has x's
+    dtype: float32 or float16 numpy arrays, or uint16 bfloat16 bits with
+    io_dtype="bf16". With a pyopencl-backed context, a pyopencl array x
+    gives a pyopencl array y. 16-bit tokens are widened in the kernels that
+    read them and y is rounded once, when it is stored."""
+
+    _IO = {"f32": np.float32, "f16": np.float16, "bf16": np.uint16}
 
     def __init__(self, router, experts):
         if router.ctx is not experts.ctx:
             raise Error(-15, "router and experts belong to different contexts")
         self.router, self.experts, self.ctx = router, experts, router.ctx
 
-    def __call__(self, x, importance=None, residual=None):
+    def _io_dtype(self, x, io_dtype):
+        if io_dtype is not None:
+            return _choice(self._IO, io_dtype, "io_dtype")
+        dt = np.dtype(getattr(x, "dtype", np.float32))
+        if dt == np.uint16:
+            raise Error(-5, "uint16 tokens are bfloat16 bits only with "
+                        "io_dtype=\"bf16\"")
+        return np.float16 if dt == np.float16 else np.float32
+
+    def __call__(self, x, importance=None, residual=None, io_dtype=None):
         ctx = self.ctx
-        xt = ctx._as_2d(x, "x")
+        dtype = self._io_dtype(x, io_dtype)
+        xt = x if isinstance(x, Tensor) else ctx.tensor(x, dtype)
+        if len(xt.shape()) != 2:
+            raise Error(-4, f"x must be 2-d [T, d]; got shape {xt.shape()}")
         T = xt.shape()[0]
         d = self.experts.d_model
         pyopencl_in = hasattr(x, "base_data")
         if pyopencl_in:
             import pyopencl.array as cla
             y_arr = (residual.copy() if residual is not None else
-                     cla.zeros(x.queue, (T, d), np.float32))
-            yt = ctx.tensor(y_arr)
+                     cla.zeros(x.queue, (T, d), dtype))
+            yt = ctx.tensor(y_arr, dtype)
         else:
-            init = (np.zeros((T, d), np.float32) if residual is None
-                    else np.asarray(residual, np.float32))
-            yt = Tensor.from_numpy(ctx, init)
+            init = (np.zeros((T, d), dtype) if residual is None
+                    else np.asarray(residual, dtype))
+            yt = Tensor.from_numpy(ctx, init, dtype)
         imp = self.router._importance(importance)
         routing = Routing(ctx)
         flags = 1 if residual is not None else 0
