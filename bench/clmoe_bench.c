@@ -5,9 +5,12 @@
  * expert of equal FLOPs). Ratios are the results; absolute figures are
  * context. Usage:
  *   clmoe-bench [--json FILE] [--runs N] [--only W1|W2|W3] [--quick]
- *               [--experts-only]
+ *               [--experts-only] [--weights f32,bf16,f16]
  * --quick runs tiny shapes (a smoke test of the benchmark itself);
- * --experts-only times just the expert GEMMs of both paths (bench/tune). */
+ * --experts-only times just the expert GEMMs of both paths (bench/tune);
+ * --weights times the grouped experts with each weight storage dtype
+ * (default all three; "" none) against the device's streaming read
+ * bandwidth measured in the same run. */
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
 #include <cblas.h>
@@ -16,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bandwidth.h"
 #include "bench_common.h"
 
 typedef struct workload {
@@ -34,7 +38,15 @@ static const workload k_quick[] = {
     {"W3", 4, 128, 64, 16, 4},
 };
 
-enum { MAX_POLICIES = 5 };
+enum { MAX_POLICIES = 5, MAX_WDTYPES = 3 };
+
+/* Weight storage dtypes --weights may name. */
+static const struct {
+  const char *name;
+  clmoe_dtype dtype;
+} k_wdtypes[MAX_WDTYPES] = {{"f32", CLMOE_DTYPE_F32},
+                            {"bf16", CLMOE_DTYPE_BF16},
+                            {"f16", CLMOE_DTYPE_F16}};
 
 typedef struct result {
   workload w;
@@ -49,10 +61,16 @@ typedef struct result {
   int num_policies;
   const char *policy[MAX_POLICIES];
   double policy_k[MAX_POLICIES], policy_ms[MAX_POLICIES];
+  /* --weights: grouped experts per storage dtype (k_wdtypes order; 0 ms =
+   * not measured) and the weight bytes one forward streams (experts with
+   * rows only). */
+  double weights_ms[MAX_WDTYPES], weights_streamed[MAX_WDTYPES];
 } result;
 
 static int g_runs = 9;
 static int g_experts_only = 0;
+static int g_weights[MAX_WDTYPES] = {1, 1, 1}; /* --weights selection */
+static double g_bandwidth;                     /* GB/s, measured once */
 static clmoe_context *g_ctx;
 
 /* Deterministic fill, uniform in [-scale, scale). */
@@ -137,9 +155,11 @@ static float calibrate_p(const workload *w, const float *wr, clmoe_tensor *x,
   return 0.5f * (lo + hi);
 }
 
-static clmoe_experts *make_experts(const workload *w, int E, const float *w1,
-                                   const float *w3, const float *w2,
-                                   clmoe_experts_path path) {
+static clmoe_experts *make_experts_dtype(const workload *w, int E,
+                                         const float *w1, const float *w3,
+                                         const float *w2,
+                                         clmoe_experts_path path,
+                                         clmoe_dtype wdtype) {
   clmoe_experts_desc ed;
   clmoe_experts_desc_init(&ed);
   ed.num_experts = E;
@@ -150,9 +170,16 @@ static clmoe_experts *make_experts(const workload *w, int E, const float *w1,
   ed.w3_host = w3;
   ed.w2_host = w2;
   ed.path = path;
+  ed.weight_dtype = wdtype;
   clmoe_experts *x = NULL;
   die(clmoe_experts_create(g_ctx, &ed, &x), "experts");
   return x;
+}
+
+static clmoe_experts *make_experts(const workload *w, int E, const float *w1,
+                                   const float *w3, const float *w2,
+                                   clmoe_experts_path path) {
+  return make_experts_dtype(w, E, w1, w3, w2, path, CLMOE_DTYPE_F32);
 }
 
 /* Causal attention probabilities A[H, T, T] with random positive rows. */
@@ -289,6 +316,34 @@ static void read_array(clmoe_routing *rt, clmoe_routing_array which, void *out,
   die(clmoe_tensor_read(v, out, bytes), "routing array read");
 }
 
+/* The grouped experts with each selected weight dtype on the same rows, and
+ * the weight bytes a forward streams: experts without rows are skipped. */
+static void time_weight_dtypes(const workload *w, result *res, const float *w1,
+                               const float *w3, const float *w2,
+                               clmoe_routing *rt, clmoe_tensor *xs,
+                               clmoe_tensor *ys) {
+  int *off = malloc(sizeof *off * ((size_t)w->E + 1));
+  read_array(rt, CLMOE_ROUTING_EXPERT_OFFSETS, off,
+             sizeof *off * ((size_t)w->E + 1));
+  int used = 0;
+  for (int e = 0; e < w->E; ++e)
+    used += off[e + 1] > off[e];
+  free(off);
+  for (int i = 0; i < MAX_WDTYPES; ++i) {
+    if (!g_weights[i])
+      continue;
+    clmoe_experts *ex = make_experts_dtype(w, w->E, w1, w3, w2,
+                                           CLMOE_EXPERTS_PATH_GROUPED,
+                                           k_wdtypes[i].dtype);
+    int64_t bytes = 0;
+    die(clmoe_experts_get_bytes(ex, &bytes, NULL), "experts bytes");
+    res->weights_streamed[i] = (double)bytes * used / w->E;
+    TIME_MS(res->weights_ms[i],
+            clmoe_experts_run(ex, rt, xs, ys, 0, NULL, NULL));
+    clmoe_experts_destroy(ex);
+  }
+}
+
 static void run_workload(const workload *w, result *res, const float *w1,
                          const float *w3, const float *w2,
                          clmoe_experts *ex, clmoe_experts *alt) {
@@ -323,6 +378,8 @@ static void run_workload(const workload *w, result *res, const float *w1,
   TIME_MS(res->dispatch, clmoe_dispatch(rt, x, xs, 0, NULL, NULL));
   TIME_MS(res->experts, clmoe_experts_run(ex, rt, xs, ys, 0, NULL, NULL));
   TIME_MS(res->alt_experts, clmoe_experts_run(alt, rt, xs, ys, 0, NULL, NULL));
+  if (!g_experts_only)
+    time_weight_dtypes(w, res, w1, w3, w2, rt, xs, ys);
   if (g_experts_only) {
     res->flops = 2.0 * N * d * (2.0 * w->f) + 2.0 * N * w->f * d;
     goto cleanup;
@@ -422,6 +479,16 @@ static void print_result(const result *r, const char *path,
     printf("  %s (mean K %.2f) %.2f ms;", r->policy[i], r->policy_k[i],
            r->policy_ms[i]);
   printf("\n");
+  for (int i = 0; i < MAX_WDTYPES; ++i) {
+    if (!r->weights_ms[i])
+      continue;
+    double gbs = r->weights_streamed[i] / (r->weights_ms[i] * 1e6);
+    printf("  grouped experts, %-4s weights: %8.3f ms  %7.1f GFLOP/s  %6.1f "
+           "MiB streamed at %6.1f GB/s = %5.1f %% of bandwidth\n",
+           k_wdtypes[i].name, r->weights_ms[i],
+           gflops(r->flops, r->weights_ms[i]),
+           r->weights_streamed[i] / 1048576.0, gbs, 100 * gbs / g_bandwidth);
+  }
 }
 
 typedef struct target {
@@ -450,6 +517,34 @@ static const result *find(const result *rs, int n, const char *name) {
   return NULL;
 }
 
+/* --weights: bf16 over f32 experts per workload, f16 against bf16, and
+ * W3's bf16 weight stream against the measured bandwidth. */
+static int weight_targets(const result *rs, int n, target *t, int m) {
+  static const double bf16_goal[3] = {1.05, 0.75, 0.60}; /* W1, W2, W3 */
+  char name[96];
+  for (int i = 0; i < n; ++i) {
+    const result *r = &rs[i];
+    int wi = r->w.name[1] - '1';
+    double f32 = r->weights_ms[0], bf16 = r->weights_ms[1],
+           f16 = r->weights_ms[2];
+    if (f32 > 0 && bf16 > 0 && wi >= 0 && wi < 3) {
+      snprintf(name, sizeof name, "%s experts, bf16 / f32 weights <= %.2f",
+               r->w.name, bf16_goal[wi]);
+      m = add_target(t, m, name, bf16 / f32, bf16_goal[wi], 0);
+    }
+    if (bf16 > 0 && f16 > 0) {
+      snprintf(name, sizeof name, "%s experts, f16 / bf16 weights <= 1.10",
+               r->w.name);
+      m = add_target(t, m, name, f16 / bf16, 1.10, 0);
+    }
+    if (bf16 > 0 && wi == 2)
+      m = add_target(t, m, "W3 bf16 weight stream / memory bandwidth >= 0.70",
+                     r->weights_streamed[1] / (bf16 * 1e6) / g_bandwidth, 0.70,
+                     1);
+  }
+  return m;
+}
+
 static int collect_targets(const result *rs, int n, target *t) {
   int m = 0;
   const result *w1 = find(rs, n, "W1"), *w2 = find(rs, n, "W2"),
@@ -471,9 +566,10 @@ static int collect_targets(const result *rs, int n, target *t) {
     m = add_target(t, m, name, r->openblas_loop / r->forward, 1.5, 1);
     snprintf(name, sizeof name,
              "%s grouped experts / same kernel dense <= %.2f", r->w.name,
-             i ? 1.20 : 1.10);
-    m = add_target(t, m, name, r->experts / r->dense_same, i ? 1.20 : 1.10, 0);
+             i ? 1.30 : 1.15);
+    m = add_target(t, m, name, r->experts / r->dense_same, i ? 1.30 : 1.15, 0);
   }
+  m = weight_targets(rs, n, t, m);
   if (w1) {
     for (int i = 1; i <= 2; ++i) {
       double kbar = w1->policy_k[i];
@@ -505,7 +601,9 @@ static void write_json(const char *file, const clmoe_device_info *info,
           info->platform_name);
   fprintf(f, "  \"driver\": \"%s\",\n  \"runs\": %d,\n", info->driver_version,
           g_runs);
-  fprintf(f, "  \"experts_path\": \"%s\",\n  \"workloads\": [\n", path);
+  fprintf(f, "  \"experts_path\": \"%s\",\n", path);
+  fprintf(f, "  \"memory_bandwidth_gbs\": %.3f,\n  \"workloads\": [\n",
+          g_bandwidth);
   for (int i = 0; i < n; ++i) {
     const result *r = &rs[i];
     fprintf(f,
@@ -525,6 +623,20 @@ static void write_json(const char *file, const clmoe_device_info *info,
     for (int j = 0; j < r->num_policies; ++j)
       fprintf(f, "%s{\"name\": \"%s\", \"mean_k\": %.4f, \"forward_ms\": %.4f}",
               j ? ", " : "", r->policy[j], r->policy_k[j], r->policy_ms[j]);
+    fprintf(f, "],\n     \"weights\": [");
+    for (int j = 0, first = 1; j < MAX_WDTYPES; ++j) {
+      if (!r->weights_ms[j])
+        continue;
+      double gbs = r->weights_streamed[j] / (r->weights_ms[j] * 1e6);
+      fprintf(f,
+              "%s{\"dtype\": \"%s\", \"experts_ms\": %.4f, \"gflops\": "
+              "%.3f, \"streamed_bytes\": %.0f, \"stream_gbs\": %.3f, "
+              "\"fraction_of_bandwidth\": %.4f}",
+              first ? "" : ", ", k_wdtypes[j].name, r->weights_ms[j],
+              gflops(r->flops, r->weights_ms[j]), r->weights_streamed[j], gbs,
+              gbs / g_bandwidth);
+      first = 0;
+    }
     fprintf(f, "]}%s\n", i + 1 < n ? "," : "");
   }
   fprintf(f, "  ],\n  \"targets\": [\n");
@@ -536,6 +648,26 @@ static void write_json(const char *file, const clmoe_device_info *info,
             i + 1 < m ? "," : "");
   fprintf(f, "  ]\n}\n");
   fclose(f);
+}
+
+/* "f32,bf16,f16" (any subset, "" for none) into g_weights. */
+static void parse_weights(const char *list) {
+  for (int i = 0; i < MAX_WDTYPES; ++i)
+    g_weights[i] = 0;
+  char buf[64];
+  snprintf(buf, sizeof buf, "%s", list);
+  for (char *save, *tok = strtok_r(buf, ",", &save); tok;
+       tok = strtok_r(NULL, ",", &save)) {
+    int found = 0;
+    for (int i = 0; i < MAX_WDTYPES; ++i)
+      if (!strcmp(tok, k_wdtypes[i].name))
+        g_weights[i] = found = 1;
+    if (!found) {
+      fprintf(stderr, "--weights: unknown dtype \"%s\" (f32, bf16, f16)\n",
+              tok);
+      exit(2);
+    }
+  }
 }
 
 int main(int argc, char **argv) {
@@ -552,10 +684,12 @@ int main(int argc, char **argv) {
       quick = 1;
     else if (!strcmp(argv[i], "--experts-only"))
       g_experts_only = 1;
+    else if (!strcmp(argv[i], "--weights") && i + 1 < argc)
+      parse_weights(argv[++i]);
     else {
       fprintf(stderr,
               "usage: %s [--json FILE] [--runs N] [--only W1|W2|W3] "
-              "[--quick] [--experts-only]\n",
+              "[--quick] [--experts-only] [--weights f32,bf16,f16]\n",
               argv[0]);
       return 2;
     }
@@ -571,6 +705,11 @@ int main(int argc, char **argv) {
          "warm-up\n",
          clmoe_version_string(), info.name, info.platform_name,
          info.driver_version, g_runs);
+  if (!g_experts_only) {
+    g_bandwidth = bench_read_bandwidth(g_ctx, quick ? 64 : 512, g_runs);
+    printf("device memory bandwidth (streaming read of %d MiB): %.1f GB/s\n",
+           quick ? 64 : 512, g_bandwidth);
+  }
   const workload *ws = quick ? k_quick : k_full;
   result rs[3];
   int n = 0;

@@ -29,36 +29,50 @@
 #define vstoreV CAT(vstore, GEMM_VW)
 #define GEMM_TN (2 * GEMM_VW)
 
-/* wtype: one packed weight element; LOAD_W(i, p): the i-th VW-vector at p,
- * widened to floatV. */
+/* wtype: one packed weight element; LOAD_B(p, b0, b1): the tile row at p
+ * (2 * VW weights) widened to two floatV. bfloat16 panels interleave the
+ * two halves (uint j holds column j in its low and column VW + j in its
+ * high 16 bits), so widening is a shift and a mask, no conversion. */
 #if GEMM_WTYPE == 1
 typedef half wtype;
-#define LOAD_W(i, p) CAT(vload_half, GEMM_VW)(i, p)
+#define LOAD_B(p, b0, b1)                                                      \
+  b0 = CAT(vload_half, GEMM_VW)(0, p);                                         \
+  b1 = CAT(vload_half, GEMM_VW)(1, p)
 #elif GEMM_WTYPE == 2
 typedef ushort wtype;
-#define LOAD_W(i, p)                                                           \
-  CAT(as_float, GEMM_VW)(CAT(convert_uint, GEMM_VW)(CAT(vload, GEMM_VW)(i, p)) \
-                         << 16)
+#define uintV CAT(uint, GEMM_VW)
+#define LOAD_B(p, b0, b1)                                                      \
+  uintV w_ = vloadV(0, (const global uint *)(p));                              \
+  b0 = CAT(as_float, GEMM_VW)(w_ << 16);                                       \
+  b1 = CAT(as_float, GEMM_VW)(w_ & (uintV)(0xffff0000u))
 #else
 typedef float wtype;
-#define LOAD_W(i, p) vloadV(i, p)
+#define LOAD_B(p, b0, b1)                                                      \
+  b0 = vloadV(0, p);                                                           \
+  b1 = vloadV(1, p)
 #endif
 
-/* tile_offsets[e] = row tiles of experts before e (tiles never straddle two
- * experts); tile_offsets[E] = all tiles, 0 after a failed route (then no
- * GEMM work-item runs). One work-item: E is at most 1024. */
-kernel void gemm_tile_offsets(int E, global const int *stats,
+/* Work units: a unit is up to `tiles_per_item` consecutive row tiles of one
+ * expert (0: all of them), run by one work-item per panel, so a weight panel
+ * stays in that core's cache while the unit's tiles use it. Tiles never
+ * straddle two experts. unit_offsets[e] = units of the experts before e;
+ * unit_offsets[E] = all units, 0 after a failed route (then no GEMM
+ * work-item runs). One work-item: E is at most 1024. */
+kernel void gemm_tile_offsets(int E, int tiles_per_item,
+                              global const int *stats,
                               global const int *expert_offsets,
-                              global int *tile_offsets) {
+                              global int *unit_offsets) {
   if (get_global_id(0) != 0)
     return;
   int ok = cm_route_ok(stats), acc = 0;
   for (int e = 0; e < E; ++e) {
-    tile_offsets[e] = acc;
+    unit_offsets[e] = acc;
     int rows = ok ? expert_offsets[e + 1] - expert_offsets[e] : 0;
-    acc += (rows + GEMM_RM - 1) / GEMM_RM;
+    int tiles = (rows + GEMM_RM - 1) / GEMM_RM;
+    acc += tiles_per_item ? (tiles + tiles_per_item - 1) / tiles_per_item
+                          : tiles > 0;
   }
-  tile_offsets[E] = acc;
+  unit_offsets[E] = acc;
 }
 
 inline floatV act_v(int kind, floatV v) {
@@ -100,45 +114,76 @@ inline void store_row(floatV u, floatV v, int epi, int gated,
   X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)    \
   X(14) X(15)
 
-/* Global size (tiles, panels): tiles is an upper bound (ceil(N / RM) + E);
+/* One RM x 2VW tile of C: rows [row0, row0 + rows) (rows <= RM) against the
+ * expert's panel b, bias added, epilogue applied. Rows past `rows` re-read
+ * the last row and are not stored, so the inner loop has no branch. */
+inline void gemm_tile(int K, const global float *A, const global wtype *b,
+                      int row0, int rows, int epi, int gated, floatV bias_lo,
+                      floatV bias_hi, global float *C, int ldc, int col0,
+                      int n_lo, int n_hi) {
+  const global float *a_base = A + (size_t)row0 * K;
+  int last = rows - 1;
+#define ROW_INIT(i)                                                            \
+  const global float *a##i = a_base + (size_t)min(i, last) * K;                \
+  floatV lo##i = (floatV)(0.0f), hi##i = (floatV)(0.0f);
+  FOR_ROWS(ROW_INIT)
+  /* The k loop for the first ROWS_LIMIT rows (a compile-time bound): small
+   * tiles (decode: an expert's one or two rows) skip the dead rows' FMAs. */
+#define ROW_FMA(i)                                                             \
+  if (i < GEMM_RM && i < ROWS_LIMIT) {                                         \
+    floatV av = (floatV)(*a##i++);                                             \
+    lo##i = fma(av, b0, lo##i);                                                \
+    hi##i = fma(av, b1, hi##i);                                                \
+  }
+#define K_LOOP                                                                 \
+  for (int k = 0; k < K; ++k) {                                                \
+    floatV b0, b1;                                                             \
+    LOAD_B(b, b0, b1);                                                         \
+    b += GEMM_TN;                                                              \
+    FOR_ROWS(ROW_FMA)                                                          \
+  }
+  if (rows <= 2) {
+#define ROWS_LIMIT 2
+    K_LOOP
+#undef ROWS_LIMIT
+  } else if (rows <= 4) {
+#define ROWS_LIMIT 4
+    K_LOOP
+#undef ROWS_LIMIT
+  } else {
+#define ROWS_LIMIT 16
+    K_LOOP
+#undef ROWS_LIMIT
+  }
+#define ROW_STORE(i)                                                           \
+  if (i < GEMM_RM && i < rows)                                                 \
+    store_row(lo##i + bias_lo, hi##i + bias_hi, epi, gated,                    \
+              C + (size_t)(row0 + i) * ldc + col0, n_lo, n_hi);
+  FOR_ROWS(ROW_STORE)
+}
+
+/* Global size (units, panels): units is an upper bound (ceil(N / RM) + E);
  * surplus work-items return at once. epi selects the epilogue: EPI_NONE
  * (plain, + bias when has_bias), an activation of both halves, or a gated
  * pair. bias is packed like B's panels ([E][panels][2 * VW]). ldc is C's
  * row stride; n_out the number of valid output columns (f for gated, else
  * N). */
-kernel void gemm_grouped(int E, int K, int num_panels,
+kernel void gemm_grouped(int E, int K, int num_panels, int tiles_per_item,
                          global const int *expert_offsets,
-                         global const int *tile_offsets,
+                         global const int *unit_offsets,
                          global const float *A, global const wtype *B,
                          int epi, int has_bias, global const float *bias,
                          global float *C, int ldc, int n_out) {
-  int tile = get_global_id(0), panel = get_global_id(1);
-  if (tile >= tile_offsets[E] || panel >= num_panels)
+  int unit = get_global_id(0), panel = get_global_id(1);
+  if (unit >= unit_offsets[E] || panel >= num_panels)
     return;
-  /* The last expert whose first tile is <= tile: empty experts own none. */
-  int e = cm_segment_of(tile_offsets, E, tile);
-  int row0 = expert_offsets[e] + (tile - tile_offsets[e]) * GEMM_RM;
-  int rows = min(GEMM_RM, expert_offsets[e + 1] - row0);
+  /* The last expert whose first unit is <= unit: empty experts own none. */
+  int e = cm_segment_of(unit_offsets, E, unit);
+  int r0 = expert_offsets[e], r1 = expert_offsets[e + 1];
+  int tiles = (r1 - r0 + GEMM_RM - 1) / GEMM_RM;
+  int first = tiles_per_item ? (unit - unit_offsets[e]) * tiles_per_item : 0;
+  int end = tiles_per_item ? min(tiles, first + tiles_per_item) : tiles;
   const global wtype *b = B + ((size_t)e * num_panels + panel) * K * GEMM_TN;
-  /* Rows past the expert's end re-read its last row and are not stored, so
-   * the inner loop has no branch. */
-  const global float *a_base = A + (size_t)row0 * K;
-  int last = rows - 1;
-#define ROW_INIT(i)                                                            \
-  const global float *a##i = a_base + (size_t)min(i, last) * K;                    \
-  floatV lo##i = (floatV)(0.0f), hi##i = (floatV)(0.0f);
-  FOR_ROWS(ROW_INIT)
-  for (int k = 0; k < K; ++k) {
-    floatV b0 = LOAD_W(0, b), b1 = LOAD_W(1, b);
-    b += GEMM_TN;
-#define ROW_FMA(i)                                                             \
-  if (i < GEMM_RM) {                                                           \
-    floatV av = (floatV)(*a##i++);                                             \
-    lo##i = fma(av, b0, lo##i);                                                \
-    hi##i = fma(av, b1, hi##i);                                                \
-  }
-    FOR_ROWS(ROW_FMA)
-  }
   floatV bias_lo = (floatV)(0.0f), bias_hi = (floatV)(0.0f);
   if (has_bias) {
     const global float *bp = bias + ((size_t)e * num_panels + panel) * GEMM_TN;
@@ -149,9 +194,9 @@ kernel void gemm_grouped(int E, int K, int num_panels,
   int col0 = panel * (gated ? GEMM_VW : GEMM_TN);
   int n_lo = min(GEMM_VW, n_out - col0);
   int n_hi = min(GEMM_VW, n_out - col0 - GEMM_VW);
-#define ROW_STORE(i)                                                           \
-  if (i < GEMM_RM && i < rows)                                                 \
-    store_row(lo##i + bias_lo, hi##i + bias_hi, epi, gated,                    \
-              C + (size_t)(row0 + i) * ldc + col0, n_lo, n_hi);
-  FOR_ROWS(ROW_STORE)
+  for (int t = first; t < end; ++t) {
+    int row0 = r0 + t * GEMM_RM;
+    gemm_tile(K, A, b, row0, min(GEMM_RM, r1 - row0), epi, gated, bias_lo,
+              bias_hi, C, ldc, col0, n_lo, n_hi);
+  }
 }

@@ -75,15 +75,28 @@ static clmoe_status upload(clmoe_context *ctx, const float *host, size_t n,
   return cm_buffer_upload(ctx, host, NULL, n * sizeof *host, "experts", out);
 }
 
-/* Uploads n weights in the storage dtype. The values are already
+/* Uploads n packed weights in the storage dtype. The values are already
  * representable in it; a 16-bit copy is narrowed in place from the front
- * (element i is written below element i's float). */
+ * (each element is written at or below its float, after it was read; an
+ * interleaved pair at 2j, 2j + 1 lies below the floats j and vw + j it
+ * comes from, or is them).
+ * bfloat16 tile rows of 2 * vw are interleaved as cl/grouped_gemm.cl reads
+ * them: element 2j holds column j, element 2j + 1 column vw + j. */
 static clmoe_status upload_weights(clmoe_experts *x, float *buf, size_t n,
                                    cl_mem *out) {
   if (x->wdtype == CLMOE_DTYPE_F32)
     return upload(x->ctx, buf, n, out);
-  for (size_t i = 0; i < n; ++i)
-    cm_from_f32(x->wdtype, buf[i], buf, i);
+  size_t half = (size_t)x->vw;
+  if (x->wdtype == CLMOE_DTYPE_BF16)
+    for (size_t row = 0; row < n; row += 2 * half)
+      for (size_t j = 0; j < half; ++j) {
+        float lo = buf[row + j], hi = buf[row + half + j];
+        cm_from_f32(x->wdtype, lo, buf, row + 2 * j);
+        cm_from_f32(x->wdtype, hi, buf, row + 2 * j + 1);
+      }
+  else
+    for (size_t i = 0; i < n; ++i)
+      cm_from_f32(x->wdtype, buf[i], buf, i);
   return cm_buffer_upload(x->ctx, buf, NULL, n * cm_dtype_size(x->wdtype),
                           "experts", out);
 }

@@ -71,7 +71,7 @@ static clmoe_status grouped_gemm(clmoe_experts *x, clmoe_routing *rt, int rows,
                                  int K, int panels, cl_mem A, cl_mem B, int epi,
                                  cl_mem bias, cl_mem C, int n_out) {
   return cm_gemm_grouped(rt->ctx, &rt->ws.kernels, x->E, rows, K, panels,
-                         rt->ws.buf[CM_RB_EXPERT_OFFSETS],
+                         rt->ctx->tuning.tc, rt->ws.buf[CM_RB_EXPERT_OFFSETS],
                          rt->ws.buf[CM_RB_TILE_OFFSETS], A, B, x->wdtype, epi,
                          bias, C, n_out);
 }
@@ -89,7 +89,8 @@ static clmoe_status run_grouped(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,
   cl_mem act = rt->ws.buf[CM_RB_FFN_ACT];
   if ((st = cm_kernel(ctx, &rt->ws.kernels, CM_K_GEMM_TILE_OFFSETS, &k)) ||
       (st = cm_launch(ctx, k, "gemm_tile_offsets", 1, &one, NULL,
-                      CM_ARGS(CM_ARG(E), CM_ARG(rt->ws.buf[CM_RB_STATS]),
+                      CM_ARGS(CM_ARG(E), CM_ARG(ctx->tuning.tc),
+                              CM_ARG(rt->ws.buf[CM_RB_STATS]),
                               CM_ARG(rt->ws.buf[CM_RB_EXPERT_OFFSETS]),
                               CM_ARG(rt->ws.buf[CM_RB_TILE_OFFSETS])))) ||
       (st = grouped_gemm(x, rt, N, d, x->panels_up, xs, x->w13, x->activation,

@@ -24,9 +24,10 @@ void cm_pack_panels(float *dst, const float *w, const float *w_hi, int gated,
 
 clmoe_status cm_gemm_grouped(clmoe_context *ctx, cm_kernels *kernels, int E,
                              int rows_bound, int K, int panels,
-                             cl_mem expert_offsets, cl_mem tile_offsets,
-                             cl_mem A, cl_mem B, clmoe_dtype wdtype, int epi,
-                             cl_mem bias, cl_mem C, int n_out) {
+                             int tiles_per_item, cl_mem expert_offsets,
+                             cl_mem tile_offsets, cl_mem A, cl_mem B,
+                             clmoe_dtype wdtype, int epi, cl_mem bias, cl_mem C,
+                             int n_out) {
   cl_kernel k;
   cm_kernel_id id = wdtype == CLMOE_DTYPE_F16    ? CM_K_GEMM_GROUPED_F16
                     : wdtype == CLMOE_DTYPE_BF16 ? CM_K_GEMM_GROUPED_BF16
@@ -35,7 +36,8 @@ clmoe_status cm_gemm_grouped(clmoe_context *ctx, cm_kernels *kernels, int E,
   if (st)
     return st;
   int rm = ctx->tuning.rm, lx = ctx->tuning.lx, has_bias = bias != NULL;
-  /* Tiles never straddle groups: at most ceil(rows / rm) + E of them. */
+  /* Tiles never straddle groups: at most ceil(rows / rm) + E of them, and
+   * no more units than tiles. */
   size_t g[2] = {(size_t)(rows_bound + rm - 1) / rm + (size_t)E,
                  (size_t)panels};
   size_t local[2] = {(size_t)lx, 1};
@@ -43,7 +45,8 @@ clmoe_status cm_gemm_grouped(clmoe_context *ctx, cm_kernels *kernels, int E,
   cl_mem b = has_bias ? bias : B;
   return cm_launch(ctx, k, "gemm_grouped", 2, g, lx ? local : NULL,
                    CM_ARGS(CM_ARG(E), CM_ARG(K), CM_ARG(panels),
-                           CM_ARG(expert_offsets), CM_ARG(tile_offsets),
-                           CM_ARG(A), CM_ARG(B), CM_ARG(epi), CM_ARG(has_bias),
-                           CM_ARG(b), CM_ARG(C), CM_ARG(n_out), CM_ARG(n_out)));
+                           CM_ARG(tiles_per_item), CM_ARG(expert_offsets),
+                           CM_ARG(tile_offsets), CM_ARG(A), CM_ARG(B),
+                           CM_ARG(epi), CM_ARG(has_bias), CM_ARG(b), CM_ARG(C),
+                           CM_ARG(n_out), CM_ARG(n_out)));
 }

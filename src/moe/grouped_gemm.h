@@ -27,13 +27,15 @@ void cm_pack_panels(float *dst, const float *w, const float *w_hi, int gated,
 /* One gemm_grouped launch on the routing's queue, for B packed in `wdtype`
  * (F32, F16 or BF16; the program variant that widens it): for every group e,
  * C[rows of e, :n_out] = epi(A[rows of e, :K] * B_e + bias_e), rows of e =
- * expert_offsets[e]..[e+1], tile_offsets from gemm_tile_offsets (or
- * written exactly). rows_bound >= the rows of all groups sizes the launch.
- * bias may be NULL. */
+ * expert_offsets[e]..[e+1]. A work-item runs up to tiles_per_item row tiles
+ * of one group (0: all of the group's), counted in tile_offsets by
+ * gemm_tile_offsets with the same tiles_per_item (or written exactly).
+ * rows_bound >= the rows of all groups sizes the launch. bias may be NULL. */
 clmoe_status cm_gemm_grouped(clmoe_context *ctx, cm_kernels *kernels, int E,
                              int rows_bound, int K, int panels,
-                             cl_mem expert_offsets, cl_mem tile_offsets,
-                             cl_mem A, cl_mem B, clmoe_dtype wdtype, int epi,
-                             cl_mem bias, cl_mem C, int n_out);
+                             int tiles_per_item, cl_mem expert_offsets,
+                             cl_mem tile_offsets, cl_mem A, cl_mem B,
+                             clmoe_dtype wdtype, int epi, cl_mem bias, cl_mem C,
+                             int n_out);
 
 #endif /* CLMOE_GROUPED_GEMM_H */

@@ -87,8 +87,9 @@ static clmoe_status router_gemm_grouped(route_call *c) {
                               sizeof tiles, 0, sizeof tiles, 0, NULL, NULL);
   if (err != CL_SUCCESS)
     return cm_cl_fail(err, "clEnqueueFillBuffer(router GEMM offsets)");
+  /* One tile per work-item: a single group of T rows needs them spread. */
   return cm_gemm_grouped(ctx, &rt->ws.kernels, 1, c->T, r->d, r->packed_panels,
-                         rt->ws.buf[CM_RB_ROUTER_ROWS],
+                         1, rt->ws.buf[CM_RB_ROUTER_ROWS],
                          rt->ws.buf[CM_RB_ROUTER_TILES], c->x, r->packed,
                          CLMOE_DTYPE_F32, CM_EPI_NONE, NULL, c->logits, c->E);
 }

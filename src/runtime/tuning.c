@@ -26,6 +26,7 @@ const cm_tuning cm_tuning_defaults = {
     .rm = 8,
     .vw = 16,
     .lx = 1,
+    .tc = 1,
     .router_gemm = CLMOE_EXPERTS_PATH_CLBLAST,
     .in_flight_max_k = 8,
     .in_flight_max_mib = 256,
@@ -74,10 +75,12 @@ static clmoe_status parse_grouped(char *text, const char *where, cm_tuning *t) {
       t->vw = v;
     else if (sscanf(tok, "LX=%d%c", &v, &extra) == 1 && v >= 0 && v <= 1024)
       t->lx = v;
+    else if (sscanf(tok, "TC=%d%c", &v, &extra) == 1 && v >= 0 && v <= 1024)
+      t->tc = v;
     else
       return bad_line(where,
                       "grouped parameter \"%s\" is not RM=1..16, "
-                      "VW=4|8|16 or LX=0..1024",
+                      "VW=4|8|16, LX=0..1024 or TC=0..1024",
                       tok);
   }
   return CLMOE_SUCCESS;

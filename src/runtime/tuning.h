@@ -21,6 +21,7 @@ typedef struct cm_clblast_params {
 typedef struct cm_tuning {
   clmoe_experts_path path; /* experts: CLBLAST or GROUPED */
   int rm, vw, lx;          /* grouped kernel: rows, vector width, local size */
+  int tc; /* grouped kernel: row tiles per work-item, 0 = an expert's all */
   cm_clblast_params xgemm, xgemm_direct;
   /* The router GEMM (T x d x E): CLBLAST, or GROUPED on the grouped kernel
    * with the router weight packed at create. */
