@@ -30,26 +30,34 @@
 #define GEMM_TN (2 * GEMM_VW)
 
 /* wtype: one packed weight element; LOAD_B(p, b0, b1): the tile row at p
- * (2 * VW weights) widened to two floatV. bfloat16 panels interleave the
- * two halves (uint j holds column j in its low and column VW + j in its
- * high 16 bits), so widening is a shift and a mask, no conversion. */
+ * (2 * VW weights) widened to two floatV. float16 uses vload_half (core
+ * OpenCL, no cl_khr_fp16; pocl ran it faster than integer widening).
+ * bfloat16 panels interleave the two halves (uint j holds column j in its
+ * low and column VW + j in its high 16 bits), so one uint vector load feeds
+ * both and widening is a shift or a mask. */
 #if GEMM_WTYPE == 1
 typedef half wtype;
 #define LOAD_B(p, b0, b1)                                                      \
-  b0 = CAT(vload_half, GEMM_VW)(0, p);                                         \
-  b1 = CAT(vload_half, GEMM_VW)(1, p)
+  {                                                                            \
+    b0 = CAT(vload_half, GEMM_VW)(0, p);                                       \
+    b1 = CAT(vload_half, GEMM_VW)(1, p);                                       \
+  }
 #elif GEMM_WTYPE == 2
 typedef ushort wtype;
 #define uintV CAT(uint, GEMM_VW)
 #define LOAD_B(p, b0, b1)                                                      \
-  uintV w_ = vloadV(0, (const global uint *)(p));                              \
-  b0 = CAT(as_float, GEMM_VW)(w_ << 16);                                       \
-  b1 = CAT(as_float, GEMM_VW)(w_ & (uintV)(0xffff0000u))
+  {                                                                            \
+    uintV w_ = vloadV(0, (const global uint *)(p));                            \
+    b0 = CAT(as_float, GEMM_VW)(w_ << 16);                                     \
+    b1 = CAT(as_float, GEMM_VW)(w_ & (uintV)(0xffff0000u));                    \
+  }
 #else
 typedef float wtype;
 #define LOAD_B(p, b0, b1)                                                      \
-  b0 = vloadV(0, p);                                                           \
-  b1 = vloadV(1, p)
+  {                                                                            \
+    b0 = vloadV(0, p);                                                         \
+    b1 = vloadV(1, p);                                                         \
+  }
 #endif
 
 /* Work units: a unit is up to `tiles_per_item` consecutive row tiles of one
@@ -114,13 +122,33 @@ inline void store_row(floatV u, floatV v, int epi, int gated,
   X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)    \
   X(14) X(15)
 
+/* One panel of one expert: its packed weights, bias and output columns. */
+typedef struct panel_out {
+  const global wtype *b;
+  floatV bias_lo, bias_hi;
+  int col0, n_lo, n_hi;
+} panel_out;
+
+inline panel_out panel_at(int e, int panel, int num_panels, int K,
+                          const global wtype *B, int has_bias,
+                          const global float *bias, int gated, int n_out) {
+  panel_out p;
+  size_t at = (size_t)e * num_panels + panel;
+  p.b = B + at * K * GEMM_TN;
+  p.bias_lo = has_bias ? vloadV(0, bias + at * GEMM_TN) : (floatV)(0.0f);
+  p.bias_hi = has_bias ? vloadV(1, bias + at * GEMM_TN) : (floatV)(0.0f);
+  p.col0 = panel * (gated ? GEMM_VW : GEMM_TN);
+  p.n_lo = min(GEMM_VW, n_out - p.col0);
+  p.n_hi = min(GEMM_VW, n_out - p.col0 - GEMM_VW);
+  return p;
+}
+
 /* One RM x 2VW tile of C: rows [row0, row0 + rows) (rows <= RM) against the
  * expert's panel b, bias added, epilogue applied. Rows past `rows` re-read
  * the last row and are not stored, so the inner loop has no branch. */
-inline void gemm_tile(int K, const global float *A, const global wtype *b,
-                      int row0, int rows, int epi, int gated, floatV bias_lo,
-                      floatV bias_hi, global float *C, int ldc, int col0,
-                      int n_lo, int n_hi) {
+inline void gemm_tile(int K, const global float *A, panel_out p, int row0,
+                      int rows, int epi, int gated, global float *C, int ldc) {
+  const global wtype *b = p.b;
   const global float *a_base = A + (size_t)row0 * K;
   int last = rows - 1;
 #define ROW_INIT(i)                                                            \
@@ -157,12 +185,66 @@ inline void gemm_tile(int K, const global float *A, const global wtype *b,
   }
 #define ROW_STORE(i)                                                           \
   if (i < GEMM_RM && i < rows)                                                 \
-    store_row(lo##i + bias_lo, hi##i + bias_hi, epi, gated,                    \
-              C + (size_t)(row0 + i) * ldc + col0, n_lo, n_hi);
+    store_row(lo##i + p.bias_lo, hi##i + p.bias_hi, epi, gated,                \
+              C + (size_t)(row0 + i) * ldc + p.col0, p.n_lo, p.n_hi);
   FOR_ROWS(ROW_STORE)
 }
 
-/* Global size (units, panels): units is an upper bound (ceil(N / RM) + E);
+/* Two panels p and q of a tile of at most 4 rows at once: twice the
+ * independent FMA chains for small (decode) tiles, whose single-panel loop
+ * waits on FMA latency, and each output element still sums in k order, so
+ * results equal gemm_tile's bit for bit. */
+inline void gemm_tile_pair(int K, const global float *A, panel_out p,
+                           panel_out q, int row0, int rows, int epi, int gated,
+                           global float *C, int ldc) {
+  const global wtype *bp = p.b, *bq = q.b;
+  const global float *a_base = A + (size_t)row0 * K;
+  int last = rows - 1;
+#define FOR_ROWS4(X) X(0) X(1) X(2) X(3)
+#define PAIR_INIT(i)                                                           \
+  const global float *a##i = a_base + (size_t)min(i, last) * K;                \
+  floatV plo##i = (floatV)(0.0f), phi##i = (floatV)(0.0f),                     \
+         qlo##i = (floatV)(0.0f), qhi##i = (floatV)(0.0f);
+  FOR_ROWS4(PAIR_INIT)
+#define PAIR_FMA(i)                                                            \
+  if (i < GEMM_RM && i < ROWS_LIMIT) {                                         \
+    floatV av = (floatV)(*a##i++);                                             \
+    plo##i = fma(av, p0, plo##i);                                              \
+    phi##i = fma(av, p1, phi##i);                                              \
+    qlo##i = fma(av, q0, qlo##i);                                              \
+    qhi##i = fma(av, q1, qhi##i);                                              \
+  }
+#define PAIR_LOOP                                                              \
+  for (int k = 0; k < K; ++k) {                                                \
+    floatV p0, p1, q0, q1;                                                     \
+    LOAD_B(bp, p0, p1);                                                        \
+    LOAD_B(bq, q0, q1);                                                        \
+    bp += GEMM_TN;                                                             \
+    bq += GEMM_TN;                                                             \
+    FOR_ROWS4(PAIR_FMA)                                                        \
+  }
+  if (rows <= 2) {
+#define ROWS_LIMIT 2
+    PAIR_LOOP
+#undef ROWS_LIMIT
+  } else {
+#define ROWS_LIMIT 4
+    PAIR_LOOP
+#undef ROWS_LIMIT
+  }
+#define PAIR_STORE(i)                                                          \
+  if (i < GEMM_RM && i < rows) {                                               \
+    global float *c_ = C + (size_t)(row0 + i) * ldc;                           \
+    store_row(plo##i + p.bias_lo, phi##i + p.bias_hi, epi, gated,              \
+              c_ + p.col0, p.n_lo, p.n_hi);                                    \
+    store_row(qlo##i + q.bias_lo, qhi##i + q.bias_hi, epi, gated,              \
+              c_ + q.col0, q.n_lo, q.n_hi);                                    \
+  }
+  FOR_ROWS4(PAIR_STORE)
+}
+
+/* Global size (units, ceil(panels / 2)): a work-item runs a pair of panels;
+ * units is an upper bound (ceil(N / RM) + E);
  * surplus work-items return at once. epi selects the epilogue: EPI_NONE
  * (plain, + bias when has_bias), an activation of both halves, or a gated
  * pair. bias is packed like B's panels ([E][panels][2 * VW]). ldc is C's
@@ -174,7 +256,7 @@ kernel void gemm_grouped(int E, int K, int num_panels, int tiles_per_item,
                          global const float *A, global const wtype *B,
                          int epi, int has_bias, global const float *bias,
                          global float *C, int ldc, int n_out) {
-  int unit = get_global_id(0), panel = get_global_id(1);
+  int unit = get_global_id(0), panel = 2 * (int)get_global_id(1);
   if (unit >= unit_offsets[E] || panel >= num_panels)
     return;
   /* The last expert whose first unit is <= unit: empty experts own none. */
@@ -183,20 +265,20 @@ kernel void gemm_grouped(int E, int K, int num_panels, int tiles_per_item,
   int tiles = (r1 - r0 + GEMM_RM - 1) / GEMM_RM;
   int first = tiles_per_item ? (unit - unit_offsets[e]) * tiles_per_item : 0;
   int end = tiles_per_item ? min(tiles, first + tiles_per_item) : tiles;
-  const global wtype *b = B + ((size_t)e * num_panels + panel) * K * GEMM_TN;
-  floatV bias_lo = (floatV)(0.0f), bias_hi = (floatV)(0.0f);
-  if (has_bias) {
-    const global float *bp = bias + ((size_t)e * num_panels + panel) * GEMM_TN;
-    bias_lo = vloadV(0, bp);
-    bias_hi = vloadV(1, bp);
-  }
   int gated = epi == ACT_SWIGLU || epi == ACT_GEGLU;
-  int col0 = panel * (gated ? GEMM_VW : GEMM_TN);
-  int n_lo = min(GEMM_VW, n_out - col0);
-  int n_hi = min(GEMM_VW, n_out - col0 - GEMM_VW);
+  int two = panel + 1 < num_panels;
+  panel_out p = panel_at(e, panel, num_panels, K, B, has_bias, bias, gated,
+                         n_out);
+  panel_out q = panel_at(e, two ? panel + 1 : panel, num_panels, K, B,
+                         has_bias, bias, gated, n_out);
   for (int t = first; t < end; ++t) {
-    int row0 = r0 + t * GEMM_RM;
-    gemm_tile(K, A, b, row0, min(GEMM_RM, r1 - row0), epi, gated, bias_lo,
-              bias_hi, C, ldc, col0, n_lo, n_hi);
+    int row0 = r0 + t * GEMM_RM, rows = min(GEMM_RM, r1 - row0);
+    if (two && rows <= 4) {
+      gemm_tile_pair(K, A, p, q, row0, rows, epi, gated, C, ldc);
+    } else {
+      gemm_tile(K, A, p, row0, rows, epi, gated, C, ldc);
+      if (two)
+        gemm_tile(K, A, q, row0, rows, epi, gated, C, ldc);
+    }
   }
 }

@@ -534,7 +534,90 @@ static void test_stage_dtypes(void) {
   free(w2);
 }
 
+/* float16 weights at the edges of the format (subnormals, -0, the largest
+ * value) and an Inf reach the kernel intact: the grouped kernel's own
+ * widening is checked against the reference, and Inf propagates. */
+static void test_f16_edge_values(void) {
+  enum { T = 8, d = 16, f = 32, E = 2 };
+  clmoe_context *ctx = test_context();
+  static const float edges[] = {0x1p-24f, 0x3p-24f, -0x1p-20f, 0x1.ff8p-15f,
+                                -0.0f,    65504.0f, -0x1p-14f, 1.0f};
+  float w1[E * d * f], w2[E * f * d], x[T * d], wr[d * E];
+  test_rng rng = {5};
+  for (int i = 0; i < E * d * f; ++i) {
+    w1[i] = i % 3 == 0 ? edges[i % 8] : round_f16(rng_normal(&rng) * 0.1f);
+    w2[i] = round_f16(rng_normal(&rng) * 0.1f);
+  }
+  for (int i = 0; i < T * d; ++i)
+    x[i] = roundf(rng_normal(&rng) * 8) / 8 * 0x1p-8f;
+  for (int i = 0; i < d * E; ++i)
+    wr[i] = roundf(rng_normal(&rng) * 8) / 8;
+  clmoe_router_desc rd = policy(CLMOE_POLICY_TOPK, E);
+  rd.num_experts = E;
+  rd.d_model = d;
+  rd.k = 1;
+  rd.weight_host = wr;
+  clmoe_router *r = NULL;
+  REQUIRE_OK(clmoe_router_create(ctx, &rd, &r));
+  for (int inf = 0; inf < 2; ++inf) {
+    if (inf)
+      w2[3] = INFINITY; /* expert 0, row 0, column 3 */
+    clmoe_experts_desc ed;
+    clmoe_experts_desc_init(&ed);
+    ed.num_experts = E;
+    ed.d_model = d;
+    ed.d_ff = f;
+    ed.activation = CLMOE_ACTIVATION_SILU;
+    ed.w1_host = w1;
+    ed.w2_host = w2;
+    ed.weight_dtype = CLMOE_DTYPE_F16;
+    clmoe_experts *ex = NULL;
+    REQUIRE_OK(clmoe_experts_create(ctx, &ed, &ex));
+    clmoe_tensor *xt = rows_tensor(CLMOE_DTYPE_F32, x, T, d);
+    clmoe_tensor *yt = rows_tensor(CLMOE_DTYPE_F32, x, T, d);
+    clmoe_routing *rt = NULL;
+    REQUIRE_OK(clmoe_routing_create(ctx, &rt));
+    CHECK_OK(clmoe_forward(r, ex, xt, NULL, yt, rt, 0, 0, NULL, NULL));
+    float y[T * d];
+    CHECK_OK(clmoe_tensor_read(yt, y, sizeof y));
+    float z[T * E];
+    for (int t = 0; t < T; ++t)
+      for (int e = 0; e < E; ++e) {
+        double acc = 0;
+        for (int i = 0; i < d; ++i)
+          acc += (double)x[t * d + i] * wr[i * E + e];
+        z[t * E + e] = (float)acc;
+      }
+    ref_params rp = ref_params_from_desc(&rd);
+    ref_result ref;
+    ref_route(&rp, T, E, z, NULL, NULL, &ref);
+    double yr[T * d];
+    memset(yr, 0, sizeof yr);
+    ref_experts rx = {E, d, f, CLMOE_ACTIVATION_SILU, w1, NULL, w2,
+                      NULL, NULL, NULL};
+    ref_moe(&rx, &ref, x, 0, yr);
+    double scale = 1e-30;
+    for (int i = 0; i < T * d; ++i)
+      scale = isfinite(yr[i]) ? fmax(scale, fabs(yr[i])) : scale;
+    int bad = 0;
+    for (int i = 0; i < T * d; ++i)
+      bad += isfinite(yr[i]) ? !(fabs(y[i] - yr[i]) <= 1e-5 * scale)
+                             : !(isnan(yr[i]) ? isnan(y[i]) : y[i] == yr[i]);
+    if (bad)
+      fprintf(stderr, "float16 edge values (Inf %d): %d outputs off\n", inf,
+              bad);
+    CHECK(bad == 0);
+    ref_free(&ref);
+    clmoe_routing_destroy(rt);
+    clmoe_tensor_destroy(xt);
+    clmoe_tensor_destroy(yt);
+    clmoe_experts_destroy(ex);
+  }
+  clmoe_router_destroy(r);
+}
+
 int main(void) {
+  test_f16_edge_values();
   test_memory_path_errors();
   test_router_weight();
   test_forward_grid();

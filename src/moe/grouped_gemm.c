@@ -39,7 +39,7 @@ clmoe_status cm_gemm_grouped(clmoe_context *ctx, cm_kernels *kernels, int E,
   /* Tiles never straddle groups: at most ceil(rows / rm) + E of them, and
    * no more units than tiles. */
   size_t g[2] = {(size_t)(rows_bound + rm - 1) / rm + (size_t)E,
-                 (size_t)panels};
+                 ((size_t)panels + 1) / 2}; /* a pair of panels each */
   size_t local[2] = {(size_t)lx, 1};
   /* Unused when has_bias = 0, but every argument must be a valid buffer. */
   cl_mem b = has_bias ? bias : B;
