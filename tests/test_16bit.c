@@ -161,15 +161,34 @@ static void release(given *g) {
   clmoe_tensor_destroy(g->tensor);
 }
 
-static clmoe_router_desc policy(clmoe_policy p, int E) {
-  clmoe_router_desc d;
-  clmoe_router_desc_init(&d);
-  d.policy = p;
-  d.k = E > 1 ? 2 : 1;
-  d.p = 0.5f;
-  d.k_max = p == CLMOE_POLICY_IMPORTANCE && E > 1 ? 3 : 0;
-  d.capacity_factor = p == CLMOE_POLICY_RESONANCE ? 0.75f : 0.0f;
-  return d;
+/* A router over weight wr [d, E] with a policy's test parameters. */
+static clmoe_router_desc router_desc(clmoe_policy p, int E, int d,
+                                     const float *wr) {
+  clmoe_router_desc rd;
+  clmoe_router_desc_init(&rd);
+  rd.policy = p;
+  rd.num_experts = E;
+  rd.d_model = d;
+  rd.weight_host = wr;
+  rd.k = E > 1 ? 2 : 1;
+  rd.p = 0.5f;
+  rd.k_max = p == CLMOE_POLICY_IMPORTANCE && E > 1 ? 3 : 0;
+  rd.capacity_factor = p == CLMOE_POLICY_RESONANCE ? 0.75f : 0.0f;
+  return rd;
+}
+
+/* Experts [E, d, f] with `act`, weights stored as `wdtype`; the caller sets
+ * the weights. */
+static clmoe_experts_desc
+experts_desc(int E, int d, int f, clmoe_activation act, clmoe_dtype wdtype) {
+  clmoe_experts_desc ed;
+  clmoe_experts_desc_init(&ed);
+  ed.num_experts = E;
+  ed.d_model = d;
+  ed.d_ff = f;
+  ed.activation = act;
+  ed.weight_dtype = wdtype;
+  return ed;
 }
 
 /* One forward with `dt` weights and `io` tokens/outputs against the
@@ -191,19 +210,10 @@ static double forward_case(test_rng *rng, clmoe_dtype dt, clmoe_dtype io,
   float *b2 = biases ? randoms(rng, (size_t)E * d, 0.1f) : NULL;
   float *r1 = rounded(dt, w1, n), *r2 = rounded(dt, w2, n);
   float *r3 = gated ? rounded(dt, w3, n) : NULL;
-  clmoe_router_desc rd = policy(pol, E);
-  rd.num_experts = E;
-  rd.d_model = d;
-  rd.weight_host = wr;
+  clmoe_router_desc rd = router_desc(pol, E, d, wr);
   clmoe_router *router = NULL;
   REQUIRE_OK(clmoe_router_create(ctx, &rd, &router));
-  clmoe_experts_desc ed;
-  clmoe_experts_desc_init(&ed);
-  ed.num_experts = E;
-  ed.d_model = d;
-  ed.d_ff = f;
-  ed.activation = act;
-  ed.weight_dtype = dt;
+  clmoe_experts_desc ed = experts_desc(E, d, f, act, dt);
   ed.host_dtype = form == FROM_16_HOST ? dt : CLMOE_DTYPE_F32;
   int64_t up[3] = {E, d, f}, down[3] = {E, f, d};
   given g1, g3, g2;
@@ -318,15 +328,10 @@ static void test_forward_grid(void) {
 
 static clmoe_status create_relu(clmoe_dtype wdtype, clmoe_experts_path path,
                                 const float *w, clmoe_experts **out) {
-  clmoe_experts_desc ed;
-  clmoe_experts_desc_init(&ed);
-  ed.num_experts = 3;
-  ed.d_model = 32;
-  ed.d_ff = 48;
-  ed.activation = CLMOE_ACTIVATION_RELU;
+  clmoe_experts_desc ed =
+      experts_desc(3, 32, 48, CLMOE_ACTIVATION_RELU, wdtype);
   ed.w1_host = w;
   ed.w2_host = w;
-  ed.weight_dtype = wdtype;
   ed.path = path;
   return clmoe_experts_create(test_context(), &ed, out);
 }
@@ -368,12 +373,8 @@ static void test_memory_path_errors(void) {
   clmoe_tensor *it = NULL;
   REQUIRE_OK(clmoe_tensor_create(test_context(), CLMOE_DTYPE_I32, 3,
                                  (int64_t[]){3, 32, 48}, NULL, &it));
-  clmoe_experts_desc ed;
-  clmoe_experts_desc_init(&ed);
-  ed.num_experts = 3;
-  ed.d_model = 32;
-  ed.d_ff = 48;
-  ed.activation = CLMOE_ACTIVATION_RELU;
+  clmoe_experts_desc ed =
+      experts_desc(3, 32, 48, CLMOE_ACTIVATION_RELU, CLMOE_DTYPE_F32);
   ed.w1 = it;
   ed.w2_host = w;
   CHECK_STATUS(clmoe_experts_create(test_context(), &ed, &x),
@@ -430,11 +431,8 @@ static void test_router_weight(void) {
     CHECK(memcmp(counts[0], counts[1], sizeof counts[0]) == 0);
     CHECK(memcmp(ids[0], ids[1], sizeof ids[0]) == 0);
     /* The 16-bit bits as a host array with weight_dtype. */
-    clmoe_router_desc rd;
-    clmoe_router_desc_init(&rd);
-    rd.num_experts = E;
-    rd.d_model = d;
-    rd.weight_host = (const float *)bits;
+    clmoe_router_desc rd =
+        router_desc(CLMOE_POLICY_TOPK, E, d, (const float *)bits);
     rd.weight_dtype = dt;
     clmoe_router *r = NULL;
     CHECK_OK(clmoe_router_create(ctx, &rd, &r));
@@ -462,18 +460,11 @@ static void test_stage_dtypes(void) {
   float *w2 = randoms(&rng, E * f * d, 0.2f);
   for (int i = 0; i < T * d; ++i)
     x[i] = roundf(x[i] * 8) / 8; /* exact in every dtype */
-  clmoe_router_desc rd = policy(CLMOE_POLICY_TOPK, E);
-  rd.num_experts = E;
-  rd.d_model = d;
-  rd.weight_host = wr;
+  clmoe_router_desc rd = router_desc(CLMOE_POLICY_TOPK, E, d, wr);
   clmoe_router *r = NULL;
   REQUIRE_OK(clmoe_router_create(ctx, &rd, &r));
-  clmoe_experts_desc ed;
-  clmoe_experts_desc_init(&ed);
-  ed.num_experts = E;
-  ed.d_model = d;
-  ed.d_ff = f;
-  ed.activation = CLMOE_ACTIVATION_GELU;
+  clmoe_experts_desc ed =
+      experts_desc(E, d, f, CLMOE_ACTIVATION_GELU, CLMOE_DTYPE_F32);
   ed.w1_host = w1;
   ed.w2_host = w2;
   clmoe_experts *ex = NULL;
@@ -552,25 +543,17 @@ static void test_f16_edge_values(void) {
     x[i] = roundf(rng_normal(&rng) * 8) / 8 * 0x1p-8f;
   for (int i = 0; i < d * E; ++i)
     wr[i] = roundf(rng_normal(&rng) * 8) / 8;
-  clmoe_router_desc rd = policy(CLMOE_POLICY_TOPK, E);
-  rd.num_experts = E;
-  rd.d_model = d;
+  clmoe_router_desc rd = router_desc(CLMOE_POLICY_TOPK, E, d, wr);
   rd.k = 1;
-  rd.weight_host = wr;
   clmoe_router *r = NULL;
   REQUIRE_OK(clmoe_router_create(ctx, &rd, &r));
   for (int inf = 0; inf < 2; ++inf) {
     if (inf)
       w2[3] = INFINITY; /* expert 0, row 0, column 3 */
-    clmoe_experts_desc ed;
-    clmoe_experts_desc_init(&ed);
-    ed.num_experts = E;
-    ed.d_model = d;
-    ed.d_ff = f;
-    ed.activation = CLMOE_ACTIVATION_SILU;
+    clmoe_experts_desc ed =
+        experts_desc(E, d, f, CLMOE_ACTIVATION_SILU, CLMOE_DTYPE_F16);
     ed.w1_host = w1;
     ed.w2_host = w2;
-    ed.weight_dtype = CLMOE_DTYPE_F16;
     clmoe_experts *ex = NULL;
     REQUIRE_OK(clmoe_experts_create(ctx, &ed, &ex));
     clmoe_tensor *xt = rows_tensor(CLMOE_DTYPE_F32, x, T, d);
@@ -593,7 +576,7 @@ static void test_f16_edge_values(void) {
     ref_route(&rp, T, E, z, NULL, NULL, &ref);
     double yr[T * d];
     memset(yr, 0, sizeof yr);
-    ref_experts rx = {E, d, f, CLMOE_ACTIVATION_SILU, w1, NULL, w2,
+    ref_experts rx = {E,    d,    f,   CLMOE_ACTIVATION_SILU, w1, NULL, w2,
                       NULL, NULL, NULL};
     ref_moe(&rx, &ref, x, 0, yr);
     double scale = 1e-30;

@@ -170,6 +170,8 @@ static void test_bad_tables(void) {
        CLMOE_ERROR_INVALID_ARGUMENT},
       {"*\t*\t*\tclblast\tRM=4 VW=4 LX=0\tMWG=x\t-\n", "no integer",
        CLMOE_ERROR_INVALID_ARGUMENT},
+      {"*\t*\t*\tgrouped\tRM=8 VW=16 LX=1 TC=-1\t-\t-\n", "TC=-1",
+       CLMOE_ERROR_INVALID_ARGUMENT},
       {"*\t*\t*\tgrouped\tRM=8 VW=16 LX=1\t-\t-\tROUTER=fast\n", "ROUTER=fast",
        CLMOE_ERROR_INVALID_ARGUMENT},
       {"*\t*\t*\tgrouped\tRM=8 VW=16 LX=1\t-\t-\tINFLIGHT_K=-1\n", "bad.tsv:1",

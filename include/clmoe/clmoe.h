@@ -546,9 +546,11 @@ CLMOE_API clmoe_status clmoe_routing_read_stats(clmoe_routing *routing,
 /* Route                                                                     */
 /* ------------------------------------------------------------------------ */
 
-/* Routes x[T, d] (float32): logits = x * W_r (+ bias) (CLBlast, or the
- * grouped kernel where the device's tuning entry says ROUTER=grouped), then
- * softmax and the router's policy on the device, into `routing`.
+/* Routes x[T, d] (float32; float16 or bfloat16 since 0.3, widened to a
+ * float32 copy in the routing first): logits = x * W_r (+ bias) (CLBlast,
+ * or the grouped kernel where the device's tuning entry says
+ * ROUTER=grouped), then softmax and the router's policy on the device, into
+ * `routing`.
  * importance[T] (float32) is required for IMPORTANCE and ignored otherwise
  * (may be NULL). The call enqueues its work, then blocks for one 4-byte
  * read that tells whether the logits were finite; on return the routing is
@@ -696,9 +698,11 @@ CLMOE_API clmoe_status clmoe_experts_get_weight_dtype(
     const clmoe_experts *experts, clmoe_dtype *dtype);
 
 /* Gathers token rows into expert-major order: x_sorted[r, :] =
- * x[row_tokens[r], :]. x: float32 [T, d] with T the routing's; x_sorted:
- * float32 [N, d]. Errors: NULL_POINTER, SHAPE_MISMATCH, DTYPE_MISMATCH,
- * CONTEXT_MISMATCH, INVALID_ARGUMENT (empty routing), OPENCL. */
+ * x[row_tokens[r], :]. x: [T, d] with T the routing's; x_sorted: [N, d];
+ * each float32, float16 or bfloat16 (since 0.3), converted on the way
+ * (rounded to nearest even when narrowing). Errors: NULL_POINTER,
+ * SHAPE_MISMATCH, DTYPE_MISMATCH (not a float dtype), CONTEXT_MISMATCH,
+ * INVALID_ARGUMENT (empty routing), OPENCL. */
 CLMOE_API clmoe_status clmoe_dispatch(clmoe_routing *routing,
                                       const clmoe_tensor *x,
                                       clmoe_tensor *x_sorted,
@@ -711,9 +715,13 @@ CLMOE_API clmoe_status clmoe_dispatch(clmoe_routing *routing,
  * expert_offsets back (E+1 ints, the one host sync of a layer), runs CLBlast
  * SGEMMs per expert on buffer offsets, skipping experts without rows, with
  * the activation as one fused elementwise launch. GROUPED path: three
- * launches whatever E is, no host sync. x_sorted,
- * y_sorted: float32 [N, d]. The experts object may be shared by threads;
- * the routing may not. Errors: as clmoe_dispatch, plus CLBLAST. */
+ * launches whatever E is, no host sync. x_sorted, y_sorted: [N, d], both
+ * float32, or both float16 or bfloat16 (since 0.3: widened into the
+ * routing's float32 workspace, run, and rounded once into y_sorted; the
+ * forward fuses these conversions into dispatch and combine instead). The
+ * experts object may be shared by threads; the routing may not. Errors: as
+ * clmoe_dispatch (DTYPE_MISMATCH also when x_sorted and y_sorted differ),
+ * plus CLBLAST. */
 CLMOE_API clmoe_status clmoe_experts_run(clmoe_experts *experts,
                                          clmoe_routing *routing,
                                          const clmoe_tensor *x_sorted,
@@ -730,7 +738,9 @@ enum {
 /* y[t, :] = sum over token t's slots j (in slot order) of
  * gates[j] * y_sorted[slot_rows[j], :]; a token with K = 0 gets 0 (or keeps
  * its value with CLMOE_COMBINE_ACCUMULATE). Deterministic, no atomics.
- * y_sorted: float32 [N, d]; y: float32 [T, d]. Errors as clmoe_dispatch. */
+ * y_sorted: [N, d]; y: [T, d]; each float32, float16 or bfloat16 (since
+ * 0.3): the sum is accumulated in float32 and rounded once (to nearest
+ * even) into y. Errors as clmoe_dispatch. */
 CLMOE_API clmoe_status clmoe_combine(clmoe_routing *routing,
                                      const clmoe_tensor *y_sorted,
                                      clmoe_tensor *y, uint32_t flags,
@@ -739,12 +749,16 @@ CLMOE_API clmoe_status clmoe_combine(clmoe_routing *routing,
                                      cl_event *out_event);
 
 /* The whole layer: route x[T, d] with `router` (importance[T] for
- * IMPORTANCE), dispatch, run `experts`, combine into y[T, d]. The
+ * IMPORTANCE), dispatch, run `experts`, combine into y[T, d]. x and y are
+ * both float32, or both float16 or bfloat16 (since 0.3): the router GEMM
+ * reads a float32 copy of x, dispatch widens x's rows, every product and sum
+ * is float32, and combine rounds y once when it stores it. The
  * intermediate buffers live in `routing` (which also receives the routing)
  * and grow only when a larger batch needs them. All shapes are checked
  * before any device work: router and experts must agree on E and d.
  * Errors: those of the stages, SHAPE_MISMATCH (router/experts/tensors
- * disagree), CONTEXT_MISMATCH. */
+ * disagree), DTYPE_MISMATCH (x and y differ, naming both),
+ * CONTEXT_MISMATCH. */
 CLMOE_API clmoe_status clmoe_forward(clmoe_router *router,
                                      clmoe_experts *experts,
                                      const clmoe_tensor *x,
