@@ -182,3 +182,33 @@ def test_layer_with_16bit_tokens(ctx, io):
     assert np.all((got >= lo) & (got <= hi))
     with pytest.raises(clmoe.Error):
         layer(numpy_bf16_bits(x))  # uint16 without io_dtype
+
+
+def test_pyopencl_16bit_tokens_in_place(ctx):
+    """A pyopencl float16 array in gives a pyopencl float16 array out, equal
+    to the numpy path; bfloat16 bits travel as uint16 with io_dtype."""
+    cl = pytest.importorskip("pyopencl")
+    import pyopencl.array as cla
+    clctx = cl.create_some_context(interactive=False)
+    queue = cl.CommandQueue(clctx)
+    c2 = clmoe.Context(cl_context=clctx, queue=queue)
+    rng = np.random.default_rng(9)
+    E, d, f = 4, 16, 24
+    w1 = (rng.normal(size=(E, d, f)) * 0.3).astype(np.float32)
+    w2 = (rng.normal(size=(E, f, d)) * 0.3).astype(np.float32)
+    wr = rng.normal(size=(d, E)).astype(np.float32)
+    x = rng.normal(size=(30, d)).astype(np.float16)
+
+    def layer(c):
+        return clmoe.MoELayer(clmoe.Router(c, weight=wr),
+                              clmoe.Experts(c, w1=w1, w2=w2, activation="relu",
+                                            dtype="bf16"))
+    y_host, _ = layer(ctx)(x)
+    y_dev, _ = layer(c2)(cla.to_device(queue, x))
+    assert isinstance(y_dev, cla.Array) and y_dev.dtype == np.float16
+    np.testing.assert_array_equal(y_dev.get(), y_host)
+    xb = numpy_bf16_bits(x.astype(np.float32))
+    yb_host, _ = layer(ctx)(xb, io_dtype="bf16")
+    yb_dev, _ = layer(c2)(cla.to_device(queue, xb), io_dtype="bf16")
+    assert yb_dev.dtype == np.uint16
+    np.testing.assert_array_equal(yb_dev.get(), yb_host)
