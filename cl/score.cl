@@ -5,9 +5,12 @@
  * and never materialises the T x T matrix. */
 
 /* status words (src/moe/score.c): bad token, sequence error code, its entry
- * and two values. */
+ * and two values, first non-finite lse entry, first lse row that does not
+ * match its own log-sum-exp. */
 #define SCORE_BAD_TOKEN 0
 #define SCORE_SEQ_ERROR 1
+#define SCORE_LSE_NONFINITE 5
+#define SCORE_LSE_MISMATCH 6
 
 /* Sequence boundaries and key lengths, given or implied, checked here so the
  * host never reads them. One work-item. Implied: B sequences of S tokens
@@ -55,6 +58,8 @@ kernel void score_sequences(int T, int B, int S, int layout, int has_offsets,
       lengths[i] = i ? 0 : T;
   }
   status[SCORE_BAD_TOKEN] = INT_MAX;
+  status[SCORE_LSE_NONFINITE] = INT_MAX;
+  status[SCORE_LSE_MISMATCH] = INT_MAX;
   status[SCORE_SEQ_ERROR] = code;
   status[2] = entry;
   status[3] = a;
@@ -114,22 +119,34 @@ inline float qk(global const float *q, global const float *k, int dh) {
   return s;
 }
 
+/* Start of token t's row of head h in a [heads, T, dh] (layout 0) or
+ * [T, heads, dh] (layout 1) tensor. */
+inline size_t head_row(int layout, int heads, int T, int h, int t, int dh) {
+  return (layout ? (size_t)t * heads + h : (size_t)h * T + t) * dh;
+}
+
 /* Fused pass 1: for query i of head h, the row max and the softmax
- * denominator over its visible keys (online, in key order). Global (T, H). */
-kernel void score_fused_rows(int T, int H, int dh, float scale, int B,
-                             int causal, global const int *seq_offsets,
+ * denominator over its visible keys (online, in key order); query head h
+ * reads key head h / (H / Hkv). With check_lse the row's log-sum-exp is
+ * compared with the caller's lse instead (first mismatching row into
+ * status). Global (T, H). */
+kernel void score_fused_rows(int T, int H, int Hkv, int layout, int dh,
+                             float scale, int B, int causal,
+                             global const int *seq_offsets,
                              global const int *key_lengths,
                              global const float *Q, global const float *K,
-                             global float *row_max, global float *row_sum) {
+                             global float *row_max, global float *row_sum,
+                             int check_lse, global const float *lse,
+                             global int *status) {
   int i = get_global_id(0), h = get_global_id(1);
   if (i >= T || h >= H)
     return;
-  int k0, k1;
+  int k0, k1, hk = h / (H / Hkv);
   visible_keys(seq_offsets, key_lengths, B, causal, i, &k0, &k1);
-  global const float *q = Q + ((size_t)h * T + i) * dh;
+  global const float *q = Q + head_row(layout, H, T, h, i, dh);
   float m = -INFINITY, s = 0.0f;
   for (int j = k0; j < k1; ++j) {
-    float v = scale * qk(q, K + ((size_t)h * T + j) * dh, dh);
+    float v = scale * qk(q, K + head_row(layout, Hkv, T, hk, j, dh), dh);
     if (v > m) {
       s = s * exp(m - v) + 1.0f;
       m = v;
@@ -137,30 +154,42 @@ kernel void score_fused_rows(int T, int H, int dh, float scale, int B,
       s += exp(v - m);
     }
   }
-  row_max[(size_t)h * T + i] = m;
-  row_sum[(size_t)h * T + i] = s;
+  size_t r = (size_t)h * T + i;
+  if (check_lse) {
+    if (k1 > k0 && !(fabs(m + log(s) - lse[r]) <= 1e-3f))
+      atomic_min(&status[SCORE_LSE_MISMATCH], (int)r);
+    return;
+  }
+  row_max[r] = m;
+  row_sum[r] = s;
 }
 
 /* Fused pass 2: col[h, j] = sum over visible queries i of
- * exp(scale q_i . k_j - max_i) / sum_i. Global (T, H). */
-kernel void score_fused_columns(int T, int H, int dh, float scale, int B,
-                                int causal, global const int *seq_offsets,
+ * exp(scale q_i . k_j - max_i) / sum_i, or exp(scale q_i . k_j - lse_i)
+ * with the caller's lse (its first non-finite entry into status). Global
+ * (T, H). */
+kernel void score_fused_columns(int T, int H, int Hkv, int layout, int dh,
+                                float scale, int B, int causal,
+                                global const int *seq_offsets,
                                 global const int *key_lengths,
                                 global const float *Q, global const float *K,
                                 global const float *row_max,
-                                global const float *row_sum,
-                                global float *col) {
+                                global const float *row_sum, int has_lse,
+                                global const float *lse, global float *col,
+                                global int *status) {
   int j = get_global_id(0), h = get_global_id(1);
   if (j >= T || h >= H)
     return;
-  int q0, q1;
+  int q0, q1, hk = h / (H / Hkv);
   visible_queries(seq_offsets, key_lengths, B, causal, j, &q0, &q1);
-  global const float *k = K + ((size_t)h * T + j) * dh;
+  global const float *k = K + head_row(layout, Hkv, T, hk, j, dh);
+  if (has_lse && !isfinite(lse[(size_t)h * T + j]))
+    atomic_min(&status[SCORE_LSE_NONFINITE], h * T + j);
   float s = 0.0f;
   for (int i = q0; i < q1; ++i) {
     size_t r = (size_t)h * T + i;
-    float v = scale * qk(Q + r * dh, k, dh);
-    s += exp(v - row_max[r]) / row_sum[r];
+    float v = scale * qk(Q + head_row(layout, H, T, h, i, dh), k, dh);
+    s += has_lse ? exp(v - lse[r]) : exp(v - row_max[r]) / row_sum[r];
   }
   col[(size_t)h * T + j] = s;
 }

@@ -785,6 +785,16 @@ enum {
   CLMOE_SCORE_NORM_RAW = 1  /* no per-sequence scaling */
 };
 
+/* Layouts of the fused path's q and k (since 0.3). k may have fewer heads
+ * than q (grouped-query attention): H_kv must divide H, and query head h
+ * uses key head h / (H / H_kv). */
+typedef int32_t clmoe_score_layout;
+enum {
+  CLMOE_SCORE_LAYOUT_HSD = 0, /* q [H, T, dh], k [H_kv, T, dh] */
+  CLMOE_SCORE_LAYOUT_SHD = 1  /* q [T, H, dh], k [T, H_kv, dh], as attention
+                                 kernels produce them */
+};
+
 typedef struct clmoe_score_desc {
   size_t struct_size;
   clmoe_score_mask mask;
@@ -799,13 +809,28 @@ typedef struct clmoe_score_desc {
    * it are neither seen nor counted and get importance 0. NULL: all. */
   const clmoe_tensor *key_lengths;
   uint32_t flags; /* CLMOE_SCORE_* */
+  /* Since 0.3. Fused path: the layout of q and k (CLMOE_SCORE_LAYOUT_*). */
+  clmoe_score_layout layout;
+  /* Since 0.3. Fused path, optional float32 [H, T]: each query row's
+   * log-sum-exp as attention kernels (FlashAttention) return it, natural
+   * log, over the keys that row sees (mask, sequence, key padding):
+   * lse[h, i] = log(sum over visible j of exp(scale * q_i . k_j)). Given,
+   * the pass that finds each row's max and sum is skipped and the column
+   * pass uses exp(scale * q_i . k_j - lse[h, i]). A non-finite entry is
+   * NONFINITE_INPUT naming it; with CLMOE_SCORE_CHECK_LSE each row's own
+   * log-sum-exp is computed and compared (INVALID_ARGUMENT naming the first
+   * row that differs by more than 1e-3). NULL: computed. */
+  const clmoe_tensor *lse;
 } clmoe_score_desc;
 
 enum {
   /* Do not block to check for non-finite input: the call is then fully
    * asynchronous and a NaN/Inf is left in `importance`, where
    * clmoe_route(IMPORTANCE) rejects it with NONFINITE_INPUT. */
-  CLMOE_SCORE_DEFER_CHECK = 1u << 0
+  CLMOE_SCORE_DEFER_CHECK = 1u << 0,
+  /* Debug: check a given lse against the rows it claims to normalise (one
+   * more pass over Q K^T). Since 0.3. */
+  CLMOE_SCORE_CHECK_LSE = 1u << 1
 };
 
 /* Fills the first `size` bytes of *desc (at most sizeof(clmoe_score_desc))
@@ -814,7 +839,7 @@ enum {
  * clmoe_score_desc_init(desc) macro (the caller's sizeof). */
 CLMOE_API void clmoe_score_desc_init_sized(clmoe_score_desc *desc,
                                            size_t size);
-/* The 0.1 entry point: initialises the 0.1 fields (all of them, so far). */
+/* The 0.1 entry point: initialises the 0.1 fields only (up to flags). */
 CLMOE_API void(clmoe_score_desc_init)(clmoe_score_desc *desc);
 #define clmoe_score_desc_init(desc)                                            \
   clmoe_score_desc_init_sized((desc), sizeof *(desc))
@@ -825,10 +850,12 @@ CLMOE_API void(clmoe_score_desc_init)(clmoe_score_desc *desc);
  *  - probs: attention probabilities A[H, T, T] or, as a padded batch,
  *    A[B, H, S, S] (T = B * S); rows are used as given (not renormalised);
  *    set q = k = NULL; or
- *  - q, k: [H, T, dh] (fused: softmax rows are recomputed on the fly, never
- *    materialising T x T; extra memory O(T * H)); set probs = NULL.
+ *  - q, k: [H, T, dh] or, with CLMOE_SCORE_LAYOUT_SHD, [T, H, dh]; k may
+ *    have H_kv heads dividing H (fused: softmax rows are recomputed on the
+ *    fly, or taken from desc->lse, never materialising T x T; extra memory
+ *    O(T * H)); set probs = NULL.
  * importance: float32 [T]. Deterministic (no float atomics). seq_offsets and
- * key_lengths are checked on the device; the call blocks for one 20-byte
+ * key_lengths are checked on the device; the call blocks for one 28-byte
  * status read that reports them and non-finite input, unless
  * CLMOE_SCORE_DEFER_CHECK: then nothing blocks, and invalid sequences leave
  * NaN in every importance, which clmoe_route(IMPORTANCE) rejects. A context's

@@ -5,6 +5,7 @@
  * read (none with CLMOE_SCORE_DEFER_CHECK). */
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "runtime/kernel_abi.h"
@@ -18,7 +19,7 @@ void clmoe_score_desc_init_sized(clmoe_score_desc *desc, size_t size) {
 }
 
 void(clmoe_score_desc_init)(clmoe_score_desc *desc) {
-  clmoe_score_desc_init_sized(desc, sizeof *desc);
+  clmoe_score_desc_init_sized(desc, offsetof(clmoe_score_desc, layout));
 }
 
 /* Buffers of the scoring workspace. */
@@ -38,13 +39,19 @@ enum {
   SCORE_SEQ_ENTRY = 2, /* the entry it failed at, and two values */
   SCORE_SEQ_A = 3,
   SCORE_SEQ_B = 4,
-  SCORE_STATUS_WORDS = 5
+  SCORE_LSE_NONFINITE = 5, /* INT_MAX, or the first bad lse entry h*T+i */
+  SCORE_LSE_MISMATCH = 6,  /* INT_MAX, or the first row lse does not fit */
+  SCORE_STATUS_WORDS = 7
 };
 
 typedef struct score_call {
   clmoe_context *ctx;
   cm_workspace *ws;
-  int T, H, B, S, dh, layout, causal;
+  int T, H, B, S, dh, causal;
+  int layout;              /* probs: 0 [H, T, T], 1 [B, H, S, S] */
+  int qk_layout;           /* fused: CLMOE_SCORE_LAYOUT_* */
+  int Hkv;                 /* fused: key heads, dividing H */
+  const clmoe_tensor *lse; /* fused: the caller's row log-sum-exp, or NULL */
 } score_call;
 
 /* Shapes of the inputs: T, H, dh, layout, padded B and S. */
@@ -76,15 +83,31 @@ static clmoe_status read_shapes(score_call *c, const clmoe_tensor *probs,
     return cm_fail_at(CLMOE_ERROR_NULL_POINTER, FN,
                       "the fused path needs q and k");
   if ((st = cm_check_tensor(q, c->ctx, "q", CLMOE_DTYPE_F32, 3,
+                            (int64_t[]){-1, -1, -1})) ||
+      (st = cm_check_tensor(k, c->ctx, "k", CLMOE_DTYPE_F32, 3,
                             (int64_t[]){-1, -1, -1})))
     return st;
-  c->H = (int)q->shape[0];
-  c->T = (int)q->shape[1];
+  int shd = c->qk_layout == CLMOE_SCORE_LAYOUT_SHD;
+  c->H = (int)q->shape[shd ? 1 : 0];
+  c->T = (int)q->shape[shd ? 0 : 1];
   c->dh = (int)q->shape[2];
+  c->Hkv = (int)k->shape[shd ? 1 : 0];
   if (c->dh < 1)
     return cm_fail_at(CLMOE_ERROR_SHAPE_MISMATCH, FN, "q has head size 0");
-  return cm_check_tensor(k, c->ctx, "k", CLMOE_DTYPE_F32, 3,
-                         (int64_t[]){c->H, c->T, c->dh});
+  if (c->Hkv < 1 || (c->H % c->Hkv) != 0)
+    return cm_fail_at(CLMOE_ERROR_SHAPE_MISMATCH, FN,
+                      "k has %d heads, which does not divide q's %d", c->Hkv,
+                      c->H);
+  int64_t kdims[3] = {c->Hkv, c->T, c->dh};
+  if (shd) {
+    kdims[0] = c->T;
+    kdims[1] = c->Hkv;
+  }
+  if ((st = cm_check_tensor(k, c->ctx, "k", CLMOE_DTYPE_F32, 3, kdims)))
+    return st;
+  return c->lse ? cm_check_tensor(c->lse, c->ctx, "lse", CLMOE_DTYPE_F32, 2,
+                                  (int64_t[]){c->H, c->T})
+                : CLMOE_SUCCESS;
 }
 
 /* What can be checked on the host: the descriptor and the shapes. */
@@ -92,7 +115,8 @@ static clmoe_status check_call(score_call *c, const clmoe_score_desc *d,
                                const clmoe_tensor *probs, const clmoe_tensor *q,
                                const clmoe_tensor *k,
                                const clmoe_tensor *importance) {
-  clmoe_status st = cm_check_struct(d, sizeof *d, "score desc");
+  clmoe_status st =
+      cm_check_struct(d, offsetof(clmoe_score_desc, layout), "score desc");
   if (st)
     return st;
   if (d->mask != CLMOE_SCORE_MASK_NONE && d->mask != CLMOE_SCORE_MASK_CAUSAL)
@@ -104,6 +128,17 @@ static clmoe_status check_call(score_call *c, const clmoe_score_desc *d,
   if (!isfinite(d->scale))
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN, "scale is not finite");
   c->causal = d->mask == CLMOE_SCORE_MASK_CAUSAL;
+  c->qk_layout = CM_HAS_FIELD(d, clmoe_score_desc, layout)
+                     ? d->layout
+                     : CLMOE_SCORE_LAYOUT_HSD;
+  c->lse = CM_HAS_FIELD(d, clmoe_score_desc, lse) ? d->lse : NULL;
+  if (c->qk_layout != CLMOE_SCORE_LAYOUT_HSD &&
+      c->qk_layout != CLMOE_SCORE_LAYOUT_SHD)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN, "unknown layout %d",
+                      (int)c->qk_layout);
+  if (c->lse && probs)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "lse belongs to the fused path (q, k), not probs");
   if ((st = read_shapes(c, probs, q, k)))
     return st;
   if ((int64_t)c->H * c->T > INT32_MAX)
@@ -202,21 +237,32 @@ static clmoe_status enqueue_columns(score_call *c, const clmoe_score_desc *d,
                                    CM_ARG(b[SB_LENGTHS]), CM_ARG(probs->mem),
                                    CM_ARG(b[SB_COL])));
   float scale = d->scale != 0.0f ? d->scale : 1.0f / sqrtf((float)c->dh);
-  if ((st = cm_kernel(ctx, &c->ws->kernels, CM_K_SCORE_FUSED_ROWS, &kn)) ||
-      (st = cm_launch(ctx, kn, "score_fused_rows", 2, g2, NULL,
-                      CM_ARGS(CM_ARG(c->T), CM_ARG(c->H), CM_ARG(c->dh),
-                              CM_ARG(scale), CM_ARG(c->B), CM_ARG(c->causal),
-                              CM_ARG(b[SB_OFFSETS]), CM_ARG(b[SB_LENGTHS]),
-                              CM_ARG(q->mem), CM_ARG(k->mem),
-                              CM_ARG(b[SB_ROW_MAX]), CM_ARG(b[SB_ROW_SUM])))) ||
-      (st = cm_kernel(ctx, &c->ws->kernels, CM_K_SCORE_FUSED_COLUMNS, &kn)))
+  int has_lse = c->lse != NULL;
+  int check_lse = has_lse && (d->flags & CLMOE_SCORE_CHECK_LSE) != 0;
+  cl_mem lse = has_lse ? c->lse->mem : b[SB_COL];
+  /* Pass 1 finds each row's max and sum, unless the caller gave lse (then
+   * it runs only to check it, on request). */
+  if ((!has_lse || check_lse) &&
+      ((st = cm_kernel(ctx, &c->ws->kernels, CM_K_SCORE_FUSED_ROWS, &kn)) ||
+       (st = cm_launch(
+            ctx, kn, "score_fused_rows", 2, g2, NULL,
+            CM_ARGS(CM_ARG(c->T), CM_ARG(c->H), CM_ARG(c->Hkv),
+                    CM_ARG(c->qk_layout), CM_ARG(c->dh), CM_ARG(scale),
+                    CM_ARG(c->B), CM_ARG(c->causal), CM_ARG(b[SB_OFFSETS]),
+                    CM_ARG(b[SB_LENGTHS]), CM_ARG(q->mem), CM_ARG(k->mem),
+                    CM_ARG(b[SB_ROW_MAX]), CM_ARG(b[SB_ROW_SUM]),
+                    CM_ARG(check_lse), CM_ARG(lse), CM_ARG(b[SB_STATUS]))))))
+    return st;
+  if ((st = cm_kernel(ctx, &c->ws->kernels, CM_K_SCORE_FUSED_COLUMNS, &kn)))
     return st;
   return cm_launch(
       ctx, kn, "score_fused_columns", 2, g2, NULL,
-      CM_ARGS(CM_ARG(c->T), CM_ARG(c->H), CM_ARG(c->dh), CM_ARG(scale),
-              CM_ARG(c->B), CM_ARG(c->causal), CM_ARG(b[SB_OFFSETS]),
-              CM_ARG(b[SB_LENGTHS]), CM_ARG(q->mem), CM_ARG(k->mem),
-              CM_ARG(b[SB_ROW_MAX]), CM_ARG(b[SB_ROW_SUM]), CM_ARG(b[SB_COL])));
+      CM_ARGS(CM_ARG(c->T), CM_ARG(c->H), CM_ARG(c->Hkv), CM_ARG(c->qk_layout),
+              CM_ARG(c->dh), CM_ARG(scale), CM_ARG(c->B), CM_ARG(c->causal),
+              CM_ARG(b[SB_OFFSETS]), CM_ARG(b[SB_LENGTHS]), CM_ARG(q->mem),
+              CM_ARG(k->mem), CM_ARG(b[SB_ROW_MAX]), CM_ARG(b[SB_ROW_SUM]),
+              CM_ARG(has_lse), CM_ARG(lse), CM_ARG(b[SB_COL]),
+              CM_ARG(b[SB_STATUS])));
 }
 
 /* importance from col: average, then (NORM_MAX) per-sequence scaling. */
@@ -268,6 +314,17 @@ static clmoe_status read_status(score_call *c, int from_probs) {
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
                       "key_lengths[%d] = %d is outside 0..%d", entry, a, b);
   }
+  int T = c->T > 0 ? c->T : 1;
+  if (w[SCORE_LSE_NONFINITE] != INT_MAX)
+    return cm_fail_at(CLMOE_ERROR_NONFINITE_INPUT, FN,
+                      "lse[%d, %d] is not finite (NaN or Inf)",
+                      w[SCORE_LSE_NONFINITE] / T, w[SCORE_LSE_NONFINITE] % T);
+  if (w[SCORE_LSE_MISMATCH] != INT_MAX)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "lse[%d, %d] differs from the log-sum-exp of its row "
+                      "by more than 1e-3 (natural log over the visible keys "
+                      "of scale * q . k expected)",
+                      w[SCORE_LSE_MISMATCH] / T, w[SCORE_LSE_MISMATCH] % T);
   if (w[SCORE_BAD_TOKEN] != INT_MAX)
     return cm_fail_at(CLMOE_ERROR_NONFINITE_INPUT, FN,
                       "the attention received by token %d is not finite "

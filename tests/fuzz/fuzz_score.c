@@ -1,5 +1,7 @@
 /* Attention scoring with random varlen seq_offsets and key_lengths (valid
- * or not) over probabilities or fused Q/K with raw-bit values. */
+ * or not) over probabilities or fused Q/K with raw-bit values, in either
+ * layout, with key heads that may or may not divide the query heads and an
+ * optional raw-bit lse (checked or not). */
 #include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -12,7 +14,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   clmoe_score_desc_init(&d);
   d.mask = fuzz_range(&b, 0, 1);
   d.norm = fuzz_range(&b, 0, 1);
-  d.flags = (uint32_t)fuzz_range(&b, 0, 1);
+  d.flags = (uint32_t)fuzz_range(&b, 0, 3);
+  d.layout = fuzz_range(&b, 0, 2); /* 2 is invalid */
+  int Hkv = fuzz_range(&b, 1, H), shd = d.layout == 1,
+      with_lse = fuzz_range(&b, 0, 1);
   int32_t *offs = malloc(sizeof *offs * (size_t)(B + 1));
   int32_t *lens = malloc(sizeof *lens * (size_t)(B ? B : 1));
   for (int i = 0; i <= B; ++i)
@@ -20,25 +25,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                    : fuzz_i32(&b) % 40;
   for (int i = 0; i < B; ++i)
     lens[i] = fuzz_i32(&b) % 30;
-  float *p = fuzz_floats(&b, fused ? (size_t)2 * H * T * dh
+  float *p = fuzz_floats(&b, fused ? (size_t)2 * H * T * dh + (size_t)H * T
                                    : (size_t)H * T * T);
-  clmoe_tensor *so = NULL, *kl = NULL, *a = NULL, *k = NULL, *imp = NULL;
+  clmoe_tensor *so = NULL, *kl = NULL, *a = NULL, *k = NULL, *imp = NULL,
+               *lse = NULL;
   if (B && !clmoe_tensor_create(ctx, CLMOE_DTYPE_I32, 1, (int64_t[]){B + 1},
                                 offs, &so))
     d.seq_offsets = fuzz_range(&b, 0, 3) ? so : NULL;
-  if (B && !clmoe_tensor_create(ctx, CLMOE_DTYPE_I32, 1, (int64_t[]){B}, lens,
-                                &kl))
+  if (B &&
+      !clmoe_tensor_create(ctx, CLMOE_DTYPE_I32, 1, (int64_t[]){B}, lens, &kl))
     d.key_lengths = fuzz_range(&b, 0, 1) ? kl : NULL;
-  int ok = !clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 1, (int64_t[]){T}, NULL,
-                                &imp);
-  if (fused)
-    ok = ok &&
-         !clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 3,
-                              (int64_t[]){H, T, dh}, p, &a) &&
-         !clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 3,
-                              (int64_t[]){H, T, dh}, p + (size_t)H * T * dh,
-                              &k);
-  else
+  int ok =
+      !clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 1, (int64_t[]){T}, NULL, &imp);
+  if (fused) {
+    int64_t qs[3] = {shd ? T : H, shd ? H : T, dh};
+    int64_t ks[3] = {shd ? T : Hkv, shd ? Hkv : T, dh};
+    ok = ok && !clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 3, qs, p, &a) &&
+         !clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 3, ks,
+                              p + (size_t)H * T * dh, &k) &&
+         (!with_lse ||
+          !clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){H, T},
+                               p + (size_t)2 * H * T * dh, &lse));
+    d.lse = lse;
+  } else
     ok = ok && !clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 3,
                                     (int64_t[]){H, T, T}, p, &a);
   if (ok)
@@ -50,6 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   clmoe_tensor_destroy(a);
   clmoe_tensor_destroy(k);
   clmoe_tensor_destroy(imp);
+  clmoe_tensor_destroy(lse);
   free(offs);
   free(lens);
   free(p);

@@ -62,3 +62,74 @@ def test_score_errors(ctx):
         ctx.score_attention(probs=np.ones((1, 6, 6), np.float32),
                             seq_offsets=[0, 3, 3, 6])
     assert e.value.status_name == "CLMOE_ERROR_INVALID_ARGUMENT"
+
+
+def gqa_probs(q, k, causal, offsets):
+    """Softmax rows of q [H, T, dh] against k [H_kv, T, dh] (query head h
+    uses key head h // (H / H_kv)), and each row's log-sum-exp."""
+    H, T, dh = q.shape
+    kk = np.repeat(k.astype(np.float64), H // k.shape[0], axis=0)
+    logits = np.einsum("hid,hjd->hij", q.astype(np.float64), kk) / np.sqrt(dh)
+    mask = np.zeros((T, T), bool)
+    for b in range(len(offsets) - 1):
+        s0, s1 = offsets[b], offsets[b + 1]
+        mask[s0:s1, s0:s1] = True
+    if causal:
+        mask &= np.tril(np.ones((T, T), bool))
+    logits = np.where(mask, logits, -np.inf)
+    m = logits.max(-1, keepdims=True)
+    lse = (m + np.log(np.exp(logits - m).sum(-1, keepdims=True)))[..., 0]
+    return np.exp(logits - lse[..., None]), lse
+
+
+@pytest.mark.parametrize("layout", ["hsd", "shd"])
+@pytest.mark.parametrize("ratio", [1, 2, 4, 8])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("given_lse", [False, True])
+def test_fused_layouts_gqa_lse(ctx, layout, ratio, causal, given_lse):
+    rng = np.random.default_rng(ratio * 4 + causal * 2 + given_lse)
+    lengths = [1, 7, 26]  # a single-token sequence, T not a tile multiple
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    H, T, dh = 8, int(offsets[-1]), 20  # dh not a multiple of 16
+    q = rng.normal(size=(H, T, dh)).astype(np.float32)
+    k = rng.normal(size=(H // ratio, T, dh)).astype(np.float32)
+    A, lse = gqa_probs(q, k, causal, offsets)
+    ref = numpy_importance(A, causal, offsets)
+    if layout == "shd":
+        q, k = q.transpose(1, 0, 2).copy(), k.transpose(1, 0, 2).copy()
+    got = ctx.score_attention(q=q, k=k, causal=causal, seq_offsets=offsets,
+                              layout=layout,
+                              lse=lse.astype(np.float32) if given_lse else None,
+                              check_lse=given_lse)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_lse_errors(ctx):
+    rng = np.random.default_rng(1)
+    H, T, dh = 2, 9, 8
+    q = rng.normal(size=(H, T, dh)).astype(np.float32)
+    k = rng.normal(size=(H, T, dh)).astype(np.float32)
+    _, lse = gqa_probs(q, k, True, [0, T])
+    lse = lse.astype(np.float32)
+    with pytest.raises(clmoe.Error) as e:  # wrong shape
+        ctx.score_attention(q=q, k=k, causal=True, lse=lse[:, :-1].copy())
+    assert e.value.status_name == "CLMOE_ERROR_SHAPE_MISMATCH"
+    bad = lse.copy()
+    bad[1, 4] = np.nan
+    with pytest.raises(clmoe.Error) as e:
+        ctx.score_attention(q=q, k=k, causal=True, lse=bad)
+    assert e.value.status_name == "CLMOE_ERROR_NONFINITE_INPUT"
+    assert "lse[1, 4]" in e.value.detail
+    off = lse.copy()
+    off[0, 3] += 0.5  # rows would not sum to 1
+    ctx.score_attention(q=q, k=k, causal=True, lse=off)  # not checked
+    with pytest.raises(clmoe.Error) as e:
+        ctx.score_attention(q=q, k=k, causal=True, lse=off, check_lse=True)
+    assert e.value.status_name == "CLMOE_ERROR_INVALID_ARGUMENT"
+    assert "lse[0, 3]" in e.value.detail
+    with pytest.raises(clmoe.Error) as e:  # 3 key heads do not divide 2
+        ctx.score_attention(q=q, k=np.zeros((3, T, dh), np.float32))
+    assert e.value.status_name == "CLMOE_ERROR_SHAPE_MISMATCH"
+    with pytest.raises(clmoe.Error) as e:  # lse is for the fused path
+        ctx.score_attention(probs=np.ones((H, T, T), np.float32), lse=lse)
+    assert e.value.status_name == "CLMOE_ERROR_INVALID_ARGUMENT"

@@ -68,7 +68,8 @@ class ExpertsDesc(ctypes.Structure):
 class ScoreDesc(ctypes.Structure):
     _fields_ = [("struct_size", c_size), ("mask", c_i32), ("norm", c_i32),
                 ("scale", ctypes.c_float), ("seq_offsets", c_void),
-                ("key_lengths", c_void), ("flags", ctypes.c_uint32)]
+                ("key_lengths", c_void), ("flags", ctypes.c_uint32),
+                ("layout", c_i32), ("lse", c_void)]
 
 
 def _candidates():

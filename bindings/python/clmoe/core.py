@@ -212,14 +212,21 @@ class Context:
 
     def score_attention(self, probs=None, q=None, k=None, causal=False,
                         seq_offsets=None, key_lengths=None, norm="max",
-                        scale=None):
+                        scale=None, lse=None, layout="hsd", check_lse=False):
         """DA-MoE importance[T] (float32 numpy) from attention probabilities
-        A[H, T, T] / A[B, H, S, S], or fused from q, k [H, T, dh]."""
+        A[H, T, T] / A[B, H, S, S], or fused from q, k: [H, T, dh] with
+        layout="hsd", [T, H, dh] with layout="shd"; k may have fewer heads
+        (grouped-query attention, dividing H). lse [H, T]: each query row's
+        natural-log log-sum-exp from the caller's attention kernel (skips a
+        pass); check_lse verifies it."""
         desc = _lib.ScoreDesc()
         lib.clmoe_score_desc_init_sized(ctypes.byref(desc),
                                         ctypes.sizeof(desc))
         desc.mask = 1 if causal else 0
         desc.norm = _choice({"max": 0, "raw": 1}, norm, "norm")
+        desc.layout = _choice({"hsd": 0, "shd": 1}, layout, "layout")
+        if check_lse:
+            desc.flags |= 2
         if scale is not None:
             desc.scale = scale
         keep = []
@@ -229,6 +236,10 @@ class Context:
                 t = self.tensor(value, np.int32)
                 keep.append(t)
                 setattr(desc, name, t.handle.value)
+        if lse is not None:
+            t = lse if isinstance(lse, Tensor) else self.tensor(lse)
+            keep.append(t)
+            desc.lse = t.handle.value
         tensors = {}
         for name, value in (("probs", probs), ("q", q), ("k", k)):
             if value is not None:
@@ -239,7 +250,8 @@ class Context:
             T = shape[1] if len(shape) == 3 else (
                 shape[0] * shape[2] if len(shape) == 4 else 0)
         elif "q" in tensors:
-            T = tensors["q"].shape()[1] if len(tensors["q"].shape()) == 3 else 0
+            shape = tensors["q"].shape()
+            T = shape[0 if layout == "shd" else 1] if len(shape) == 3 else 0
         else:
             raise Error(-1, "give probs, or q and k")
         out = Tensor.from_numpy(self, np.zeros(T, np.float32))
