@@ -497,8 +497,13 @@ typedef struct target {
   int higher_is_better;
 } target;
 
+/* Room for every target collect_targets can add (it adds at most 22). */
+enum { MAX_TARGETS = 32 };
+
 static int add_target(target *t, int n, const char *name, double measured,
                       double goal, int higher) {
+  if (n >= MAX_TARGETS)
+    return n;
   snprintf(t[n].name, sizeof t[n].name, "%s", name);
   t[n].measured = measured;
   t[n].goal = goal;
@@ -750,7 +755,7 @@ int main(int argc, char **argv) {
     clmoe_context_destroy(g_ctx);
     return 0;
   }
-  target t[16];
+  target t[MAX_TARGETS];
   int m = collect_targets(rs, n, t);
   printf("\ntargets (measured vs goal):\n");
   for (int i = 0; i < m; ++i)
