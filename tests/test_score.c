@@ -459,7 +459,111 @@ static void test_score_then_route(void) {
   free(z);
 }
 
+/* Row log-sum-exp of Q K^T * scale over each query's visible keys (the
+ * caller-supplied lse), in double. */
+static void lse_from_qk(const float *Q, const float *K, int H, int T, int dh,
+                        const seqs *s, int causal, float *lse) {
+  double scale = 1.0 / sqrt((double)dh);
+  for (int h = 0; h < H; ++h)
+    for (int i = 0; i < T; ++i) {
+      int b = seq_of(s, i), s0 = s->offsets[b], end = s0 + s->lengths[b];
+      int k1 = i >= end ? s0 : (causal ? i + 1 : end);
+      double m = -INFINITY, sum = 0, v[64];
+      for (int j = s0; j < k1; ++j) {
+        v[j - s0] = 0;
+        for (int c = 0; c < dh; ++c)
+          v[j - s0] += (double)Q[((size_t)h * T + i) * dh + c] *
+                       K[((size_t)h * T + j) * dh + c];
+        v[j - s0] *= scale;
+        m = fmax(m, v[j - s0]);
+      }
+      for (int j = s0; j < k1; ++j)
+        sum += exp(v[j - s0] - m);
+      lse[(size_t)h * T + i] = k1 > s0 ? (float)(m + log(sum)) : 0.0f;
+    }
+}
+
+/* [H, T, dh] -> [T, H, dh]. */
+static float *to_shd(const float *x, int H, int T, int dh) {
+  float *y = malloc(sizeof *y * (size_t)H * T * dh);
+  for (int h = 0; h < H; ++h)
+    for (int t = 0; t < T; ++t)
+      memcpy(y + ((size_t)t * H + h) * dh, x + ((size_t)h * T + t) * dh,
+             sizeof *x * dh);
+  return y;
+}
+
+/* Grouped-query keys in both layouts, with the importance computed or taken
+ * from the caller's lse (checked), against the double reference of the same
+ * attention with the key heads repeated. */
+static void test_layouts_gqa_lse(void) {
+  enum { H = 4, T = 23, dh = 12 };
+  static const int offsets[4] = {0, 1, 8, 23}, lengths[3] = {1, 5, 15};
+  seqs s = {3, offsets, lengths};
+  test_rng rng = {41};
+  for (int Hkv = 1; Hkv <= H; Hkv *= 2)
+    for (int causal = 0; causal < 2; ++causal) {
+      size_t n = (size_t)H * T * dh;
+      float *Q = malloc(sizeof *Q * n), *Kx = malloc(sizeof *Kx * n);
+      float *K = malloc(sizeof *K * (size_t)Hkv * T * dh);
+      for (size_t i = 0; i < n; ++i)
+        Q[i] = rng_normal(&rng);
+      for (size_t i = 0; i < (size_t)Hkv * T * dh; ++i)
+        K[i] = rng_normal(&rng);
+      for (int h = 0; h < H; ++h) /* query head h reads key head h/(H/Hkv) */
+        memcpy(Kx + (size_t)h * T * dh, K + (size_t)(h / (H / Hkv)) * T * dh,
+               sizeof *K * T * dh);
+      double *A = probs_from_qk(Q, Kx, H, T, dh, &s, causal), ref[T];
+      ref_from_probs(A, H, T, &s, causal, 1, ref);
+      float lse[H * T], got[T];
+      lse_from_qk(Q, Kx, H, T, dh, &s, causal, lse);
+      float *Qs = to_shd(Q, H, T, dh), *Ks = to_shd(K, Hkv, T, dh);
+      clmoe_tensor *off = i32(4, offsets), *len = i32(3, lengths);
+      clmoe_tensor *lt = f32(2, (int64_t[]){H, T}, lse);
+      clmoe_tensor *out = f32(1, (int64_t[]){T}, NULL);
+      for (int shd = 0; shd < 2; ++shd) {
+        clmoe_tensor *qt =
+            f32(3, shd ? (int64_t[]){T, H, dh} : (int64_t[]){H, T, dh},
+                shd ? Qs : Q);
+        clmoe_tensor *kt =
+            f32(3, shd ? (int64_t[]){T, Hkv, dh} : (int64_t[]){Hkv, T, dh},
+                shd ? Ks : K);
+        for (int given = 0; given < 2; ++given) {
+          clmoe_score_desc d;
+          clmoe_score_desc_init(&d);
+          d.mask = causal;
+          d.seq_offsets = off;
+          d.key_lengths = len;
+          d.layout = shd ? CLMOE_SCORE_LAYOUT_SHD : CLMOE_SCORE_LAYOUT_HSD;
+          d.lse = given ? lt : NULL;
+          d.flags = given ? CLMOE_SCORE_CHECK_LSE : 0;
+          CHECK_OK(clmoe_score_attention(test_context(), &d, NULL, qt, kt, out,
+                                         0, NULL, NULL));
+          CHECK_OK(clmoe_tensor_read(out, got, sizeof got));
+          double err = max_rel(got, ref, T);
+          if (err > 1e-5)
+            fprintf(stderr, "score Hkv=%d causal=%d shd=%d lse=%d: %g\n", Hkv,
+                    causal, shd, given, err);
+          CHECK(err <= 1e-5);
+        }
+        clmoe_tensor_destroy(qt);
+        clmoe_tensor_destroy(kt);
+      }
+      clmoe_tensor_destroy(off);
+      clmoe_tensor_destroy(len);
+      clmoe_tensor_destroy(lt);
+      clmoe_tensor_destroy(out);
+      free(Q);
+      free(K);
+      free(Kx);
+      free(Qs);
+      free(Ks);
+      free(A);
+    }
+}
+
 int main(void) {
+  test_layouts_gqa_lse();
   test_properties();
   test_errors();
   test_score_then_route();
