@@ -14,8 +14,8 @@
 
 /* Sequence boundaries and key lengths, given or implied, checked here so the
  * host never reads them. One work-item. Implied: B sequences of S tokens
- * (layout 1) or one of T. A failed check records its code (1: ends, 2: not
- * increasing, 3: key length), entry and values, and leaves one safe
+ * (layout 1) or one of T. A failed check records its code (1: ends, 2:
+ * decreasing, 3: key length), entry and values, and leaves one safe
  * sequence of T tokens (kernels after this stay in bounds; score_average
  * then writes NaN, so a deferred check still fails the route). */
 kernel void score_sequences(int T, int B, int S, int layout, int has_offsets,
@@ -35,7 +35,7 @@ kernel void score_sequences(int T, int B, int S, int layout, int has_offsets,
     b = offsets[B];
   }
   for (int i = 0; i < B && !code; ++i)
-    if (offsets[i + 1] <= offsets[i]) {
+    if (offsets[i + 1] < offsets[i]) {
       code = 2;
       entry = i;
       a = offsets[i];
@@ -112,86 +112,255 @@ kernel void score_prob_columns(int T, int H, int B, int S, int layout,
   col[(size_t)h * T + j] = s;
 }
 
-inline float qk(global const float *q, global const float *k, int dh) {
-  float s = 0.0f;
+/* ---- Fused path: tiled kernels over Q and K ----
+ *
+ * Build parameters (-D, from the device's tuning entry): SCORE_RM query rows
+ * per work-item (1..16), SCORE_VW vector width (4, 8 or 16). Each call
+ * first packs q into
+ * float32 Q[H][T][dh] (any layout and dtype: a head's rows contiguous) and
+ * k into blocks of KB = 2 * VW keys, KT[H_kv][Tp / KB][dh][KB] (zeros past
+ * T), so a key block is one contiguous run a work-item streams. A
+ * work-item computes an RM x KB tile of Q K^T at a time in 2 * RM vector
+ * accumulators (on CPUs one SIMD register each): per head-dimension step,
+ * two vector loads of keys and RM scalar query loads feed 2 * RM FMAs, all
+ * fp32. Rows are named variables (FOR_SROWS), not private arrays, which
+ * pocl's LLVM keeps in memory. */
+
+#define S_CAT_(a, b) a##b
+#define S_CAT(a, b) S_CAT_(a, b)
+#define floatS S_CAT(float, SCORE_VW)
+#define intS S_CAT(int, SCORE_VW)
+#define vloadS S_CAT(vload, SCORE_VW)
+#define vstoreS S_CAT(vstore, SCORE_VW)
+#define SCORE_KB (2 * SCORE_VW)
+
+#define FOR_SROWS(X)                                                           \
+  X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)    \
+  X(14) X(15)
+
+/* Lane offsets 0 .. VW-1. */
+inline intS lane_ids(void) {
+#if SCORE_VW == 4
+  return (intS)(0, 1, 2, 3);
+#elif SCORE_VW == 8
+  return (intS)(0, 1, 2, 3, 4, 5, 6, 7);
+#else
+  return (intS)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+#endif
+}
+
+/* Horizontal max and sum, halving the vector (a fixed order). */
+inline float hmax_s(floatS v) {
+#if SCORE_VW == 16
+  float8 a = fmax(v.lo, v.hi);
+  float4 b = fmax(a.lo, a.hi);
+#elif SCORE_VW == 8
+  float4 b = fmax(v.lo, v.hi);
+#else
+  float4 b = v;
+#endif
+  float2 c = fmax(b.lo, b.hi);
+  return fmax(c.x, c.y);
+}
+
+inline float hsum_s(floatS v) {
+#if SCORE_VW == 16
+  float8 a = v.lo + v.hi;
+  float4 b = a.lo + a.hi;
+#elif SCORE_VW == 8
+  float4 b = v.lo + v.hi;
+#else
+  float4 b = v;
+#endif
+  float2 c = b.lo + b.hi;
+  return c.x + c.y;
+}
+
+/* Where the caller's lse entry of (head h, token t) lives: [H, T] (S_lse =
+ * 0) or, for a padded batch, [B, H, S] (S_lse = S). */
+inline size_t lse_index(int H, int T, int S_lse, int h, int t) {
+  return S_lse ? ((size_t)(t / S_lse) * H + h) * S_lse + t % S_lse
+               : (size_t)h * T + t;
+}
+
+/* Packs a q or k tensor (float32/16/bfloat16, element (h, t, c) at
+ * h * sh + t * st + c) into float32: key blocks (kb = 1) as KT above, or
+ * queries (kb = 0) as [heads][T][dh]. Tokens T .. Tp-1 are zeros. Global
+ * (Tp, heads). */
+kernel void score_pack(int T, int Tp, int heads, int dh, int dt,
+                       global const uchar *src, long sh, long st, int kb,
+                       global float *dst) {
+  int t = get_global_id(0), h = get_global_id(1);
+  if (t >= Tp || h >= heads)
+    return;
+  size_t head = (size_t)h * Tp * dh;
+  global float *d = kb ? dst + head + (size_t)(t / SCORE_KB) * dh * SCORE_KB +
+                             t % SCORE_KB
+                       : dst + head + (size_t)t * dh;
+  int step = kb ? SCORE_KB : 1;
   for (int c = 0; c < dh; ++c)
-    s = fma(q[c], k[c], s);
-  return s;
+    d[c * step] = t < T ? cm_load1(src, dt, h * sh + t * st + c) : 0.0f;
 }
 
-/* Start of token t's row of head h in a [heads, T, dh] (layout 0) or
- * [T, heads, dh] (layout 1) tensor. */
-inline size_t head_row(int layout, int heads, int T, int h, int t, int dh) {
-  return (layout ? (size_t)t * heads + h : (size_t)h * T + t) * dh;
-}
+/* One RM x KB tile of logits: lo_r, hi_r = Q[row r] . KT block at kt (the
+ * caller declares q_##r). */
+#define ROW_ZERO(r) floatS lo_##r = (floatS)(0.0f), hi_##r = (floatS)(0.0f);
+#define ROW_FMA(r)                                                             \
+  if (r < SCORE_RM) {                                                          \
+    floatS qv = (floatS)(q_##r[c]);                                            \
+    lo_##r = fma(qv, k_lo, lo_##r);                                            \
+    hi_##r = fma(qv, k_hi, hi_##r);                                            \
+  }
+#define TILE_DOT(kt)                                                           \
+  FOR_SROWS(ROW_ZERO) {                                                        \
+    const global float *p_ = (kt);                                             \
+    for (int c = 0; c < dh; ++c, p_ += SCORE_KB) {                             \
+      floatS k_lo = vloadS(0, p_), k_hi = vloadS(1, p_);                       \
+      FOR_SROWS(ROW_FMA)                                                       \
+    }                                                                          \
+  }
 
-/* Fused pass 1: for query i of head h, the row max and the softmax
- * denominator over its visible keys (online, in key order); query head h
- * reads key head h / (H / Hkv). With check_lse the row's log-sum-exp is
- * compared with the caller's lse instead (first mismatching row into
- * status). Global (T, H). */
-kernel void score_fused_rows(int T, int H, int Hkv, int layout, int dh,
-                             float scale, int B, int causal,
-                             global const int *seq_offsets,
-                             global const int *key_lengths,
-                             global const float *Q, global const float *K,
-                             global float *row_max, global float *row_sum,
-                             int check_lse, global const float *lse,
-                             global int *status) {
-  int i = get_global_id(0), h = get_global_id(1);
-  if (i >= T || h >= H)
+/* Declares row r of a query tile: its visible key range [k0, k1) (empty
+ * for rows past the last token) and its query row. */
+#define ROW_KEYS(r)                                                            \
+  int k0_##r = 0, k1_##r = 0;                                                  \
+  const global float *q_##r = Q + ((size_t)h * T + min(i0 + r, T - 1)) * dh;  \
+  if (r < SCORE_RM && i0 + r < T)                                              \
+    visible_keys(seq_offsets, key_lengths, B, causal, i0 + r, &k0_##r,         \
+                 &k1_##r);                                                     \
+  if (r < SCORE_RM && k1_##r > k0_##r) {                                       \
+    kmin = min(kmin, k0_##r);                                                  \
+    kmax = max(kmax, k1_##r);                                                  \
+    klo = max(klo, k0_##r);                                                    \
+    khi = min(khi, k1_##r);                                                    \
+  }
+
+/* Pass 1: each query row's log-sum-exp over its visible keys, online by
+ * key blocks in key order (causal blocks above the diagonal are never
+ * visited; a row's result depends on KB, not on RM). With check_lse the
+ * result is compared with the caller's lse instead of stored (first
+ * mismatching row into status). Global (ceil(T / RM), H). */
+kernel void score_row_lse(int T, int H, int Hkv, int dh, int Tp, float scale,
+                          int B, int causal, global const int *seq_offsets,
+                          global const int *key_lengths, global const float *Q,
+                          global const float *KT, global float *lse_out,
+                          int check_lse, int S_lse, global const float *lse_in,
+                          global int *status) {
+  int i0 = get_global_id(0) * SCORE_RM, h = get_global_id(1);
+  if (i0 >= T || h >= H)
     return;
-  int k0, k1, hk = h / (H / Hkv);
-  visible_keys(seq_offsets, key_lengths, B, causal, i, &k0, &k1);
-  global const float *q = Q + head_row(layout, H, T, h, i, dh);
-  float m = -INFINITY, s = 0.0f;
-  for (int j = k0; j < k1; ++j) {
-    float v = scale * qk(q, K + head_row(layout, Hkv, T, hk, j, dh), dh);
-    if (v > m) {
-      s = s * exp(m - v) + 1.0f;
-      m = v;
-    } else {
-      s += exp(v - m);
+  const global float *kt = KT + (size_t)(h / (H / Hkv)) * dh * Tp;
+  /* [kmin, kmax): keys any row sees; [klo, khi): keys every row sees. */
+  int kmin = INT_MAX, kmax = 0, klo = 0, khi = INT_MAX;
+  FOR_SROWS(ROW_KEYS)
+  intS lanes = lane_ids();
+#define ROW_STATS(r) float m_##r = -INFINITY, s_##r = 0.0f;
+  FOR_SROWS(ROW_STATS)
+  for (int j0 = kmin / SCORE_KB * SCORE_KB; j0 < kmax; j0 += SCORE_KB) {
+    TILE_DOT(kt + (size_t)j0 * dh)
+    int full = j0 >= klo && j0 + SCORE_KB <= khi;
+    intS j_lo = (intS)(j0) + lanes, j_hi = j_lo + SCORE_VW;
+#define ROW_UPDATE(r)                                                          \
+  if (r < SCORE_RM) {                                                          \
+    floatS u = scale * lo_##r, v = scale * hi_##r;                             \
+    if (!full) {                                                               \
+      u = select((floatS)(-INFINITY), u, j_lo >= k0_##r && j_lo < k1_##r);    \
+      v = select((floatS)(-INFINITY), v, j_hi >= k0_##r && j_hi < k1_##r);    \
+    }                                                                          \
+    float bm = fmax(hmax_s(u), hmax_s(v));                                     \
+    if (bm > m_##r) {                                                          \
+      s_##r *= exp(m_##r - bm);                                                \
+      m_##r = bm;                                                              \
+    }                                                                          \
+    if (bm != -INFINITY || isnan(bm))                                          \
+      s_##r += hsum_s(exp(u - m_##r) + exp(v - m_##r));                        \
+  }
+    FOR_SROWS(ROW_UPDATE)
+  }
+#define ROW_STORE(r)                                                           \
+  if (r < SCORE_RM && i0 + r < T) {                                            \
+    float l = k1_##r > k0_##r ? m_##r + log(s_##r) : -INFINITY;                \
+    size_t at = (size_t)h * T + i0 + r;                                        \
+    if (!check_lse)                                                            \
+      lse_out[at] = l;                                                         \
+    else if (k1_##r > k0_##r &&                                                \
+             !(fabs(l - lse_in[lse_index(H, T, S_lse, h, i0 + r)]) <= 1e-3f)) \
+      atomic_min(&status[SCORE_LSE_MISMATCH], (int)at);                        \
+  }
+  FOR_SROWS(ROW_STORE)
+}
+
+/* Pass 2: col[h, j] = sum over the queries i that see key j of
+ * exp(scale * q_i . k_j - lse[h, i]), one key block per work-item, added
+ * one query at a time in increasing order (no atomics: bitwise reproducible
+ * and independent of RM). lse is pass 1's or the caller's (S_lse as
+ * lse_index; its non-finite entries are reported for the block's tokens).
+ * Global (Tp / KB, H). */
+kernel void score_col_sums(int T, int H, int Hkv, int dh, int Tp, float scale,
+                           int B, int causal, global const int *seq_offsets,
+                           global const int *key_lengths,
+                           global const float *Q, global const float *KT,
+                           int S_lse, global const float *lse, int has_lse,
+                           global float *col, global int *status) {
+  int j0 = get_global_id(0) * SCORE_KB, h = get_global_id(1);
+  if (j0 >= T || h >= H)
+    return;
+  const global float *kt =
+      KT + (size_t)(h / (H / Hkv)) * dh * Tp + (size_t)j0 * dh;
+  /* Per lane, the queries that see its key; [qmin, qmax) any lane,
+   * [qlo, qhi) every lane. */
+  int q0s[SCORE_KB], q1s[SCORE_KB];
+  int qmin = INT_MAX, qmax = 0, qlo = 0, qhi = INT_MAX;
+  for (int l = 0; l < SCORE_KB; ++l) {
+    q0s[l] = q1s[l] = 0;
+    if (j0 + l < T) {
+      visible_queries(seq_offsets, key_lengths, B, causal, j0 + l, &q0s[l],
+                      &q1s[l]);
+      if (has_lse && !isfinite(lse[lse_index(H, T, S_lse, h, j0 + l)]))
+        atomic_min(&status[SCORE_LSE_NONFINITE], h * T + j0 + l);
     }
+    if (q1s[l] > q0s[l]) {
+      qmin = min(qmin, q0s[l]);
+      qmax = max(qmax, q1s[l]);
+    }
+    qlo = max(qlo, q0s[l]);
+    qhi = min(qhi, q1s[l]);
   }
-  size_t r = (size_t)h * T + i;
-  if (check_lse) {
-    if (k1 > k0 && !(fabs(m + log(s) - lse[r]) <= 1e-3f))
-      atomic_min(&status[SCORE_LSE_MISMATCH], (int)r);
-    return;
+  intS q0_lo = vloadS(0, q0s), q0_hi = vloadS(1, q0s);
+  intS q1_lo = vloadS(0, q1s), q1_hi = vloadS(1, q1s);
+  floatS sum_lo = (floatS)(0.0f), sum_hi = (floatS)(0.0f);
+  for (int i0 = qmin; i0 < qmax; i0 += SCORE_RM) {
+#define ROW_QUERY(r)                                                           \
+  int i_##r = min(i0 + r, qmax - 1);                                           \
+  const global float *q_##r = Q + ((size_t)h * T + i_##r) * dh;
+    FOR_SROWS(ROW_QUERY)
+    TILE_DOT(kt)
+    int full = i0 >= qlo && i0 + SCORE_RM <= qhi;
+#define ROW_ADD(r)                                                             \
+  if (r < SCORE_RM) {                                                          \
+    float l_ = lse[lse_index(H, T, S_lse, h, i_##r)];                          \
+    floatS u = exp(scale * lo_##r - l_), v = exp(scale * hi_##r - l_);         \
+    if (!full) {                                                               \
+      intS i_ = (intS)(i0 + r);                                                \
+      u = select((floatS)(0.0f), u, i_ >= q0_lo && i_ < q1_lo);               \
+      v = select((floatS)(0.0f), v, i_ >= q0_hi && i_ < q1_hi);               \
+    }                                                                          \
+    sum_lo += u;                                                               \
+    sum_hi += v;                                                               \
   }
-  row_max[r] = m;
-  row_sum[r] = s;
-}
-
-/* Fused pass 2: col[h, j] = sum over visible queries i of
- * exp(scale q_i . k_j - max_i) / sum_i, or exp(scale q_i . k_j - lse_i)
- * with the caller's lse (its first non-finite entry into status). Global
- * (T, H). */
-kernel void score_fused_columns(int T, int H, int Hkv, int layout, int dh,
-                                float scale, int B, int causal,
-                                global const int *seq_offsets,
-                                global const int *key_lengths,
-                                global const float *Q, global const float *K,
-                                global const float *row_max,
-                                global const float *row_sum, int has_lse,
-                                global const float *lse, global float *col,
-                                global int *status) {
-  int j = get_global_id(0), h = get_global_id(1);
-  if (j >= T || h >= H)
-    return;
-  int q0, q1, hk = h / (H / Hkv);
-  visible_queries(seq_offsets, key_lengths, B, causal, j, &q0, &q1);
-  global const float *k = K + head_row(layout, Hkv, T, hk, j, dh);
-  if (has_lse && !isfinite(lse[(size_t)h * T + j]))
-    atomic_min(&status[SCORE_LSE_NONFINITE], h * T + j);
-  float s = 0.0f;
-  for (int i = q0; i < q1; ++i) {
-    size_t r = (size_t)h * T + i;
-    float v = scale * qk(Q + head_row(layout, H, T, h, i, dh), k, dh);
-    s += has_lse ? exp(v - lse[r]) : exp(v - row_max[r]) / row_sum[r];
+    FOR_SROWS(ROW_ADD)
   }
-  col[(size_t)h * T + j] = s;
+  global float *out = col + (size_t)h * T + j0;
+  if (j0 + SCORE_KB <= T) {
+    vstoreS(sum_lo, 0, out);
+    vstoreS(sum_hi, 1, out);
+  } else {
+    float lanes[SCORE_KB];
+    vstoreS(sum_lo, 0, lanes);
+    vstoreS(sum_hi, 1, lanes);
+    for (int l = 0; j0 + l < T; ++l)
+      out[l] = lanes[l];
+  }
 }
 
 /* importance[j] = mean over heads of col[:, j] / (queries that see j); a

@@ -326,8 +326,8 @@ static void test_errors(void) {
   CHECK_STATUS(
       clmoe_score_attention(ctx, NULL, NULL, qt, k5, out, 0, NULL, NULL),
       CLMOE_ERROR_SHAPE_MISMATCH);
-  /* seq_offsets not increasing, not ending at T, not starting at 0. */
-  const int bad_offsets[3][3] = {{0, 6, 6}, {0, 4, 9}, {1, 4, 10}};
+  /* seq_offsets decreasing, not ending at T, not starting at 0. */
+  const int bad_offsets[3][3] = {{0, 11, 10}, {0, 4, 9}, {1, 4, 10}};
   for (int i = 0; i < 3; ++i) {
     clmoe_tensor *ot = i32(3, bad_offsets[i]);
     clmoe_score_desc_init(&d);
@@ -340,8 +340,8 @@ static void test_errors(void) {
   /* Deferred: a sequence error is not reported by the score, but every
    * importance is NaN, so route(IMPORTANCE) fails on it. */
   {
-    const int repeated[3] = {0, T, T};
-    clmoe_tensor *ot = i32(3, repeated);
+    const int decreasing[3] = {0, T + 1, T};
+    clmoe_tensor *ot = i32(3, decreasing);
     clmoe_score_desc_init(&d);
     d.seq_offsets = ot;
     d.flags = CLMOE_SCORE_DEFER_CHECK;
@@ -357,7 +357,7 @@ static void test_errors(void) {
     CHECK_STATUS(
         clmoe_score_attention(ctx, &d, NULL, qt, kt, out, 0, NULL, NULL),
         CLMOE_ERROR_INVALID_ARGUMENT);
-    CHECK(strstr(clmoe_last_error_detail(), "entry 1 (10 then 10)") != NULL);
+    CHECK(strstr(clmoe_last_error_detail(), "entry 1 (11 then 10)") != NULL);
     clmoe_tensor_destroy(ot);
   }
   int good[3] = {0, 4, 10}, lens[2] = {5, 6};

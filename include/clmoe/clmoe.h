@@ -802,8 +802,10 @@ typedef struct clmoe_score_desc {
   /* Fused path: logits are scale * q . k; 0 means 1 / sqrt(dh). */
   float scale;
   /* Optional int32 [B+1]: varlen sequences (tokens of different sequences
-   * never see each other); strictly increasing from 0 to T. NULL: one
-   * sequence (or, for probs [B, H, S, S], B sequences of S tokens). */
+   * never see each other); non-decreasing from 0 to T (a sequence may be
+   * empty; decreasing entries are INVALID_ARGUMENT). NULL: one
+   * sequence (or, for a padded batch — probs [B, H, S, S] or q
+   * [B, S, H, dh] — B sequences of S tokens). */
   const clmoe_tensor *seq_offsets;
   /* Optional int32 [B]: valid keys per sequence (key padding); tokens past
    * it are neither seen nor counted and get importance 0. NULL: all. */
@@ -811,7 +813,8 @@ typedef struct clmoe_score_desc {
   uint32_t flags; /* CLMOE_SCORE_* */
   /* Since 0.3. Fused path: the layout of q and k (CLMOE_SCORE_LAYOUT_*). */
   clmoe_score_layout layout;
-  /* Since 0.3. Fused path, optional float32 [H, T]: each query row's
+  /* Since 0.3. Fused path, optional float32 [H, T] (or [B, H, S] for q
+   * [B, S, H, dh], as batched attention kernels return it): each query row's
    * log-sum-exp as attention kernels (FlashAttention) return it, natural
    * log, over the keys that row sees (mask, sequence, key padding):
    * lse[h, i] = log(sum over visible j of exp(scale * q_i . k_j)). Given,
@@ -846,14 +849,21 @@ CLMOE_API void(clmoe_score_desc_init)(clmoe_score_desc *desc);
 
 /* importance[j] = (mean over heads of the attention token j receives from
  * the queries that can see it) / (the number of those queries), then, with
- * NORM_MAX, divided by its sequence's maximum. Inputs, float32:
- *  - probs: attention probabilities A[H, T, T] or, as a padded batch,
- *    A[B, H, S, S] (T = B * S); rows are used as given (not renormalised);
- *    set q = k = NULL; or
- *  - q, k: [H, T, dh] or, with CLMOE_SCORE_LAYOUT_SHD, [T, H, dh]; k may
- *    have H_kv heads dividing H (fused: softmax rows are recomputed on the
- *    fly, or taken from desc->lse, never materialising T x T; extra memory
- *    O(T * H)); set probs = NULL.
+ * NORM_MAX, divided by its sequence's maximum. Inputs:
+ *  - probs (float32): attention probabilities A[H, T, T] or, as a padded
+ *    batch, A[B, H, S, S] (T = B * S); rows are used as given (not
+ *    renormalised); set q = k = NULL; or
+ *  - q, k (each float32, float16 or bfloat16; 16-bit since 0.3, widened
+ *    exactly, all arithmetic fp32): [H, T, dh] or, with
+ *    CLMOE_SCORE_LAYOUT_SHD, [T, H, dh] or a padded batch [B, S, H, dh]
+ *    (T = B * S: B sequences of S tokens, seq_offsets not allowed,
+ *    key_lengths [B] for padding; since 0.3); k may have H_kv heads dividing
+ *    H. Fused: two tiled passes over Q K^T (each row's log-sum-exp, then the
+ *    column sums; one with desc->lse), causal blocks above the diagonal
+ *    skipped, never materialising T x T. Extra device memory: float32
+ *    copies of q and k repacked (T * (H + H_kv) * dh floats, keys rounded
+ *    up to 32) and 2 * H * T floats, i.e. O(T * H) for a fixed dh; set
+ *    probs = NULL. Tile shape: the device table's SCORE_* parameters.
  * importance: float32 [T]. Deterministic (no float atomics). seq_offsets and
  * key_lengths are checked on the device; the call blocks for one 28-byte
  * status read that reports them and non-finite input, unless

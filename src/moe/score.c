@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "runtime/kernel_abi.h"
@@ -27,8 +28,9 @@ enum {
   SB_OFFSETS, /* [B+1] sequence boundaries (given or implied) */
   SB_LENGTHS, /* [B] valid keys per sequence */
   SB_COL,     /* [H, T] attention received per head */
-  SB_ROW_MAX, /* [H, T] fused pass 1 */
-  SB_ROW_SUM, /* [H, T] */
+  SB_LSE,     /* [H, T] fused pass 1: each query row's log-sum-exp */
+  SB_KT,      /* [H_kv, dh, Tp] float32: keys packed by dimension */
+  SB_Q,       /* [H, T, dh] float32: the queries, widened and repacked */
   SB_STATUS   /* SCORE_STATUS_WORDS ints, see cl/score.cl */
 };
 
@@ -48,11 +50,84 @@ typedef struct score_call {
   clmoe_context *ctx;
   cm_workspace *ws;
   int T, H, B, S, dh, causal;
-  int layout;              /* probs: 0 [H, T, T], 1 [B, H, S, S] */
+  /* Sequences implied by the shapes: 0 one of T tokens, 1 B padded ones of
+   * S (probs [B, H, S, S] or q [B, S, H, dh]). */
+  int layout;
   int qk_layout;           /* fused: CLMOE_SCORE_LAYOUT_* */
   int Hkv;                 /* fused: key heads, dividing H */
   const clmoe_tensor *lse; /* fused: the caller's row log-sum-exp, or NULL */
+  int S_lse;               /* 0: lse is [H, T]; S: [B, H, S] */
 } score_call;
+
+/* Tokens the packed keys hold: T rounded up to whole key blocks (2 x the
+ * vector width, at most 32). */
+static int keys_padded(int T) { return (T + 31) / 32 * 32; }
+
+/* Checks a fused input (any float dtype) against dims. */
+static clmoe_status check_qk(const score_call *c, const clmoe_tensor *t,
+                             const char *what, int rank, const int64_t *dims) {
+  if (!t)
+    return cm_fail_at(CLMOE_ERROR_NULL_POINTER, FN,
+                      "the fused path needs q and k");
+  clmoe_dtype dt = t->dtype;
+  if (dt != CLMOE_DTYPE_F32 && dt != CLMOE_DTYPE_F16 && dt != CLMOE_DTYPE_BF16)
+    dt = CLMOE_DTYPE_F32; /* the error names float32 */
+  return cm_check_tensor(t, c->ctx, what, dt, rank, dims);
+}
+
+/* Shapes of q and k: [H, T, dh], [T, H, dh] or [B, S, H, dh] (SHD), k with
+ * H_kv heads dividing H; and of lse: [H, T] or, for [B, S, H, dh], also
+ * [B, H, S]. */
+static clmoe_status read_qk_shapes(score_call *c, const clmoe_tensor *q,
+                                   const clmoe_tensor *k) {
+  clmoe_status st;
+  int shd = c->qk_layout == CLMOE_SCORE_LAYOUT_SHD;
+  int rank = shd && q && q->rank == 4 ? 4 : 3;
+  int64_t any[4] = {-1, -1, -1, -1};
+  if ((st = check_qk(c, q, "q", rank, any)) ||
+      (st = check_qk(c, k, "k", rank, any)))
+    return st;
+  if (rank == 4) {
+    c->layout = 1;
+    c->B = (int)q->shape[0];
+    c->S = (int)q->shape[1];
+    if ((int64_t)c->B * c->S > INT32_MAX)
+      return cm_fail_at(CLMOE_ERROR_TOO_LARGE, FN, "B * S overflows int32");
+    c->T = c->B * c->S;
+  } else {
+    c->T = (int)q->shape[shd ? 0 : 1];
+  }
+  c->H = (int)q->shape[rank - 2 - !shd];
+  c->Hkv = (int)k->shape[rank - 2 - !shd];
+  c->dh = (int)q->shape[rank - 1];
+  if (c->dh < 1)
+    return cm_fail_at(CLMOE_ERROR_SHAPE_MISMATCH, FN, "q has head size 0");
+  if (c->Hkv < 1 || (c->H % c->Hkv) != 0)
+    return cm_fail_at(CLMOE_ERROR_SHAPE_MISMATCH, FN,
+                      "k has %d heads, which does not divide q's %d", c->Hkv,
+                      c->H);
+  int64_t kdims[4] = {c->Hkv, c->T, c->dh, 0};
+  if (rank == 4) {
+    kdims[0] = c->B;
+    kdims[1] = c->S;
+    kdims[2] = c->Hkv;
+    kdims[3] = c->dh;
+  } else if (shd) {
+    kdims[0] = c->T;
+    kdims[1] = c->Hkv;
+  }
+  if ((st = check_qk(c, k, "k", rank, kdims)))
+    return st;
+  if (!c->lse)
+    return CLMOE_SUCCESS;
+  if (rank == 4 && c->lse->rank == 3) {
+    c->S_lse = c->S;
+    return cm_check_tensor(c->lse, c->ctx, "lse", CLMOE_DTYPE_F32, 3,
+                           (int64_t[]){c->B, c->H, c->S});
+  }
+  return cm_check_tensor(c->lse, c->ctx, "lse", CLMOE_DTYPE_F32, 2,
+                         (int64_t[]){c->H, c->T});
+}
 
 /* Shapes of the inputs: T, H, dh, layout, padded B and S. */
 static clmoe_status read_shapes(score_call *c, const clmoe_tensor *probs,
@@ -79,35 +154,7 @@ static clmoe_status read_shapes(score_call *c, const clmoe_tensor *probs,
     return cm_check_tensor(probs, c->ctx, "probs", CLMOE_DTYPE_F32, 3,
                            (int64_t[]){c->H, c->T, c->T});
   }
-  if (!q || !k)
-    return cm_fail_at(CLMOE_ERROR_NULL_POINTER, FN,
-                      "the fused path needs q and k");
-  if ((st = cm_check_tensor(q, c->ctx, "q", CLMOE_DTYPE_F32, 3,
-                            (int64_t[]){-1, -1, -1})) ||
-      (st = cm_check_tensor(k, c->ctx, "k", CLMOE_DTYPE_F32, 3,
-                            (int64_t[]){-1, -1, -1})))
-    return st;
-  int shd = c->qk_layout == CLMOE_SCORE_LAYOUT_SHD;
-  c->H = (int)q->shape[shd ? 1 : 0];
-  c->T = (int)q->shape[shd ? 0 : 1];
-  c->dh = (int)q->shape[2];
-  c->Hkv = (int)k->shape[shd ? 1 : 0];
-  if (c->dh < 1)
-    return cm_fail_at(CLMOE_ERROR_SHAPE_MISMATCH, FN, "q has head size 0");
-  if (c->Hkv < 1 || (c->H % c->Hkv) != 0)
-    return cm_fail_at(CLMOE_ERROR_SHAPE_MISMATCH, FN,
-                      "k has %d heads, which does not divide q's %d", c->Hkv,
-                      c->H);
-  int64_t kdims[3] = {c->Hkv, c->T, c->dh};
-  if (shd) {
-    kdims[0] = c->T;
-    kdims[1] = c->Hkv;
-  }
-  if ((st = cm_check_tensor(k, c->ctx, "k", CLMOE_DTYPE_F32, 3, kdims)))
-    return st;
-  return c->lse ? cm_check_tensor(c->lse, c->ctx, "lse", CLMOE_DTYPE_F32, 2,
-                                  (int64_t[]){c->H, c->T})
-                : CLMOE_SUCCESS;
+  return read_qk_shapes(c, q, k);
 }
 
 /* What can be checked on the host: the descriptor and the shapes. */
@@ -141,7 +188,7 @@ static clmoe_status check_call(score_call *c, const clmoe_score_desc *d,
                       "lse belongs to the fused path (q, k), not probs");
   if ((st = read_shapes(c, probs, q, k)))
     return st;
-  if ((int64_t)c->H * c->T > INT32_MAX)
+  if ((int64_t)c->H * c->T > INT32_MAX - 64)
     return cm_fail_at(CLMOE_ERROR_TOO_LARGE, FN, "H * T overflows int32");
   if (c->H < 1)
     return cm_fail_at(CLMOE_ERROR_SHAPE_MISMATCH, FN, "no heads (H = 0)");
@@ -151,8 +198,8 @@ static clmoe_status check_call(score_call *c, const clmoe_score_desc *d,
   if (d->seq_offsets) {
     if (c->layout == 1)
       return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
-                        "seq_offsets cannot be combined with a padded "
-                        "[B, H, S, S] probability batch");
+                        "seq_offsets cannot be combined with a padded batch "
+                        "(probs [B, H, S, S] or q [B, S, H, dh])");
     if ((st = cm_check_tensor(d->seq_offsets, c->ctx, "seq_offsets",
                               CLMOE_DTYPE_I32, 1, (int64_t[]){-1})))
       return st;
@@ -172,8 +219,10 @@ static clmoe_status check_call(score_call *c, const clmoe_score_desc *d,
 }
 
 /* Sizes the workspace for this call (grows only). */
-static clmoe_status reserve(score_call *c, int fused) {
+static clmoe_status reserve(score_call *c, const clmoe_tensor *q) {
+  int fused = q != NULL;
   size_t HT = (size_t)c->H * c->T * sizeof(float);
+  size_t kt = fused ? (size_t)c->Hkv * c->dh * keys_padded(c->T) * 4 : 4;
   const struct {
     int which;
     size_t bytes;
@@ -181,8 +230,9 @@ static clmoe_status reserve(score_call *c, int fused) {
       {SB_OFFSETS, ((size_t)c->B + 1) * sizeof(cl_int)},
       {SB_LENGTHS, (size_t)c->B * sizeof(cl_int)},
       {SB_COL, HT},
-      {SB_ROW_MAX, fused ? HT : 4},
-      {SB_ROW_SUM, fused ? HT : 4},
+      {SB_LSE, fused ? HT : 4},
+      {SB_KT, kt},
+      {SB_Q, fused ? HT * c->dh : 4},
       {SB_STATUS, SCORE_STATUS_WORDS * sizeof(cl_int)},
   };
   for (size_t i = 0; i < sizeof need / sizeof *need; ++i) {
@@ -217,6 +267,82 @@ static clmoe_status enqueue_sequences(score_call *c,
                            CM_ARG(b[SB_LENGTHS]), CM_ARG(b[SB_STATUS])));
 }
 
+/* Element strides (head, token) of a q or k tensor in the call's layout. */
+static void qk_strides(const score_call *c, int heads, cl_long *sh,
+                       cl_long *st) {
+  int shd = c->qk_layout == CLMOE_SCORE_LAYOUT_SHD;
+  *sh = shd ? c->dh : (cl_long)c->T * c->dh;
+  *st = shd ? (cl_long)heads * c->dh : c->dh;
+}
+
+/* Widens t into float32 dst: key blocks (kb = 1, KT in cl/score.cl) or
+ * query rows [heads][T][dh] (kb = 0); tokens T .. Tp-1 are zeros. */
+static clmoe_status enqueue_pack(score_call *c, const clmoe_tensor *t,
+                                 int heads, int Tp, int kb, cl_mem dst) {
+  cl_kernel kn;
+  clmoe_status st = cm_kernel(c->ctx, &c->ws->kernels, CM_K_SCORE_PACK, &kn);
+  if (st)
+    return st;
+  cl_long sh, stt;
+  qk_strides(c, heads, &sh, &stt);
+  int dt = t->dtype;
+  size_t g[2] = {(size_t)Tp, (size_t)heads};
+  return cm_launch(c->ctx, kn, "score_pack", 2, g, NULL,
+                   CM_ARGS(CM_ARG(c->T), CM_ARG(Tp), CM_ARG(heads),
+                           CM_ARG(c->dh), CM_ARG(dt), CM_ARG(t->mem),
+                           CM_ARG(sh), CM_ARG(stt), CM_ARG(kb), CM_ARG(dst)));
+}
+
+/* The fused path: queries and keys packed (cl/score.cl),
+ * pass 1 for each row's log-sum-exp unless the caller gave it (then only to
+ * check it, on request), pass 2 for the column sums. */
+static clmoe_status enqueue_fused(score_call *c, const clmoe_score_desc *d,
+                                  const clmoe_tensor *q,
+                                  const clmoe_tensor *k) {
+  clmoe_context *ctx = c->ctx;
+  cl_mem *b = c->ws->buf;
+  const cm_tuning *tu = &ctx->tuning;
+  int Tp = keys_padded(c->T), dh = c->dh;
+  clmoe_status st = enqueue_pack(c, k, c->Hkv, Tp, 1, b[SB_KT]);
+  if (st)
+    return st;
+  if ((st = enqueue_pack(c, q, c->H, c->T, 0, b[SB_Q])))
+    return st;
+  float scale = d->scale != 0.0f ? d->scale : 1.0f / sqrtf((float)dh);
+  int has_lse = c->lse != NULL, S_lse = has_lse ? c->S_lse : 0;
+  int check_lse = has_lse && (d->flags & CLMOE_SCORE_CHECK_LSE) != 0;
+  cl_mem lse = has_lse ? c->lse->mem : b[SB_LSE];
+  size_t local[2] = {(size_t)tu->score_lx, 1};
+  size_t g1[2] = {(size_t)(c->T + tu->score_rm - 1) / tu->score_rm,
+                  (size_t)c->H};
+  size_t g2[2] = {(size_t)Tp / (2 * tu->score_vw), (size_t)c->H};
+  if (tu->score_lx) { /* whole work-groups */
+    g1[0] = (g1[0] + local[0] - 1) / local[0] * local[0];
+    g2[0] = (g2[0] + local[0] - 1) / local[0] * local[0];
+  }
+  cl_kernel kn;
+  if ((!has_lse || check_lse) &&
+      ((st = cm_kernel(ctx, &c->ws->kernels, CM_K_SCORE_ROW_LSE, &kn)) ||
+       (st = cm_launch(
+            ctx, kn, "score_row_lse", 2, g1, tu->score_lx ? local : NULL,
+            CM_ARGS(CM_ARG(c->T), CM_ARG(c->H), CM_ARG(c->Hkv), CM_ARG(dh),
+                    CM_ARG(Tp), CM_ARG(scale), CM_ARG(c->B), CM_ARG(c->causal),
+                    CM_ARG(b[SB_OFFSETS]), CM_ARG(b[SB_LENGTHS]),
+                    CM_ARG(b[SB_Q]), CM_ARG(b[SB_KT]), CM_ARG(b[SB_LSE]),
+                    CM_ARG(check_lse), CM_ARG(S_lse), CM_ARG(lse),
+                    CM_ARG(b[SB_STATUS]))))))
+    return st;
+  if ((st = cm_kernel(ctx, &c->ws->kernels, CM_K_SCORE_COL_SUMS, &kn)))
+    return st;
+  return cm_launch(
+      ctx, kn, "score_col_sums", 2, g2, tu->score_lx ? local : NULL,
+      CM_ARGS(CM_ARG(c->T), CM_ARG(c->H), CM_ARG(c->Hkv), CM_ARG(dh),
+              CM_ARG(Tp), CM_ARG(scale), CM_ARG(c->B), CM_ARG(c->causal),
+              CM_ARG(b[SB_OFFSETS]), CM_ARG(b[SB_LENGTHS]), CM_ARG(b[SB_Q]),
+              CM_ARG(b[SB_KT]), CM_ARG(S_lse), CM_ARG(lse), CM_ARG(has_lse),
+              CM_ARG(b[SB_COL]), CM_ARG(b[SB_STATUS])));
+}
+
 /* col[h, j]: attention received, from the probabilities or fused. */
 static clmoe_status enqueue_columns(score_call *c, const clmoe_score_desc *d,
                                     const clmoe_tensor *probs,
@@ -236,33 +362,7 @@ static clmoe_status enqueue_columns(score_call *c, const clmoe_score_desc *d,
                                    CM_ARG(c->causal), CM_ARG(b[SB_OFFSETS]),
                                    CM_ARG(b[SB_LENGTHS]), CM_ARG(probs->mem),
                                    CM_ARG(b[SB_COL])));
-  float scale = d->scale != 0.0f ? d->scale : 1.0f / sqrtf((float)c->dh);
-  int has_lse = c->lse != NULL;
-  int check_lse = has_lse && (d->flags & CLMOE_SCORE_CHECK_LSE) != 0;
-  cl_mem lse = has_lse ? c->lse->mem : b[SB_COL];
-  /* Pass 1 finds each row's max and sum, unless the caller gave lse (then
-   * it runs only to check it, on request). */
-  if ((!has_lse || check_lse) &&
-      ((st = cm_kernel(ctx, &c->ws->kernels, CM_K_SCORE_FUSED_ROWS, &kn)) ||
-       (st = cm_launch(
-            ctx, kn, "score_fused_rows", 2, g2, NULL,
-            CM_ARGS(CM_ARG(c->T), CM_ARG(c->H), CM_ARG(c->Hkv),
-                    CM_ARG(c->qk_layout), CM_ARG(c->dh), CM_ARG(scale),
-                    CM_ARG(c->B), CM_ARG(c->causal), CM_ARG(b[SB_OFFSETS]),
-                    CM_ARG(b[SB_LENGTHS]), CM_ARG(q->mem), CM_ARG(k->mem),
-                    CM_ARG(b[SB_ROW_MAX]), CM_ARG(b[SB_ROW_SUM]),
-                    CM_ARG(check_lse), CM_ARG(lse), CM_ARG(b[SB_STATUS]))))))
-    return st;
-  if ((st = cm_kernel(ctx, &c->ws->kernels, CM_K_SCORE_FUSED_COLUMNS, &kn)))
-    return st;
-  return cm_launch(
-      ctx, kn, "score_fused_columns", 2, g2, NULL,
-      CM_ARGS(CM_ARG(c->T), CM_ARG(c->H), CM_ARG(c->Hkv), CM_ARG(c->qk_layout),
-              CM_ARG(c->dh), CM_ARG(scale), CM_ARG(c->B), CM_ARG(c->causal),
-              CM_ARG(b[SB_OFFSETS]), CM_ARG(b[SB_LENGTHS]), CM_ARG(q->mem),
-              CM_ARG(k->mem), CM_ARG(b[SB_ROW_MAX]), CM_ARG(b[SB_ROW_SUM]),
-              CM_ARG(has_lse), CM_ARG(lse), CM_ARG(b[SB_COL]),
-              CM_ARG(b[SB_STATUS])));
+  return enqueue_fused(c, d, q, k);
 }
 
 /* importance from col: average, then (NORM_MAX) per-sequence scaling. */
@@ -289,6 +389,18 @@ static clmoe_status enqueue_importance(score_call *c, const clmoe_score_desc *d,
       CM_ARGS(CM_ARG(c->B), CM_ARG(b[SB_OFFSETS]), CM_ARG(importance->mem)));
 }
 
+/* "lse[h, i]" (or "lse[b, h, s]" for a [B, H, S] lse) for the row h * T + i
+ * a kernel reported. */
+static const char *lse_entry(const score_call *c, int row, char *out,
+                             size_t len) {
+  int T = c->T > 0 ? c->T : 1, h = row / T, i = row % T;
+  if (c->S_lse)
+    snprintf(out, len, "lse[%d, %d, %d]", i / c->S_lse, h, i % c->S_lse);
+  else
+    snprintf(out, len, "lse[%d, %d]", h, i);
+  return out;
+}
+
 /* Blocks for the status words and turns them into an error. */
 static clmoe_status read_status(score_call *c, int from_probs) {
   cl_int w[SCORE_STATUS_WORDS];
@@ -307,24 +419,24 @@ static clmoe_status read_status(score_call *c, int from_probs) {
                       c->T, a, b);
   case 2:
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
-                      "seq_offsets is not strictly increasing at entry %d (%d "
-                      "then %d)",
-                      entry, a, b);
+                      "seq_offsets decreases at entry %d (%d then %d)", entry,
+                      a, b);
   default:
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
                       "key_lengths[%d] = %d is outside 0..%d", entry, a, b);
   }
-  int T = c->T > 0 ? c->T : 1;
+  char entry_name[48];
   if (w[SCORE_LSE_NONFINITE] != INT_MAX)
-    return cm_fail_at(CLMOE_ERROR_NONFINITE_INPUT, FN,
-                      "lse[%d, %d] is not finite (NaN or Inf)",
-                      w[SCORE_LSE_NONFINITE] / T, w[SCORE_LSE_NONFINITE] % T);
+    return cm_fail_at(
+        CLMOE_ERROR_NONFINITE_INPUT, FN, "%s is not finite (NaN or Inf)",
+        lse_entry(c, w[SCORE_LSE_NONFINITE], entry_name, sizeof entry_name));
   if (w[SCORE_LSE_MISMATCH] != INT_MAX)
-    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
-                      "lse[%d, %d] differs from the log-sum-exp of its row "
-                      "by more than 1e-3 (natural log over the visible keys "
-                      "of scale * q . k expected)",
-                      w[SCORE_LSE_MISMATCH] / T, w[SCORE_LSE_MISMATCH] % T);
+    return cm_fail_at(
+        CLMOE_ERROR_INVALID_ARGUMENT, FN,
+        "%s differs from the log-sum-exp of its row by more "
+        "than 1e-3 (natural log over the visible keys of "
+        "scale * q . k expected)",
+        lse_entry(c, w[SCORE_LSE_MISMATCH], entry_name, sizeof entry_name));
   if (w[SCORE_BAD_TOKEN] != INT_MAX)
     return cm_fail_at(CLMOE_ERROR_NONFINITE_INPUT, FN,
                       "the attention received by token %d is not finite "
@@ -339,7 +451,7 @@ static clmoe_status run(score_call *c, const clmoe_score_desc *d,
                         const clmoe_tensor *k, clmoe_tensor *importance,
                         uint32_t num_wait, const cl_event *wait) {
   clmoe_status st;
-  if ((st = reserve(c, probs == NULL)) ||
+  if ((st = reserve(c, q)) ||
       (st = cm_enqueue_wait(c->ctx, num_wait, wait, FN)) ||
       (st = enqueue_sequences(c, d)) ||
       (st = enqueue_columns(c, d, probs, q, k)) ||

@@ -91,7 +91,8 @@ static int make_dirs(const char *path) {
 }
 
 /* Build options of a program: the common ones, the shared constants
- * (kernel_abi.h), and the tuned kernel parameters for the grouped GEMM. */
+ * (kernel_abi.h), and the tuned kernel parameters of the grouped GEMM and
+ * the fused scoring kernels. */
 static void program_options(const clmoe_context *ctx, cm_program_id id,
                             char *out, size_t len) {
   int n = snprintf(out, len, "%s%s", k_build_options,
@@ -105,6 +106,9 @@ static void program_options(const clmoe_context *ctx, cm_program_id id,
   int wtype = id == CM_PROG_GROUPED_GEMM_F16    ? 1
               : id == CM_PROG_GROUPED_GEMM_BF16 ? 2
                                                 : 0;
+  if (id == CM_PROG_SCORE && used < len)
+    snprintf(out + used, len - used, " -DSCORE_RM=%d -DSCORE_VW=%d",
+             ctx->tuning.score_rm, ctx->tuning.score_vw);
   if ((id == CM_PROG_GROUPED_GEMM || wtype) && used < len)
     snprintf(out + used, len - used,
              " -DGEMM_RM=%d -DGEMM_VW=%d -DGEMM_WTYPE=%d", ctx->tuning.rm,

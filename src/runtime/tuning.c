@@ -30,6 +30,9 @@ const cm_tuning cm_tuning_defaults = {
     .router_gemm = CLMOE_EXPERTS_PATH_CLBLAST,
     .in_flight_max_k = 8,
     .in_flight_max_mib = 256,
+    .score_rm = 8,
+    .score_vw = 16,
+    .score_lx = 0,
     .origin = "built-in default",
 };
 
@@ -87,7 +90,7 @@ static clmoe_status parse_grouped(char *text, const char *where, cm_tuning *t) {
 }
 
 /* Parses the optional layer column: "ROUTER=grouped|clblast INFLIGHT_K=n
- * INFLIGHT_MIB=n" ("-" = defaults). */
+ * INFLIGHT_MIB=n SCORE_RM=n SCORE_VW=n SCORE_LX=n" ("-" = defaults). */
 static clmoe_status parse_layer(char *text, const char *where, cm_tuning *t) {
   if (!strcmp(text, "-"))
     return CLMOE_SUCCESS;
@@ -105,10 +108,19 @@ static clmoe_status parse_layer(char *text, const char *where, cm_tuning *t) {
     else if (sscanf(tok, "INFLIGHT_MIB=%d%c", &v, &extra) == 1 && v >= 0 &&
              v <= 65536)
       t->in_flight_max_mib = v;
+    else if (sscanf(tok, "SCORE_RM=%d%c", &v, &extra) == 1 && v >= 1 && v <= 16)
+      t->score_rm = v;
+    else if (sscanf(tok, "SCORE_VW=%d%c", &v, &extra) == 1 &&
+             (v == 4 || v == 8 || v == 16))
+      t->score_vw = v;
+    else if (sscanf(tok, "SCORE_LX=%d%c", &v, &extra) == 1 && v >= 0 &&
+             v <= 1024)
+      t->score_lx = v;
     else
       return bad_line(where,
                       "layer parameter \"%s\" is not ROUTER=grouped|clblast, "
-                      "INFLIGHT_K=0..1024 or INFLIGHT_MIB=0..65536",
+                      "INFLIGHT_K=0..1024, INFLIGHT_MIB=0..65536, "
+                      "SCORE_RM=1..16, SCORE_VW=4|8|16 or SCORE_LX=0..1024",
                       tok);
   }
   return CLMOE_SUCCESS;

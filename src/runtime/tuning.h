@@ -31,6 +31,9 @@ typedef struct cm_tuning {
    * token and its row buffers at most in_flight_max_mib MiB; otherwise it
    * reads N first and sizes the launches exactly. */
   int in_flight_max_k, in_flight_max_mib;
+  /* Fused scoring kernels: query rows per work-item (1..16), vector width
+   * (4, 8, 16: tiles of 2 * vw keys), local size (0: the driver's). */
+  int score_rm, score_vw, score_lx;
   char origin[160]; /* "<file>:<line>", for logs and errors */
 } cm_tuning;
 

@@ -1,7 +1,8 @@
 /* Attention scoring with random varlen seq_offsets and key_lengths (valid
- * or not) over probabilities or fused Q/K with raw-bit values, in either
- * layout, with key heads that may or may not divide the query heads and an
- * optional raw-bit lse (checked or not). */
+ * or not) over probabilities or fused Q/K with raw-bit values (float32,
+ * float16 or bfloat16), in either layout or as a padded batch
+ * [B, S, H, dh], with key heads that may or may not divide the query heads
+ * and an optional raw-bit lse ([H, T] or [B, H, S]; checked or not). */
 #include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -18,6 +19,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   d.layout = fuzz_range(&b, 0, 2); /* 2 is invalid */
   int Hkv = fuzz_range(&b, 1, H), shd = d.layout == 1,
       with_lse = fuzz_range(&b, 0, 1);
+  static const clmoe_dtype qk_dtypes[3] = {CLMOE_DTYPE_F32, CLMOE_DTYPE_F16,
+                                           CLMOE_DTYPE_BF16};
+  clmoe_dtype qdt = qk_dtypes[fuzz_range(&b, 0, 2)],
+              kdt = qk_dtypes[fuzz_range(&b, 0, 2)];
+  /* A padded batch: Bp sequences of S tokens (rank-4 q and k). */
+  int padded = fused && fuzz_range(&b, 0, 1), Bp = fuzz_range(&b, 1, 4),
+      S = fuzz_range(&b, 0, 6), lse_bhs = fuzz_range(&b, 0, 1);
+  if (padded)
+    T = Bp * S;
   int32_t *offs = malloc(sizeof *offs * (size_t)(B + 1));
   int32_t *lens = malloc(sizeof *lens * (size_t)(B ? B : 1));
   for (int i = 0; i <= B; ++i)
@@ -38,13 +48,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int ok =
       !clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 1, (int64_t[]){T}, NULL, &imp);
   if (fused) {
-    int64_t qs[3] = {shd ? T : H, shd ? H : T, dh};
-    int64_t ks[3] = {shd ? T : Hkv, shd ? Hkv : T, dh};
-    ok = ok && !clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 3, qs, p, &a) &&
-         !clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 3, ks,
-                              p + (size_t)H * T * dh, &k) &&
+    int64_t qs[4] = {shd ? T : H, shd ? H : T, dh, 0};
+    int64_t ks[4] = {shd ? T : Hkv, shd ? Hkv : T, dh, 0};
+    if (padded) {
+      memcpy(qs, (int64_t[]){Bp, S, H, dh}, sizeof qs);
+      memcpy(ks, (int64_t[]){Bp, S, Hkv, dh}, sizeof ks);
+    }
+    int rank = padded ? 4 : 3;
+    ok = ok && !clmoe_tensor_create(ctx, qdt, rank, qs, p, &a) &&
+         !clmoe_tensor_create(ctx, kdt, rank, ks, p + (size_t)H * T * dh, &k) &&
          (!with_lse ||
-          !clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){H, T},
+          !clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, padded && lse_bhs ? 3 : 2,
+                               padded && lse_bhs ? (int64_t[]){Bp, H, S}
+                                                 : (int64_t[]){H, T},
                                p + (size_t)2 * H * T * dh, &lse));
     d.lse = lse;
   } else

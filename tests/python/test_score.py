@@ -13,7 +13,8 @@ def numpy_importance(A, causal, offsets):
         for j in range(s0, s1):
             q0 = j if causal else s0
             out[j] = A[:, q0:s1, j].sum() / H / (s1 - q0)
-        out[s0:s1] /= out[s0:s1].max()
+        if s1 > s0:  # sequences may be empty
+            out[s0:s1] /= out[s0:s1].max()
     return out
 
 
@@ -51,7 +52,7 @@ def test_score_errors(ctx):
     assert e.value.status_name == "CLMOE_ERROR_SHAPE_MISMATCH"
     with pytest.raises(clmoe.Error) as e:
         ctx.score_attention(probs=np.ones((1, 6, 6), np.float32),
-                            seq_offsets=[0, 3, 3, 6])
+                            seq_offsets=[0, 4, 3, 6])
     assert e.value.status_name == "CLMOE_ERROR_INVALID_ARGUMENT"
 
 
@@ -124,3 +125,80 @@ def test_fused_lse_errors(ctx):
     with pytest.raises(clmoe.Error) as e:  # lse is for the fused path
         ctx.score_attention(probs=np.ones((H, T, T), np.float32), lse=lse)
     assert e.value.status_name == "CLMOE_ERROR_INVALID_ARGUMENT"
+
+
+def bf16_bits(a):
+    """float32 -> bfloat16 bits, round to nearest even (finite inputs)."""
+    u = np.asarray(a, np.float32).view(np.uint32).astype(np.uint64)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def bf16_values(bits):
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+@pytest.mark.parametrize("dtype", ["f16", "bf16"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_fused_16bit_qk(ctx, dtype, causal):
+    """16-bit q and k are widened exactly: the result equals the reference
+    computed from the same 16-bit values."""
+    rng = np.random.default_rng(7 + causal)
+    offsets = np.array([0, 1, 19, 37], np.int32)
+    H, Hkv, T, dh = 4, 2, 37, 24
+    q32 = rng.normal(size=(T, H, dh)).astype(np.float32)
+    k32 = rng.normal(size=(T, Hkv, dh)).astype(np.float32)
+    if dtype == "f16":
+        q, k = q32.astype(np.float16), k32.astype(np.float16)
+        qv, kv = q.astype(np.float32), k.astype(np.float32)
+        kwargs = {}
+    else:
+        q, k = bf16_bits(q32), bf16_bits(k32)
+        qv, kv = bf16_values(q), bf16_values(k)
+        kwargs = {"qk_dtype": "bf16"}
+    A, _ = gqa_probs(qv.transpose(1, 0, 2), kv.transpose(1, 0, 2), causal,
+                     offsets)
+    ref = numpy_importance(A, causal, offsets)
+    got = ctx.score_attention(q=q, k=k, causal=causal, seq_offsets=offsets,
+                              layout="shd", **kwargs)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+    with pytest.raises(clmoe.Error) as e:  # uint16 needs qk_dtype="bf16"
+        ctx.score_attention(q=bf16_bits(q32), k=bf16_bits(k32), layout="shd")
+    assert e.value.status_name == "CLMOE_ERROR_DTYPE_MISMATCH"
+
+
+@pytest.mark.parametrize("given_lse", [False, True])
+def test_fused_padded_batch(ctx, given_lse):
+    """q [B, S, H, dh] from a batched attention kernel, with its lse
+    [B, H, S]: B sequences of S tokens."""
+    rng = np.random.default_rng(11 + given_lse)
+    B, S, H, Hkv, dh = 3, 11, 4, 1, 16
+    T = B * S
+    q = rng.normal(size=(B, S, H, dh)).astype(np.float32)
+    k = rng.normal(size=(B, S, Hkv, dh)).astype(np.float32)
+    offsets = np.arange(B + 1, dtype=np.int32) * S
+    qh = q.reshape(T, H, dh).transpose(1, 0, 2)
+    kh = k.reshape(T, Hkv, dh).transpose(1, 0, 2)
+    A, lse = gqa_probs(qh, kh, True, offsets)
+    ref = numpy_importance(A, True, offsets)
+    lse_bhs = lse.reshape(H, B, S).transpose(1, 0, 2).astype(np.float32)
+    got = ctx.score_attention(q=q, k=k, causal=True, layout="shd",
+                              lse=lse_bhs if given_lse else None,
+                              check_lse=given_lse)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_empty_sequences(ctx):
+    """Varlen offsets may repeat (empty sequences); one-token ones too."""
+    rng = np.random.default_rng(5)
+    offsets = np.array([0, 0, 1, 9, 9, 10, 29], np.int32)
+    H, T, dh = 2, 29, 8
+    q = rng.normal(size=(H, T, dh)).astype(np.float32)
+    k = rng.normal(size=(H, T, dh)).astype(np.float32)
+    for causal in (False, True):
+        A, _ = gqa_probs(q, k, causal, offsets)
+        ref = numpy_importance(A, causal, offsets)
+        got = ctx.score_attention(q=q, k=k, causal=causal, seq_offsets=offsets)
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+        again = ctx.score_attention(q=q, k=k, causal=causal,
+                                    seq_offsets=offsets)
+        assert got.tobytes() == again.tobytes()  # bitwise, run to run

@@ -212,11 +212,15 @@ class Context:
 
     def score_attention(self, probs=None, q=None, k=None, causal=False,
                         seq_offsets=None, key_lengths=None, norm="max",
-                        scale=None, lse=None, layout="hsd", check_lse=False):
+                        scale=None, lse=None, layout="hsd", check_lse=False,
+                        qk_dtype=None):
         """DA-MoE importance[T] (float32 numpy) from attention probabilities
         A[H, T, T] / A[B, H, S, S], or fused from q, k: [H, T, dh] with
-        layout="hsd", [T, H, dh] with layout="shd"; k may have fewer heads
-        (grouped-query attention, dividing H). lse [H, T]: each query row's
+        layout="hsd", [T, H, dh] or a padded batch [B, S, H, dh] with
+        layout="shd"; k may have fewer heads (grouped-query attention,
+        dividing H). q and k are float32 or float16 arrays as given, or
+        uint16 bfloat16 bits with qk_dtype="bf16" ("f32"/"f16" convert).
+        lse [H, T] (or [B, H, S] for a padded batch): each query row's
         natural-log log-sum-exp from the caller's attention kernel (skips a
         pass); check_lse verifies it."""
         desc = _lib.ScoreDesc()
@@ -243,15 +247,18 @@ class Context:
         tensors = {}
         for name, value in (("probs", probs), ("q", q), ("k", k)):
             if value is not None:
+                dtype = np.float32 if name == "probs" else \
+                    self._qk_dtype(value, qk_dtype)
                 tensors[name] = value if isinstance(value, Tensor) else \
-                    self.tensor(value)
+                    self.tensor(value, dtype)
         if "probs" in tensors:
             shape = tensors["probs"].shape()
             T = shape[1] if len(shape) == 3 else (
                 shape[0] * shape[2] if len(shape) == 4 else 0)
         elif "q" in tensors:
             shape = tensors["q"].shape()
-            T = shape[0 if layout == "shd" else 1] if len(shape) == 3 else 0
+            T = shape[0 if layout == "shd" else 1] if len(shape) == 3 else (
+                shape[0] * shape[1] if len(shape) == 4 else 0)
         else:
             raise Error(-1, "give probs, or q and k")
         out = Tensor.from_numpy(self, np.zeros(T, np.float32))
@@ -263,6 +270,16 @@ class Context:
                                         handle("k"), out.handle, 0, None,
                                         None))
         return out.numpy()
+
+    @staticmethod
+    def _qk_dtype(value, qk_dtype):
+        if qk_dtype is not None:
+            return _choice(MoELayer._IO, qk_dtype, "qk_dtype")
+        dt = np.dtype(getattr(value, "dtype", np.float32))
+        if dt == np.uint16:
+            raise Error(-5, "uint16 q/k are bfloat16 bits only with "
+                        "qk_dtype=\"bf16\"")
+        return np.float16 if dt == np.float16 else np.float32
 
     def _as_2d(self, array, what):
         t = array if isinstance(array, Tensor) else self.tensor(array)
