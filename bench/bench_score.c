@@ -198,11 +198,14 @@ static double grouped_w1_gflops(int quick) {
   return (2.0 * N * d * 2.0 * f + 2.0 * N * f * d) / (ms * 1e6);
 }
 
-/* Extra device memory of the fused path (MiB): lse and column sums [H, T]
- * and the keys packed by dimension. */
+/* Extra device memory of the fused path (MiB): lse and column sums [H, T],
+ * the queries repacked as float32 [H, T, dh] and the keys packed by blocks
+ * [H_kv, dh, Tp]. */
 static double fused_extra_mib(const point *p) {
   double Tp = (p->T + 31) / 32 * 32;
-  return (2.0 * p->H * p->T + (double)p->Hkv * p->dh * Tp) * 4 / 1048576.0;
+  return (2.0 * p->H * p->T + (double)p->H * p->T * p->dh +
+          (double)p->Hkv * p->dh * Tp) *
+         4 / 1048576.0;
 }
 
 static void print_point(const point *p, double w1) {

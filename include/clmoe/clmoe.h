@@ -88,7 +88,11 @@ enum {
                                         device's allocation limit */
   CLMOE_ERROR_UNSUPPORTED = -13,     /* valid request the device/build lacks */
   CLMOE_ERROR_CLBLAST = -14,         /* a CLBlast call failed */
-  CLMOE_ERROR_CONTEXT_MISMATCH = -15 /* objects from different contexts */
+  CLMOE_ERROR_CONTEXT_MISMATCH = -15, /* objects from different contexts */
+  /* Since 0.3, files (clmoe_checkpoint.h): */
+  CLMOE_ERROR_IO = -16,       /* a file cannot be opened, read or mapped */
+  CLMOE_ERROR_BAD_FILE = -17, /* a file is malformed (the detail says how) */
+  CLMOE_ERROR_NOT_FOUND = -18 /* a named tensor or file is not there */
 };
 
 /* Name of a status ("CLMOE_ERROR_SHAPE_MISMATCH"); never NULL, also for

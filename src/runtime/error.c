@@ -40,6 +40,12 @@ const char *clmoe_status_string(clmoe_status status) {
     return "CLMOE_ERROR_CLBLAST";
   case CLMOE_ERROR_CONTEXT_MISMATCH:
     return "CLMOE_ERROR_CONTEXT_MISMATCH";
+  case CLMOE_ERROR_IO:
+    return "CLMOE_ERROR_IO";
+  case CLMOE_ERROR_BAD_FILE:
+    return "CLMOE_ERROR_BAD_FILE";
+  case CLMOE_ERROR_NOT_FOUND:
+    return "CLMOE_ERROR_NOT_FOUND";
   default:
     return "CLMOE_UNKNOWN_STATUS";
   }

@@ -9,8 +9,9 @@ target_include_directories(clmoe_fuzzlib
   PUBLIC ${CMAKE_SOURCE_DIR}/include ${CLMOE_GENERATED_INCLUDE} PRIVATE ${CMAKE_SOURCE_DIR}/src)
 target_compile_definitions(clmoe_fuzzlib PRIVATE CLMOE_BUILDING)
 target_compile_options(clmoe_fuzzlib PRIVATE ${CLMOE_FUZZ_FLAGS})
-target_link_libraries(clmoe_fuzzlib PUBLIC OpenCL::OpenCL clblast Threads::Threads m)
-foreach(h desc tensor route score)
+target_link_libraries(clmoe_fuzzlib PUBLIC OpenCL::OpenCL clblast PkgConfig::JANSSON
+  Threads::Threads m)
+foreach(h desc tensor route score checkpoint)
   add_executable(fuzz_${h} ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_${h}.c)
   target_compile_options(fuzz_${h} PRIVATE ${CLMOE_FUZZ_FLAGS})
   target_link_options(fuzz_${h} PRIVATE -fsanitize=fuzzer,address,undefined)

@@ -72,6 +72,13 @@ class ScoreDesc(ctypes.Structure):
                 ("layout", c_i32), ("lse", c_void)]
 
 
+class CheckpointTensor(ctypes.Structure):
+    _fields_ = [("struct_size", c_size), ("name", ctypes.c_char_p),
+                ("dtype", ctypes.c_char * 8), ("readable_dtype", c_i32),
+                ("rank", c_i32), ("shape", c_i64 * 8),
+                ("bytes", ctypes.c_uint64), ("file", c_i32)]
+
+
 def _candidates():
     env = os.environ.get("CLMOE_LIBRARY")
     if env:
@@ -145,6 +152,18 @@ _SIGNATURES = {
     "clmoe_forward": (c_i32, [c_void, c_void, c_void, c_void, c_void, c_void,
                               ctypes.c_uint32, ctypes.c_uint32, c_void,
                               c_void]),
+    "clmoe_checkpoint_open": (c_i32, [ctypes.c_char_p, _P(c_void)]),
+    "clmoe_checkpoint_close": (None, [c_void]),
+    "clmoe_checkpoint_get_num_tensors": (c_i32, [c_void, _P(c_i64)]),
+    "clmoe_checkpoint_get_num_files": (c_i32, [c_void, _P(c_i32)]),
+    "clmoe_checkpoint_tensor_init": (None, [_P(CheckpointTensor)]),
+    "clmoe_checkpoint_get_tensor": (c_i32, [c_void, c_i64,
+                                            _P(CheckpointTensor)]),
+    "clmoe_checkpoint_find_tensor": (c_i32, [c_void, ctypes.c_char_p,
+                                             _P(CheckpointTensor)]),
+    "clmoe_checkpoint_read": (c_i32, [c_void, ctypes.c_char_p, c_i32, c_void,
+                                      c_size]),
+    "clmoe_checkpoint_get_config": (c_i32, [c_void, _P(ctypes.c_char_p)]),
     "clmoe_score_desc_init_sized": (None, [_P(ScoreDesc), c_size]),
     "clmoe_score_attention": (c_i32, [c_void, _P(ScoreDesc), c_void, c_void,
                                       c_void, c_void, ctypes.c_uint32, c_void,
