@@ -24,15 +24,18 @@ kernel void dispatch_rows(int d, global const int *stats,
 }
 
 /* y[t, c] (+)= sum over the token's slots, in slot order, of
- * gate * y_sorted[slot_rows[slot], c]: a gather, no atomics, accumulated in
- * float32 and rounded once into y's dtype. Global (ceil(d / CM_ROW_CHUNK),
- * T); y is left untouched after a failed route. */
+ * gate * y_sorted[slot_rows[slot], c], then (has_shared) plus
+ * shared_gate[t] * shared[t, c]: a gather, no atomics, accumulated in
+ * float32 in that fixed order and rounded once into y's dtype. Global
+ * (ceil(d / CM_ROW_CHUNK), T); y is left untouched after a failed route. */
 kernel void combine_rows(int T, int d, global const int *stats,
                          global const int *token_offsets,
                          global const int *slot_rows,
                          global const float *gates,
                          global const uchar *y_sorted, int ys_dt,
-                         int accumulate, global uchar *y, int y_dt) {
+                         int accumulate, global uchar *y, int y_dt,
+                         int has_shared, global const float *shared_gate,
+                         global const float *shared) {
   int c = get_global_id(0) * CM_ROW_CHUNK, t = get_global_id(1);
   if (c >= d || t >= T || !cm_route_ok(stats))
     return;
@@ -44,6 +47,8 @@ kernel void combine_rows(int T, int d, global const int *stats,
       acc = fma((float16)(gates[s]),
                 cm_load16(y_sorted, ys_dt, (size_t)slot_rows[s] * d + c),
                 acc);
+    if (has_shared)
+      acc = fma((float16)(shared_gate[t]), vload16(0, shared + out), acc);
     cm_store16(acc, y, y_dt, out);
     return;
   }
@@ -53,8 +58,28 @@ kernel void combine_rows(int T, int d, global const int *stats,
       acc = fma(gates[s],
                 cm_load1(y_sorted, ys_dt, (size_t)slot_rows[s] * d + c + i),
                 acc);
+    if (has_shared)
+      acc = fma(shared_gate[t], shared[out + i], acc);
     cm_store1(acc, y, y_dt, out + i);
   }
+}
+
+/* The shared experts' weight per token: sigmoid(x[t] . w) (dot product in
+ * index order, float32), or 1 without a gate. Global (T). */
+kernel void shared_gate_values(int T, int d, global const uchar *x, int x_dt,
+                               int has_gate, global const float *w,
+                               global float *out) {
+  int t = get_global_id(0);
+  if (t >= T)
+    return;
+  if (!has_gate) {
+    out[t] = 1.0f;
+    return;
+  }
+  float s = 0.0f;
+  for (int c = 0; c < d; ++c)
+    s = fma(cm_load1(x, x_dt, (size_t)t * d + c), w[c], s);
+  out[t] = 1.0f / (1.0f + exp(-s));
 }
 
 /* dst[i] = src[i] for i < n, converted between dtypes (DT_*): the route's

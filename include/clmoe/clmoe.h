@@ -773,6 +773,25 @@ CLMOE_API clmoe_status clmoe_forward(clmoe_router *router,
                                      const cl_event *wait_events,
                                      cl_event *out_event);
 
+/* Since 0.3. clmoe_forward plus shared experts applied to every token
+ * (Qwen2-MoE's shared_expert): y = routed(x) + g_t * shared(x_t), where
+ * g_t = sigmoid(x_t . shared_gate) with shared_gate (float32 [d]) given, 1
+ * without. `shared` is an experts object of one expert (num_experts 1) and
+ * the layer's d, on any path and weight dtype. Per token, the routed slots
+ * are summed in slot order, then the shared term is added, in float32, and
+ * y is rounded once: results are bitwise reproducible. shared = NULL is
+ * clmoe_forward. With CLMOE_COMBINE_ACCUMULATE, y's previous value is the
+ * first term. The shared rows and weights live in `routing` (grow only).
+ * Errors: those of clmoe_forward, SHAPE_MISMATCH (shared not one expert of
+ * width d, shared_gate not [d]), DTYPE_MISMATCH (shared_gate not float32),
+ * INVALID_ARGUMENT (shared_gate without shared). */
+CLMOE_API clmoe_status clmoe_forward_shared(
+    clmoe_router *router, clmoe_experts *experts, clmoe_experts *shared,
+    const clmoe_tensor *shared_gate, const clmoe_tensor *x,
+    const clmoe_tensor *importance, clmoe_tensor *y, clmoe_routing *routing,
+    uint32_t flags, uint32_t num_wait_events, const cl_event *wait_events,
+    cl_event *out_event);
+
 /* ------------------------------------------------------------------------ */
 /* Attention-importance scoring (DA-MoE)                                     */
 /* ------------------------------------------------------------------------ */

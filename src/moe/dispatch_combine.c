@@ -22,10 +22,14 @@ clmoe_status cm_dispatch_rows(clmoe_routing *rt, int d, int rows, cl_mem x,
 
 clmoe_status cm_combine_rows(clmoe_routing *rt, int d, cl_mem ys,
                              clmoe_dtype ys_dt, cl_mem y, clmoe_dtype y_dt,
-                             uint32_t flags) {
+                             uint32_t flags, const cm_shared_rows *shared) {
   cl_kernel k;
   clmoe_status st = cm_kernel(rt->ctx, &rt->ws.kernels, CM_K_COMBINE_ROWS, &k);
   int accumulate = (flags & CLMOE_COMBINE_ACCUMULATE) != 0;
+  int has_shared = shared != NULL;
+  /* Without shared rows the kernel never reads them: any valid buffer. */
+  cl_mem sg = has_shared ? shared->gates : ys,
+         sr = has_shared ? shared->rows : ys;
   size_t g[2] = {row_chunks(d), (size_t)rt->T};
   return st ? st
             : cm_launch(rt->ctx, k, "combine_rows", 2, g, NULL,
@@ -35,7 +39,8 @@ clmoe_status cm_combine_rows(clmoe_routing *rt, int d, cl_mem ys,
                                 CM_ARG(rt->ws.buf[CM_RB_SLOT_ROWS]),
                                 CM_ARG(rt->ws.buf[CM_RB_GATES]), CM_ARG(ys),
                                 CM_ARG(ys_dt), CM_ARG(accumulate), CM_ARG(y),
-                                CM_ARG(y_dt)));
+                                CM_ARG(y_dt), CM_ARG(has_shared), CM_ARG(sg),
+                                CM_ARG(sr)));
 }
 
 clmoe_status cm_convert_elements(clmoe_context *ctx, cm_kernels *kernels,
@@ -84,7 +89,7 @@ clmoe_status clmoe_combine(clmoe_routing *routing, const clmoe_tensor *y_sorted,
                                 d)) ||
       (st = cm_enqueue_wait(routing->ctx, num_wait, wait, fn)) ||
       (st = cm_combine_rows(routing, (int)d, y_sorted->mem, y_sorted->dtype,
-                            y->mem, y->dtype, flags)))
+                            y->mem, y->dtype, flags, NULL)))
     return st;
   return cm_enqueue_done(routing->ctx, out_event);
 }

@@ -35,6 +35,7 @@ clmoe_status clmoe_routing_create(clmoe_context *ctx, clmoe_routing **out) {
 void clmoe_routing_destroy(clmoe_routing *routing) {
   if (!routing)
     return;
+  clmoe_routing_destroy(routing->dense);
   cm_workspace_release(&routing->ws);
   free(routing->host_offsets);
   free(routing);

@@ -53,6 +53,10 @@ struct clmoe_routing {
   clmoe_tensor views[CLMOE_ROUTING_ROW_TOKENS + 1];
   int *host_offsets; /* [E+1] CLBlast path's copy of expert_offsets */
   int host_offsets_cap;
+  /* Shared experts (clmoe_forward_shared): a routing of every token to one
+   * expert with weight 1, made on first use; its buffers hold the shared
+   * rows and each token's shared weight. */
+  struct clmoe_routing *dense;
 };
 
 /* Makes host_offsets hold E + 1 ints (grows only). */

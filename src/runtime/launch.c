@@ -28,6 +28,8 @@ static const struct {
     [CM_K_EXPERT_ADD_BIAS] = {CM_PROG_EXPERTS_RUN, "expert_add_bias"},
     [CM_K_COMBINE_ROWS] = {CM_PROG_DISPATCH_COMBINE, "combine_rows"},
     [CM_K_CONVERT_ELEMENTS] = {CM_PROG_DISPATCH_COMBINE, "convert_elements"},
+    [CM_K_SHARED_GATE_VALUES] = {CM_PROG_DISPATCH_COMBINE,
+                                 "shared_gate_values"},
     [CM_K_SCORE_SEQUENCES] = {CM_PROG_SCORE, "score_sequences"},
     [CM_K_SCORE_PROB_COLUMNS] = {CM_PROG_SCORE, "score_prob_columns"},
     [CM_K_SCORE_PACK] = {CM_PROG_SCORE, "score_pack"},
