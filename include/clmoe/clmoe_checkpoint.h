@@ -105,6 +105,105 @@ CLMOE_API clmoe_status clmoe_checkpoint_read(const clmoe_checkpoint *ck,
 CLMOE_API clmoe_status clmoe_checkpoint_get_config(const clmoe_checkpoint *ck,
                                                    const char **json);
 
+/* ------------------------------------------------------------------------ */
+/* MoE layers from checkpoints                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Model families whose MoE blocks clmoe knows (tensor names and gate
+ * conventions of the Hugging Face transformers definitions). */
+typedef int32_t clmoe_arch;
+enum {
+  CLMOE_ARCH_AUTO = 0,      /* from config.json "model_type" */
+  CLMOE_ARCH_MIXTRAL = 1,   /* model.layers.L.block_sparse_moe: gate, experts
+                               .e.{w1,w3,w2}; top-k gates renormalised */
+  CLMOE_ARCH_OLMOE = 2,     /* model.layers.L.mlp: gate, experts.e.{gate,up,
+                               down}_proj; renormalised iff norm_topk_prob */
+  CLMOE_ARCH_QWEN2_MOE = 3, /* as OLMoE (moe_intermediate_size), plus
+                               shared_expert.{gate,up,down}_proj and
+                               shared_expert_gate; sparse layers per
+                               decoder_sparse_step and mlp_only_layers */
+  CLMOE_ARCH_QWEN3_MOE = 4, /* as Qwen2-MoE without shared experts */
+  CLMOE_ARCH_CUSTOM = 5     /* the desc's name templates and conventions */
+};
+
+typedef struct clmoe_layer_desc {
+  size_t struct_size;
+  int32_t layer; /* decoder layer index, from 0 */
+  clmoe_arch arch;
+  /* Storage dtype of the experts' weights: 0 keeps the stored one (F32, F16
+   * or BF16); F32, F16 or BF16 converts at load (round to nearest even). */
+  clmoe_dtype weight_dtype;
+  /* The routing policy. NULL: the model's own (TOPK with its
+   * num_experts_per_tok, gates RENORM or RAW as the model normalises).
+   * Otherwise its policy fields (policy .. fallback) are used, and
+   * num_experts, d_model and the weights are the loader's. */
+  const clmoe_router_desc *policy;
+  clmoe_experts_path path; /* of the experts objects; AUTO by default */
+  /* CUSTOM only: tensor names in which "{layer}" and "{expert}" are
+   * replaced by the numbers; weights as stored by PyTorch ([out, in]). */
+  const char *router_name;  /* [E, d] */
+  const char *w1_name;      /* per expert [f, d] (gate), or NULL and: */
+  const char *gate_up_name; /* stacked [E, 2f, d], gate rows then up rows */
+  const char *w3_name;      /* per expert [f, d] (up); NULL if not gated */
+  const char *w2_name;      /* per expert [d, f] (down), or NULL and: */
+  const char *down_name;    /* stacked [E, d, f] */
+  const char *shared_w1_name, *shared_w3_name, *shared_w2_name; /* optional */
+  const char *shared_gate_name; /* optional [1, d] */
+  int32_t top_k;                /* CUSTOM: the model's k */
+  int32_t renormalize;          /* CUSTOM: 1 renormalises the top-k gates */
+  clmoe_activation activation;  /* CUSTOM: SWIGLU by default */
+} clmoe_layer_desc;
+
+/* Sets struct_size and the defaults: layer 0, AUTO, stored dtype, the
+ * model's policy, AUTO path, SWIGLU, everything else 0 / NULL. Call it
+ * through the macro (the caller's sizeof). */
+CLMOE_API void clmoe_layer_desc_init_sized(clmoe_layer_desc *desc, size_t size);
+#define clmoe_layer_desc_init(desc)                                            \
+  clmoe_layer_desc_init_sized((desc), sizeof *(desc))
+
+/* A loaded layer: the objects are owned by the caller (destroy them, or
+ * call clmoe_moe_layer_release). */
+typedef struct clmoe_moe_layer {
+  size_t struct_size;
+  clmoe_router *router;
+  clmoe_experts *experts;
+  clmoe_experts *shared_experts; /* NULL when the model has none */
+  clmoe_tensor *shared_gate;     /* float32 [d], NULL when none */
+  clmoe_arch arch;               /* resolved (never AUTO) */
+  int32_t num_experts, d_model, d_ff, shared_d_ff; /* shared_d_ff 0: none */
+  int32_t top_k;            /* the model's num_experts_per_tok */
+  int32_t renormalize;      /* the model renormalises its top-k gates */
+  clmoe_dtype weight_dtype; /* of the experts */
+} clmoe_moe_layer;
+
+/* Sets struct_size and clears the rest. */
+CLMOE_API void clmoe_moe_layer_init(clmoe_moe_layer *layer);
+
+/* Destroys the layer's objects and sets them to NULL. NULL is ignored. */
+CLMOE_API void clmoe_moe_layer_release(clmoe_moe_layer *layer);
+
+/* Loads MoE layer desc->layer of a checkpoint onto ctx: the router (weight
+ * transposed to W_r [d, E], float32), the experts (both expert layouts in
+ * use: one tensor per expert and projection, or stacked gate_up_proj /
+ * down_proj; laid out once), and shared experts with their gate where the
+ * model has them. Run it with clmoe_forward_shared (or clmoe_forward when
+ * shared_experts is NULL). Sizes come from config.json (hidden_size,
+ * intermediate_size or moe_intermediate_size, the expert count,
+ * num_experts_per_tok, num_hidden_layers) and every tensor's shape is
+ * checked against them. Errors: NOT_FOUND (a tensor, naming the nearest
+ * existing one), SHAPE_MISMATCH (a tensor that disagrees with
+ * config.json, both named), INVALID_ARGUMENT (a layer outside the model,
+ * or one that is not an MoE layer there: Qwen's mlp_only_layers or
+ * decoder_sparse_step; AUTO without config.json), UNSUPPORTED (a
+ * model_type clmoe does not know, named; a stored dtype it cannot read),
+ * BAD_FILE (config.json not JSON or missing a needed field), and those of
+ * clmoe_router_create and clmoe_experts_create. On error nothing is left
+ * allocated and *out is cleared. */
+CLMOE_API clmoe_status clmoe_checkpoint_load_layer(clmoe_context *ctx,
+                                                   const clmoe_checkpoint *ck,
+                                                   const clmoe_layer_desc *desc,
+                                                   clmoe_moe_layer *out);
+
 #ifdef __cplusplus
 }
 #endif

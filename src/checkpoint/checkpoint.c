@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "checkpoint/safetensors.h"
+#include "checkpoint/checkpoint.h"
 #include "runtime/runtime.h"
 
 /* config.json is read whole; a real one is a few kB. */
@@ -107,8 +107,7 @@ static clmoe_status build_table(clmoe_checkpoint *ck) {
   return CLMOE_SUCCESS;
 }
 
-static const cm_st_tensor *lookup(const clmoe_checkpoint *ck,
-                                  const char *name) {
+const cm_st_tensor *cm_ck_lookup(const clmoe_checkpoint *ck, const char *name) {
   size_t lo = 0, hi = ck->count;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
@@ -186,7 +185,7 @@ static clmoe_status open_index(clmoe_checkpoint *ck, const char *dir,
   if ((st = build_table(ck)))
     goto done;
   json_object_foreach(map, key, v) {
-    const cm_st_tensor *t = lookup(ck, key);
+    const cm_st_tensor *t = cm_ck_lookup(ck, key);
     const char *shard = json_string_value(v),
                *p = t ? ck->files[t->file].path : NULL;
     const char *base = p ? strrchr(p, '/') : NULL;
@@ -336,7 +335,7 @@ static size_t edit_distance(const char *a, const char *b) {
   return row[n];
 }
 
-static clmoe_status not_found(const clmoe_checkpoint *ck, const char *name) {
+clmoe_status cm_ck_not_found(const clmoe_checkpoint *ck, const char *name) {
   const char *best = NULL;
   size_t best_d = (size_t)-1;
   for (size_t i = 0; i < ck->count; ++i) {
@@ -360,8 +359,8 @@ clmoe_status clmoe_checkpoint_find_tensor(const clmoe_checkpoint *ck,
   if (!ck || !name || !info)
     return cm_fail(CLMOE_ERROR_NULL_POINTER,
                    "clmoe_checkpoint_find_tensor: NULL argument");
-  const cm_st_tensor *t = lookup(ck, name);
-  return t ? describe(t, info) : not_found(ck, name);
+  const cm_st_tensor *t = cm_ck_lookup(ck, name);
+  return t ? describe(t, info) : cm_ck_not_found(ck, name);
 }
 
 static size_t dtype_size(clmoe_dtype dt) {
@@ -374,9 +373,9 @@ clmoe_status clmoe_checkpoint_read(const clmoe_checkpoint *ck, const char *name,
   if (!ck || !name || (!dst && dst_bytes))
     return cm_fail(CLMOE_ERROR_NULL_POINTER,
                    "clmoe_checkpoint_read: NULL argument");
-  const cm_st_tensor *t = lookup(ck, name);
+  const cm_st_tensor *t = cm_ck_lookup(ck, name);
   if (!t)
-    return not_found(ck, name);
+    return cm_ck_not_found(ck, name);
   if (!t->readable)
     return cm_fail(CLMOE_ERROR_UNSUPPORTED,
                    "tensor \"%s\" is stored as %s; clmoe reads F32, F16 and "
@@ -396,11 +395,18 @@ clmoe_status clmoe_checkpoint_read(const clmoe_checkpoint *ck, const char *name,
                    name, (unsigned long long)n,
                    (unsigned long long)(n * dtype_size(dtype)),
                    cm_dtype_name(dtype), dst_bytes);
-  const unsigned char *src = ck->files[t->file].data + t->begin;
+  return cm_ck_read_range(ck, t, 0, n, dtype, dst);
+}
+
+clmoe_status cm_ck_read_range(const clmoe_checkpoint *ck, const cm_st_tensor *t,
+                              uint64_t first, uint64_t n, clmoe_dtype dtype,
+                              void *dst) {
+  const unsigned char *src =
+      ck->files[t->file].data + t->begin + first * (uint64_t)t->elem_size;
   if (n == 0)
     return CLMOE_SUCCESS;
   if (dtype == t->readable) {
-    memcpy(dst, src, dst_bytes);
+    memcpy(dst, src, n * (uint64_t)t->elem_size);
     return CLMOE_SUCCESS;
   }
   /* Through an aligned chunk (the stored data need not be aligned). */
@@ -414,8 +420,8 @@ clmoe_status clmoe_checkpoint_read(const clmoe_checkpoint *ck, const char *name,
       if (cm_from_f32(dtype, cm_to_f32(t->readable, chunk_in, i), dst,
                       (size_t)at + i))
         return cm_fail(CLMOE_ERROR_INVALID_ARGUMENT,
-                       "tensor \"%s\" element %llu (%g) overflows %s", name,
-                       (unsigned long long)(at + i),
+                       "tensor \"%s\" element %llu (%g) overflows %s", t->name,
+                       (unsigned long long)(first + at + i),
                        (double)cm_to_f32(t->readable, chunk_in, i),
                        cm_dtype_name(dtype));
   }

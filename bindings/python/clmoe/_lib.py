@@ -79,6 +79,25 @@ class CheckpointTensor(ctypes.Structure):
                 ("bytes", ctypes.c_uint64), ("file", c_i32)]
 
 
+class LayerDesc(ctypes.Structure):
+    _fields_ = [("struct_size", c_size), ("layer", c_i32), ("arch", c_i32),
+                ("weight_dtype", c_i32), ("policy", c_void), ("path", c_i32)] + [
+        (name, ctypes.c_char_p) for name in (
+            "router_name", "w1_name", "gate_up_name", "w3_name", "w2_name",
+            "down_name", "shared_w1_name", "shared_w3_name",
+            "shared_w2_name", "shared_gate_name")] + [
+        ("top_k", c_i32), ("renormalize", c_i32), ("activation", c_i32)]
+
+
+class MoELayerOut(ctypes.Structure):
+    _fields_ = [("struct_size", c_size), ("router", c_void),
+                ("experts", c_void), ("shared_experts", c_void),
+                ("shared_gate", c_void), ("arch", c_i32),
+                ("num_experts", c_i32), ("d_model", c_i32), ("d_ff", c_i32),
+                ("shared_d_ff", c_i32), ("top_k", c_i32),
+                ("renormalize", c_i32), ("weight_dtype", c_i32)]
+
+
 def _candidates():
     env = os.environ.get("CLMOE_LIBRARY")
     if env:
@@ -164,6 +183,14 @@ _SIGNATURES = {
     "clmoe_checkpoint_read": (c_i32, [c_void, ctypes.c_char_p, c_i32, c_void,
                                       c_size]),
     "clmoe_checkpoint_get_config": (c_i32, [c_void, _P(ctypes.c_char_p)]),
+    "clmoe_layer_desc_init_sized": (None, [_P(LayerDesc), c_size]),
+    "clmoe_moe_layer_init": (None, [_P(MoELayerOut)]),
+    "clmoe_moe_layer_release": (None, [_P(MoELayerOut)]),
+    "clmoe_checkpoint_load_layer": (c_i32, [c_void, c_void, _P(LayerDesc),
+                                            _P(MoELayerOut)]),
+    "clmoe_forward_shared": (c_i32, [c_void, c_void, c_void, c_void, c_void,
+                                     c_void, c_void, c_void, ctypes.c_uint32,
+                                     ctypes.c_uint32, c_void, c_void]),
     "clmoe_score_desc_init_sized": (None, [_P(ScoreDesc), c_size]),
     "clmoe_score_attention": (c_i32, [c_void, _P(ScoreDesc), c_void, c_void,
                                       c_void, c_void, ctypes.c_uint32, c_void,

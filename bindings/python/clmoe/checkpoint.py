@@ -94,3 +94,61 @@ class Checkpoint:
         n = _lib.c_i32()
         check(lib.clmoe_checkpoint_get_num_files(self._live(), ctypes.byref(n)))
         return n.value
+
+
+_ARCHS = {"auto": 0, "mixtral": 1, "olmoe": 2, "qwen2_moe": 3,
+          "qwen3_moe": 4}
+
+
+def load_moe_layer(ctx, path, layer, arch="auto", dtype=None, policy=None,
+                   path_kind="auto", **policy_params):
+    """MoE layer `layer` of a Hugging Face checkpoint (a model directory, or
+    a Checkpoint) as a MoELayer, with shared experts where the model has
+    them (Qwen2-MoE). `arch`: "auto" (config.json's model_type), "mixtral",
+    "olmoe", "qwen2_moe" or "qwen3_moe". `dtype`: the experts' storage
+    ("f32", "f16", "bf16"; None keeps the stored dtype). `policy`: None
+    routes like the model (its top-k and gate normalisation); a clmoe
+    policy name ("top_p", "importance", ...) with its parameters
+    (policy_params, as for Router) replaces it. The returned layer's
+    `info` holds the model's sizes and conventions."""
+    from .core import (DTYPES, PATHS, Experts, MoELayer, Router, Tensor,
+                       _choice, _fill_policy)
+    ck = path if isinstance(path, Checkpoint) else Checkpoint(path)
+    desc = _lib.LayerDesc()
+    lib.clmoe_layer_desc_init_sized(ctypes.byref(desc), ctypes.sizeof(desc))
+    desc.layer = layer
+    desc.arch = _choice(_ARCHS, arch, "arch")
+    desc.weight_dtype = 0 if dtype is None else _choice(DTYPES, dtype, "dtype")
+    desc.path = _choice(PATHS, path_kind, "path_kind")
+    rd = None
+    if policy is not None:
+        rd = _lib.RouterDesc()
+        lib.clmoe_router_desc_init_sized(ctypes.byref(rd), ctypes.sizeof(rd))
+        _fill_policy(rd, policy, **policy_params)
+        desc.policy = ctypes.addressof(rd)
+    elif policy_params:
+        raise Error(-1, "policy parameters need a policy")
+    out = _lib.MoELayerOut()
+    lib.clmoe_moe_layer_init(ctypes.byref(out))
+    check(lib.clmoe_checkpoint_load_layer(ctx.handle, ck._live(),
+                                          ctypes.byref(desc),
+                                          ctypes.byref(out)))
+    E, d = out.num_experts, out.d_model
+    router = Router._adopt(ctx, ctypes.c_void_p(out.router),
+                           policy or "top_k", E)
+    experts = Experts._adopt(ctx, ctypes.c_void_p(out.experts), E, d,
+                             out.d_ff)
+    shared = Experts._adopt(ctx, ctypes.c_void_p(out.shared_experts), 1, d,
+                            out.shared_d_ff) if out.shared_experts else None
+    gate = Tensor(ctx, ctypes.c_void_p(out.shared_gate)) \
+        if out.shared_gate else None
+    result = MoELayer(router, experts, shared=shared, shared_gate=gate)
+    result.info = {"arch": {v: k for k, v in _ARCHS.items()}[out.arch],
+                   "num_experts": E, "d_model": d, "d_ff": out.d_ff,
+                   "shared_d_ff": out.shared_d_ff, "top_k": out.top_k,
+                   "renormalize": bool(out.renormalize),
+                   "dtype": {v: k for k, v in DTYPES.items()}[
+                       out.weight_dtype]}
+    if ck is not path:
+        ck.close()
+    return result

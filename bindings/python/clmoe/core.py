@@ -299,9 +299,33 @@ class Context:
     __del__ = close
 
 
+def _fill_policy(desc, policy, k=None, p=None, k_min=None, k_max=None,
+                 k_mean=None, capacity_factor=None, overflow="drop_lowest_gate",
+                 gates=None, affinity="prob", fallback="none"):
+    """The policy fields of a RouterDesc."""
+    desc.policy = _choice(POLICIES, policy, "policy")
+    for name, value in (("k", k), ("p", p), ("k_min", k_min),
+                        ("k_max", k_max), ("k_mean", k_mean),
+                        ("capacity_factor", capacity_factor)):
+        if value is not None:
+            setattr(desc, name, value)
+    desc.overflow = _choice(OVERFLOW, overflow, "overflow")
+    desc.gates = _choice(GATES, gates, "gates")
+    desc.affinity = _choice(AFFINITY, affinity, "affinity")
+    desc.fallback = _choice(FALLBACK, fallback, "fallback")
+
+
 class Router:
     """Router weights W_r[d, E] (+ bias[E]) and a policy with its
     parameters. Without `weight` it routes logits only."""
+
+    @classmethod
+    def _adopt(cls, ctx, handle, policy, num_experts):
+        """Wraps a router created by the library (owned from now on)."""
+        r = cls.__new__(cls)
+        r.ctx, r.handle, r._keep = ctx, handle, []
+        r.policy, r.num_experts = policy, num_experts
+        return r
 
     def __init__(self, ctx, weight=None, bias=None, policy="top_k",
                  num_experts=None, k=None, p=None, k_min=None, k_max=None,
@@ -338,16 +362,10 @@ class Router:
                             f"shape {b.shape}")
             desc.bias_host = b.ctypes.data
             self._keep.append(b)
-        desc.policy = _choice(POLICIES, policy, "policy")
-        for name, value in (("k", k), ("p", p), ("k_min", k_min),
-                            ("k_max", k_max), ("k_mean", k_mean),
-                            ("capacity_factor", capacity_factor)):
-            if value is not None:
-                setattr(desc, name, value)
-        desc.overflow = _choice(OVERFLOW, overflow, "overflow")
-        desc.gates = _choice(GATES, gates, "gates")
-        desc.affinity = _choice(AFFINITY, affinity, "affinity")
-        desc.fallback = _choice(FALLBACK, fallback, "fallback")
+        _fill_policy(desc, policy, k=k, p=p, k_min=k_min, k_max=k_max,
+                     k_mean=k_mean, capacity_factor=capacity_factor,
+                     overflow=overflow, gates=gates, affinity=affinity,
+                     fallback=fallback)
         self.policy = policy
         self.num_experts = desc.num_experts
         self.handle = ctypes.c_void_p()
@@ -455,6 +473,14 @@ class Experts:
     "bf16"; values rounded to nearest even); 16-bit storage takes half the
     memory and runs on the grouped path."""
 
+    @classmethod
+    def _adopt(cls, ctx, handle, num_experts, d_model, d_ff):
+        """Wraps experts created by the library (owned from now on)."""
+        x = cls.__new__(cls)
+        x.ctx, x.handle = ctx, handle
+        x.num_experts, x.d_model, x.d_ff = num_experts, d_model, d_ff
+        return x
+
     def __init__(self, ctx, w1, w2, w3=None, activation="swiglu",
                  b1=None, b2=None, b3=None, layout="in_out", path="auto",
                  dtype="f32"):
@@ -536,14 +562,21 @@ class MoELayer:
     dtype: float32 or float16 numpy arrays, or uint16 bfloat16 bits with
     io_dtype="bf16". With a pyopencl-backed context, a pyopencl array x
     gives a pyopencl array y. 16-bit tokens are widened in the kernels that
-    read them and y is rounded once, when it is stored."""
+    read them and y is rounded once, when it is stored. `shared` (Experts of
+    one expert) is applied to every token, weighted by
+    sigmoid(x . shared_gate) with `shared_gate` ([d] float32) or by 1, and
+    added after the routed sum."""
 
     _IO = {"f32": np.float32, "f16": np.float16, "bf16": np.uint16}
 
-    def __init__(self, router, experts):
+    def __init__(self, router, experts, shared=None, shared_gate=None):
         if router.ctx is not experts.ctx:
             raise Error(-15, "router and experts belong to different contexts")
         self.router, self.experts, self.ctx = router, experts, router.ctx
+        self.shared = shared
+        self.shared_gate = None if shared_gate is None else (
+            shared_gate if isinstance(shared_gate, Tensor)
+            else self.ctx.tensor(shared_gate))
 
     def _io_dtype(self, x, io_dtype):
         if io_dtype is not None:
@@ -575,10 +608,12 @@ class MoELayer:
         imp = self.router._importance(importance)
         routing = Routing(ctx)
         flags = 1 if residual is not None else 0
-        check(lib.clmoe_forward(self.router.handle, self.experts.handle,
-                                xt.handle, imp.handle if imp else None,
-                                yt.handle, routing.handle, flags, 0, None,
-                                None))
+        check(lib.clmoe_forward_shared(
+            self.router.handle, self.experts.handle,
+            self.shared.handle if self.shared else None,
+            self.shared_gate.handle if self.shared_gate else None, xt.handle,
+            imp.handle if imp else None, yt.handle, routing.handle, flags, 0,
+            None, None))
         if pyopencl_in:
             ctx.finish()
             return y_arr, routing
