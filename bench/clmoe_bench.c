@@ -5,8 +5,9 @@
  * expert of equal FLOPs). Ratios are the results; absolute figures are
  * context. Usage:
  *   clmoe-bench [--json FILE] [--runs N] [--only W1|W2|W3] [--quick]
- *               [--experts-only] [--weights f32,bf16,f16]
+ *               [--experts-only] [--weights f32,bf16,f16] [--load]
  * --quick runs tiny shapes (a smoke test of the benchmark itself);
+ * --load only measures loading a generated checkpoint (load_checkpoint.c);
  * --experts-only times just the expert GEMMs of both paths (bench/tune);
  * --weights times the grouped experts with each weight storage dtype
  * (default all three; "" none) against the device's streaming read
@@ -21,6 +22,7 @@
 
 #include "bandwidth.h"
 #include "bench_common.h"
+#include "load_checkpoint.h"
 
 typedef struct workload {
   const char *name;
@@ -52,12 +54,12 @@ typedef struct result {
   workload w;
   int N;
   double score, route, dispatch, experts, combine, forward; /* ms */
-  double alt_experts;       /* the other expert path, ms */
-  double dense_same;        /* grouped path on one expert, equal FLOPs */
-  double dense_clblast;     /* one dense CLBlast SGEMM pair, equal FLOPs */
-  double openblas_loop;     /* cblas_sgemm per expert group */
-  double openblas_dense;    /* cblas_sgemm, one dense pair, equal FLOPs */
-  double flops;             /* expert GEMM FLOPs of one forward */
+  double alt_experts;    /* the other expert path, ms */
+  double dense_same;     /* grouped path on one expert, equal FLOPs */
+  double dense_clblast;  /* one dense CLBlast SGEMM pair, equal FLOPs */
+  double openblas_loop;  /* cblas_sgemm per expert group */
+  double openblas_dense; /* cblas_sgemm, one dense pair, equal FLOPs */
+  double flops;          /* expert GEMM FLOPs of one forward */
   int num_policies;
   const char *policy[MAX_POLICIES];
   double policy_k[MAX_POLICIES], policy_ms[MAX_POLICIES];
@@ -88,8 +90,8 @@ static float *random_floats(size_t n, float scale, uint32_t seed) {
 
 static clmoe_tensor *tensor(int rows, int cols, const float *host) {
   clmoe_tensor *t = NULL;
-  die(clmoe_tensor_create(g_ctx, CLMOE_DTYPE_F32, 2,
-                          (int64_t[]){rows, cols}, host, &t),
+  die(clmoe_tensor_create(g_ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){rows, cols},
+                          host, &t),
       "tensor");
   return t;
 }
@@ -230,9 +232,8 @@ static double openblas_loop(const workload *w, const int *off, const float *xs,
 
 /* The same FLOPs as one dense expert over all N rows, OpenBLAS. */
 static double openblas_dense(const workload *w, int N, const float *xs,
-                             const float *w1, const float *w3,
-                             const float *w2, float *h1, float *h3,
-                             float *ys) {
+                             const float *w1, const float *w3, const float *w2,
+                             float *h1, float *h3, float *ys) {
   int off[2] = {0, N};
   workload one = *w;
   one.E = 1;
@@ -332,9 +333,8 @@ static void time_weight_dtypes(const workload *w, result *res, const float *w1,
   for (int i = 0; i < MAX_WDTYPES; ++i) {
     if (!g_weights[i])
       continue;
-    clmoe_experts *ex = make_experts_dtype(w, w->E, w1, w3, w2,
-                                           CLMOE_EXPERTS_PATH_GROUPED,
-                                           k_wdtypes[i].dtype);
+    clmoe_experts *ex = make_experts_dtype(
+        w, w->E, w1, w3, w2, CLMOE_EXPERTS_PATH_GROUPED, k_wdtypes[i].dtype);
     int64_t bytes = 0;
     die(clmoe_experts_get_bytes(ex, &bytes, NULL), "experts bytes");
     res->weights_streamed[i] = (double)bytes * used / w->E;
@@ -345,8 +345,8 @@ static void time_weight_dtypes(const workload *w, result *res, const float *w1,
 }
 
 static void run_workload(const workload *w, result *res, const float *w1,
-                         const float *w3, const float *w2,
-                         clmoe_experts *ex, clmoe_experts *alt) {
+                         const float *w3, const float *w2, clmoe_experts *ex,
+                         clmoe_experts *alt) {
   int T = w->T, d = w->d, E = w->E, H = 4;
   memset(res, 0, sizeof *res);
   res->w = *w;
@@ -400,8 +400,7 @@ static void run_workload(const workload *w, result *res, const float *w1,
   read_array(rt, CLMOE_ROUTING_EXPERT_OFFSETS, off, sizeof *off * (E + 1));
   die(clmoe_tensor_read(xs, xsh, sizeof *xsh * (size_t)N * d), "x_sorted");
   res->openblas_loop = openblas_loop(w, off, xsh, w1, w3, w2, h1, h3, ysh);
-  res->openblas_dense =
-      openblas_dense(w, N, xsh, w1, w3, w2, h1, h3, ysh);
+  res->openblas_dense = openblas_dense(w, N, xsh, w1, w3, w2, h1, h3, ysh);
   res->dense_clblast = dense_clblast(w, N);
   clmoe_experts_path path;
   die(clmoe_experts_get_path(ex, &path), "path");
@@ -422,9 +421,8 @@ static void run_workload(const workload *w, result *res, const float *w1,
   die(clmoe_score_attention(g_ctx, &sd, probs, NULL, NULL, imp, 0, NULL, NULL),
       "score");
   for (int i = 0; i < MAX_POLICIES; ++i) {
-    float p = pols[i].target_k > 0
-                  ? calibrate_p(w, wr, x, rt, pols[i].target_k)
-                  : 0.0f;
+    float p = pols[i].target_k > 0 ? calibrate_p(w, wr, x, rt, pols[i].target_k)
+                                   : 0.0f;
     workload pw = *w;
     if (pols[i].policy == CLMOE_POLICY_TOPK)
       pw.k = 2;
@@ -567,8 +565,7 @@ static int collect_targets(const result *rs, int n, target *t) {
     if (!r)
       continue;
     snprintf(name, sizeof name,
-             "%s forward throughput / OpenBLAS expert loop >= 1.5",
-             r->w.name);
+             "%s forward throughput / OpenBLAS expert loop >= 1.5", r->w.name);
     m = add_target(t, m, name, r->openblas_loop / r->forward, 1.5, 1);
     snprintf(name, sizeof name,
              "%s grouped experts / same kernel dense <= %.2f", r->w.name,
@@ -585,8 +582,7 @@ static int collect_targets(const result *rs, int n, target *t) {
       m = add_target(t, m, name, w1->policy_ms[i] / w1->policy_ms[0],
                      1.05 * kbar / 2, 0);
     }
-    m = add_target(t, m,
-                   "W1 (score+route+dispatch+combine) / forward <= 0.05",
+    m = add_target(t, m, "W1 (score+route+dispatch+combine) / forward <= 0.05",
                    (w1->score + w1->route + w1->dispatch + w1->combine) /
                        w1->forward,
                    0.05, 0);
@@ -622,10 +618,11 @@ static void write_json(const char *file, const clmoe_device_info *info,
             "\"experts_%s\": %.4f, \"dense_same_kernel\": %.4f, "
             "\"dense_clblast\": %.4f, \"openblas_loop\": %.4f, "
             "\"openblas_dense\": %.4f},\n",
-            r->score, r->route, r->dispatch, r->experts, r->combine,
-            r->forward, alt_path, r->alt_experts, r->dense_same,
-            r->dense_clblast, r->openblas_loop, r->openblas_dense);
-    fprintf(f, "     \"expert_gflop\": %.4f,\n     \"policies\": [", r->flops / 1e9);
+            r->score, r->route, r->dispatch, r->experts, r->combine, r->forward,
+            alt_path, r->alt_experts, r->dense_same, r->dense_clblast,
+            r->openblas_loop, r->openblas_dense);
+    fprintf(f, "     \"expert_gflop\": %.4f,\n     \"policies\": [",
+            r->flops / 1e9);
     for (int j = 0; j < r->num_policies; ++j)
       fprintf(f, "%s{\"name\": \"%s\", \"mean_k\": %.4f, \"forward_ms\": %.4f}",
               j ? ", " : "", r->policy[j], r->policy_k[j], r->policy_ms[j]);
@@ -678,7 +675,7 @@ static void parse_weights(const char *list) {
 
 int main(int argc, char **argv) {
   const char *json = NULL, *only = NULL;
-  int quick = 0;
+  int quick = 0, load = 0;
   for (int i = 1; i < argc; ++i) {
     if (!strcmp(argv[i], "--json") && i + 1 < argc)
       json = argv[++i];
@@ -692,10 +689,13 @@ int main(int argc, char **argv) {
       g_experts_only = 1;
     else if (!strcmp(argv[i], "--weights") && i + 1 < argc)
       parse_weights(argv[++i]);
+    else if (!strcmp(argv[i], "--load"))
+      load = 1;
     else {
       fprintf(stderr,
               "usage: %s [--json FILE] [--runs N] [--only W1|W2|W3] "
-              "[--quick] [--experts-only] [--weights f32,bf16,f16]\n",
+              "[--quick] [--experts-only] [--weights f32,bf16,f16] "
+              "[--load]\n",
               argv[0]);
       return 2;
     }
@@ -703,6 +703,11 @@ int main(int argc, char **argv) {
   if (g_runs < 1 || g_runs > 64)
     g_runs = 9;
   die(clmoe_context_create(NULL, &g_ctx), "context");
+  if (load) {
+    int rc = bench_load_checkpoint(g_ctx, quick);
+    clmoe_context_destroy(g_ctx);
+    return rc;
+  }
   clmoe_device_info info;
   clmoe_device_info_init(&info);
   die(clmoe_context_get_device_info(g_ctx, &info), "device info");

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "checkpoint/checkpoint.h"
+#include "moe/experts.h"
 #include "runtime/runtime.h"
 
 static const char *const FN = "clmoe_checkpoint_load_layer";
@@ -295,82 +296,81 @@ static int exists(const clmoe_checkpoint *ck, const plan *p, const char *tmpl,
   return cm_ck_lookup(ck, name) != NULL;
 }
 
-static size_t dsize(clmoe_dtype dt) { return dt == CLMOE_DTYPE_F32 ? 4 : 2; }
+/* Where each expert matrix lives: tensor and element offset per (matrix,
+ * expert), matrices 0 W1 [f, d], 1 W3 [f, d], 2 W2 [d, f], stored
+ * [out, in]. A cm_row_source over it streams rows out of the mappings. */
+typedef struct expert_source {
+  const clmoe_checkpoint *ck;
+  int E, in[3];
+  const cm_st_tensor **t; /* [3][E] */
+  uint64_t *first;        /* [3][E] */
+} expert_source;
 
-/* Host arrays of the experts ([E, out, in], the OUT_IN layout). */
-typedef struct expert_arrays {
-  void *w1, *w3, *w2;
-  clmoe_dtype dtype;
-} expert_arrays;
-
-static void free_arrays(expert_arrays *a) {
-  free(a->w1);
-  free(a->w3);
-  free(a->w2);
-  memset(a, 0, sizeof *a);
+static clmoe_status source_rows(void *user, int m, int e, int row0, int n,
+                                float *dst) {
+  const expert_source *s = user;
+  size_t at = (size_t)m * s->E + e;
+  return cm_ck_read_range(s->ck, s->t[at],
+                          s->first[at] + (uint64_t)row0 * s->in[m],
+                          (uint64_t)n * s->in[m], CLMOE_DTYPE_F32, dst);
 }
 
-/* E experts of [f, d] / [d, f] from one tensor per expert and projection
- * (templates w1, w3, w2) or stacked (gate_up [E, 2f, d], down [E, d, f]). */
-static clmoe_status read_experts(const clmoe_checkpoint *ck, const plan *p,
+static void free_source(expert_source *s) {
+  free(s->t);
+  free(s->first);
+}
+
+/* The E experts' matrices: one tensor per expert and projection
+ * (templates w1, w3, w2) or stacked (gate_up [E, 2f, d], down [E, d, f]),
+ * each checked against the sizes. *stored: the first gate matrix's dtype. */
+static clmoe_status find_experts(const clmoe_checkpoint *ck, const plan *p,
                                  const char *w1, const char *w3, const char *w2,
                                  const char *gate_up, const char *down, int E,
-                                 int f, clmoe_dtype want, expert_arrays *a) {
-  int gated = w3 || gate_up;
-  size_t n = (size_t)E * f * p->d;
+                                 int f, expert_source *s, clmoe_dtype *stored) {
+  int gated = w3 || gate_up, d = p->d;
+  s->ck = ck;
+  s->E = E;
+  s->in[0] = s->in[1] = d;
+  s->in[2] = f;
+  s->t = calloc((size_t)3 * E, sizeof *s->t);
+  s->first = calloc((size_t)3 * E, sizeof *s->first);
+  if (!s->t || !s->first)
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "%s: expert table", FN);
+  const cm_st_tensor *t;
+  clmoe_status st = CLMOE_SUCCESS;
   int stacked =
       !w1 || (!exists(ck, p, w1, 0) && gate_up && exists(ck, p, gate_up, 0));
-  const cm_st_tensor *t;
-  clmoe_status st;
-  int64_t dims[3] = {E, 2 * f, p->d};
-  /* The stored dtype of the first gate matrix sets the default storage. */
-  if (stacked)
-    st = find(ck, p, gate_up, 0, 3, dims, &t);
-  else
-    st = find(ck, p, w1, 0, 2, (int64_t[]){f, p->d}, &t);
-  if (st)
-    return st;
-  a->dtype = want ? want : t->readable;
-  size_t es = dsize(a->dtype);
-  a->w1 = malloc(n * es);
-  a->w3 = gated ? malloc(n * es) : NULL;
-  a->w2 = malloc(n * es);
-  if (!a->w1 || !a->w2 || (gated && !a->w3))
-    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "%s: expert weights", FN);
-  size_t m = (size_t)f * p->d;
-  if (stacked) {
-    for (int e = 0; e < E && !st; ++e)
-      if (!(st = cm_ck_read_range(ck, t, (uint64_t)e * 2 * m, m, a->dtype,
-                                  (char *)a->w1 + e * m * es)))
-        st = cm_ck_read_range(ck, t, (uint64_t)e * 2 * m + m, m, a->dtype,
-                              (char *)a->w3 + e * m * es);
-  } else {
-    for (int e = 0; e < E && !st; ++e) {
-      int64_t up[2] = {f, p->d};
-      if (!(st = find(ck, p, w1, e, 2, up, &t)))
-        st =
-            cm_ck_read_range(ck, t, 0, m, a->dtype, (char *)a->w1 + e * m * es);
-      if (!st && gated && !(st = find(ck, p, w3, e, 2, up, &t)))
-        st =
-            cm_ck_read_range(ck, t, 0, m, a->dtype, (char *)a->w3 + e * m * es);
+  if (stacked &&
+      !(st = find(ck, p, gate_up, 0, 3, (int64_t[]){E, 2 * f, d}, &t)))
+    for (int e = 0; e < E; ++e) {
+      s->t[e] = s->t[E + e] = t;
+      s->first[e] = (uint64_t)e * 2 * f * d;
+      s->first[E + e] = s->first[e] + (uint64_t)f * d;
     }
-  }
+  for (int e = 0; !stacked && e < E && !st; ++e)
+    if (!(st = find(ck, p, w1, e, 2, (int64_t[]){f, d}, &s->t[e])) && gated)
+      st = find(ck, p, w3, e, 2, (int64_t[]){f, d}, &s->t[E + e]);
   if (st)
     return st;
+  *stored = s->t[0]->readable;
   if (!w2 || (!exists(ck, p, w2, 0) && down && exists(ck, p, down, 0))) {
-    int64_t dd[3] = {E, p->d, f};
-    if (!(st = find(ck, p, down, 0, 3, dd, &t)))
-      st = cm_ck_read_range(ck, t, 0, n, a->dtype, a->w2);
-    return st;
+    if ((st = find(ck, p, down, 0, 3, (int64_t[]){E, d, f}, &t)))
+      return st;
+    for (int e = 0; e < E; ++e) {
+      s->t[2 * E + e] = t;
+      s->first[2 * E + e] = (uint64_t)e * d * f;
+    }
+    return CLMOE_SUCCESS;
   }
   for (int e = 0; e < E && !st; ++e)
-    if (!(st = find(ck, p, w2, e, 2, (int64_t[]){p->d, f}, &t)))
-      st = cm_ck_read_range(ck, t, 0, m, a->dtype, (char *)a->w2 + e * m * es);
+    st = find(ck, p, w2, e, 2, (int64_t[]){d, f}, &s->t[2 * E + e]);
   return st;
 }
 
+/* Experts from a source: streamed on the grouped path; on the CLBlast
+ * path (whose layout is transposed) through whole float32 arrays. */
 static clmoe_status create_experts(clmoe_context *ctx, const plan *p, int E,
-                                   int f, const expert_arrays *a,
+                                   int f, expert_source *s, clmoe_dtype dtype,
                                    clmoe_experts_path path,
                                    clmoe_experts **out) {
   clmoe_experts_desc ed;
@@ -380,13 +380,31 @@ static clmoe_status create_experts(clmoe_context *ctx, const plan *p, int E,
   ed.d_ff = f;
   ed.activation = p->activation;
   ed.layout = CLMOE_LAYOUT_OUT_IN;
-  ed.w1_host = a->w1;
-  ed.w3_host = a->w3;
-  ed.w2_host = a->w2;
-  ed.host_dtype = a->dtype;
-  ed.weight_dtype = a->dtype;
+  ed.weight_dtype = dtype;
   ed.path = path;
-  return clmoe_experts_create(ctx, &ed, out);
+  clmoe_status st = cm_experts_create_from_rows(ctx, &ed, source_rows, s, out);
+  if (st != CLMOE_ERROR_UNSUPPORTED)
+    return st;
+  size_t m = (size_t)f * p->d, n = (size_t)E * m;
+  int gated = s->t[E] != NULL;
+  float *w[3] = {malloc(sizeof(float) * n),
+                 gated ? malloc(sizeof(float) * n) : NULL,
+                 malloc(sizeof(float) * n)};
+  if (!w[0] || !w[2] || (gated && !w[1]))
+    st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "%s: expert weights", FN);
+  else
+    st = CLMOE_SUCCESS;
+  for (int k = 0; k < 3 && !st; ++k)
+    for (int e = 0; w[k] && e < E && !st; ++e)
+      st = source_rows(s, k, e, 0, k == 2 ? p->d : f, w[k] + e * m);
+  ed.w1_host = w[0];
+  ed.w3_host = w[1];
+  ed.w2_host = w[2];
+  if (!st)
+    st = clmoe_experts_create(ctx, &ed, out);
+  for (int k = 0; k < 3; ++k)
+    free(w[k]);
+  return st;
 }
 
 /* The router: gate [E, d] read as float32 and transposed to W_r [d, E]. */
@@ -451,11 +469,14 @@ static clmoe_status load_shared(clmoe_context *ctx, const clmoe_checkpoint *ck,
   if (st)
     return st;
   p->fs = (int)dims[0];
-  expert_arrays a = {0};
-  if (!(st = read_experts(ck, p, nm->shared_w1, nm->shared_w3, nm->shared_w2,
-                          NULL, NULL, 1, p->fs, desc->weight_dtype, &a)))
-    st = create_experts(ctx, p, 1, p->fs, &a, desc->path, &out->shared_experts);
-  free_arrays(&a);
+  expert_source src = {0};
+  clmoe_dtype stored = 0;
+  if (!(st = find_experts(ck, p, nm->shared_w1, nm->shared_w3, nm->shared_w2,
+                          NULL, NULL, 1, p->fs, &src, &stored)))
+    st = create_experts(ctx, p, 1, p->fs, &src,
+                        desc->weight_dtype ? desc->weight_dtype : stored,
+                        desc->path, &out->shared_experts);
+  free_source(&src);
   if (st || !nm->shared_gate)
     return st;
   float *g = malloc(sizeof *g * (size_t)p->d);
@@ -487,13 +508,16 @@ static clmoe_status load(clmoe_context *ctx, const clmoe_checkpoint *ck,
   if (!desc->policy && (p.k < 1 || p.k > p.E))
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
                       "the model's top-k %d is outside 1..%d", p.k, p.E);
-  expert_arrays a = {0};
-  if (!(st = read_experts(ck, &p, p.names.w1, p.names.w3, p.names.w2,
-                          p.names.gate_up, p.names.down, p.E, p.f,
-                          desc->weight_dtype, &a)))
-    st = create_experts(ctx, &p, p.E, p.f, &a, desc->path, &out->experts);
-  out->weight_dtype = a.dtype;
-  free_arrays(&a);
+  expert_source src = {0};
+  clmoe_dtype stored = 0;
+  if (!(st = find_experts(ck, &p, p.names.w1, p.names.w3, p.names.w2,
+                          p.names.gate_up, p.names.down, p.E, p.f, &src,
+                          &stored))) {
+    out->weight_dtype = desc->weight_dtype ? desc->weight_dtype : stored;
+    st = create_experts(ctx, &p, p.E, p.f, &src, out->weight_dtype, desc->path,
+                        &out->experts);
+  }
+  free_source(&src);
   if (st || (st = load_shared(ctx, ck, desc, &p, out)))
     return st;
   out->arch = p.arch;

@@ -101,7 +101,8 @@ static clmoe_status upload_weights(clmoe_experts *x, float *buf, size_t n,
                           "experts", out);
 }
 
-static clmoe_status validate(const clmoe_experts_desc *d) {
+/* Sizes, activation and layout (not the weights). */
+static clmoe_status validate_sizes(const clmoe_experts_desc *d) {
   if (d->num_experts < 1 || d->num_experts > 1024)
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
                       "num_experts = %d is outside 1..1024", d->num_experts);
@@ -116,6 +117,16 @@ static clmoe_status validate(const clmoe_experts_desc *d) {
   if (d->layout != CLMOE_LAYOUT_IN_OUT && d->layout != CLMOE_LAYOUT_OUT_IN)
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN, "unknown layout %d",
                       (int)d->layout);
+  if ((int64_t)d->num_experts * d->d_model * d->d_ff * 2 > INT32_MAX)
+    return cm_fail(CLMOE_ERROR_TOO_LARGE,
+                   "clmoe_experts_create: E * d * 2f overflows 32-bit indices");
+  return CLMOE_SUCCESS;
+}
+
+static clmoe_status validate(const clmoe_experts_desc *d) {
+  clmoe_status st = validate_sizes(d);
+  if (st)
+    return st;
   int has_w3 = d->w3_host || d->w3, has_b3 = d->b3_host || d->b3;
   if (!(d->w1_host || d->w1) || !(d->w2_host || d->w2))
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
@@ -126,9 +137,6 @@ static clmoe_status validate(const clmoe_experts_desc *d) {
   if (!cm_is_gated(d->activation) && (has_w3 || has_b3))
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
                       "w3/b3 are only for gated activations (SWIGLU, GEGLU)");
-  if ((int64_t)d->num_experts * d->d_model * d->d_ff * 2 > INT32_MAX)
-    return cm_fail(CLMOE_ERROR_TOO_LARGE,
-                   "clmoe_experts_create: E * d * 2f overflows 32-bit indices");
   return CLMOE_SUCCESS;
 }
 
@@ -329,6 +337,38 @@ static clmoe_status fetch_all(clmoe_context *ctx,
   return cm_round_to_dtype(h->w2, n, a->wdtype, "clmoe_experts_create: w2");
 }
 
+clmoe_status cm_experts_alloc(clmoe_context *ctx,
+                              const clmoe_experts_desc *desc,
+                              clmoe_experts_path path, clmoe_dtype wdtype,
+                              clmoe_experts **out) {
+  clmoe_experts *x = *out = calloc(1, sizeof *x);
+  if (!x)
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                   "clmoe_experts_create: out of host memory");
+  x->ctx = ctx;
+  x->E = desc->num_experts;
+  x->d = desc->d_model;
+  x->f = desc->d_ff;
+  x->F = cm_is_gated(desc->activation) ? 2 * x->f : x->f;
+  x->activation = desc->activation;
+  x->path = path;
+  x->wdtype = wdtype;
+  x->vw = ctx->tuning.vw;
+  return CLMOE_SUCCESS;
+}
+
+clmoe_status cm_experts_resolve(const clmoe_context *ctx,
+                                const clmoe_experts_desc *desc,
+                                clmoe_experts_path *path, clmoe_dtype *wdtype) {
+  create_args a;
+  clmoe_status st;
+  if ((st = validate_sizes(desc)) || (st = resolve(ctx, desc, &a)))
+    return st;
+  *path = a.path;
+  *wdtype = a.wdtype;
+  return CLMOE_SUCCESS;
+}
+
 clmoe_status clmoe_experts_create(clmoe_context *ctx,
                                   const clmoe_experts_desc *desc,
                                   clmoe_experts **out) {
@@ -346,22 +386,9 @@ clmoe_status clmoe_experts_create(clmoe_context *ctx,
     return st;
   host_arrays h = {0};
   clmoe_experts *x = NULL;
-  if ((st = fetch_all(ctx, desc, &a, &h)))
+  if ((st = fetch_all(ctx, desc, &a, &h)) ||
+      (st = cm_experts_alloc(ctx, desc, a.path, a.wdtype, &x)))
     goto done;
-  if (!(x = calloc(1, sizeof *x))) {
-    st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
-                 "clmoe_experts_create: out of host memory");
-    goto done;
-  }
-  x->ctx = ctx;
-  x->E = desc->num_experts;
-  x->d = desc->d_model;
-  x->f = desc->d_ff;
-  x->F = cm_is_gated(desc->activation) ? 2 * x->f : x->f;
-  x->activation = desc->activation;
-  x->path = a.path;
-  x->wdtype = a.wdtype;
-  x->vw = ctx->tuning.vw;
   st = x->path == CLMOE_EXPERTS_PATH_GROUPED
            ? upload_packed(x, h.w1, h.w3, h.w2, h.b1, h.b3, h.b2, desc->layout)
            : upload_plain(x, h.w1, h.w3, h.w2, h.b1, h.b3, h.b2, desc->layout);

@@ -36,4 +36,33 @@ clmoe_status cm_check_experts_ctx(const clmoe_experts *x,
 clmoe_status cm_experts_run(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,
                             cl_mem ys, int rows);
 
+/* The path (never AUTO) and storage dtype a descriptor resolves to, after
+ * checking its sizes, activation and layout (not its weights). */
+clmoe_status cm_experts_resolve(const clmoe_context *ctx,
+                                const clmoe_experts_desc *desc,
+                                clmoe_experts_path *path, clmoe_dtype *wdtype);
+
+/* A new experts object with the descriptor's shape, no buffers yet. */
+clmoe_status cm_experts_alloc(clmoe_context *ctx,
+                              const clmoe_experts_desc *desc,
+                              clmoe_experts_path path, clmoe_dtype wdtype,
+                              clmoe_experts **out);
+
+/* Rows [row0, row0 + n) of matrix `m` (0: W1, the gate; 1: W3, the up; 2:
+ * W2, the down projection) of expert e, stored [out, in] as PyTorch does,
+ * as float32 into dst[n][in]. */
+typedef clmoe_status (*cm_row_source)(void *user, int m, int e, int row0, int n,
+                                      float *dst);
+
+/* Experts created without ever holding a whole matrix on the host: each
+ * panel of the grouped kernel's packed layout is built from the rows it
+ * needs and written to the device through a bounded staging buffer. The
+ * desc gives shape, activation, path and weight_dtype (its weights and
+ * biases are ignored: none). UNSUPPORTED when the path resolves to CLBLAST
+ * (its layout is transposed); the caller then loads arrays. */
+clmoe_status cm_experts_create_from_rows(clmoe_context *ctx,
+                                         const clmoe_experts_desc *desc,
+                                         cm_row_source source, void *user,
+                                         clmoe_experts **out);
+
 #endif /* CLMOE_EXPERTS_H */

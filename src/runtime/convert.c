@@ -104,6 +104,22 @@ int cm_from_f32(clmoe_dtype dtype, float v, void *dst, size_t i) {
   }
 }
 
+size_t cm_encode(clmoe_dtype dtype, const float *src, void *dst, size_t n) {
+  uint16_t *h = dst;
+  if (dtype == CLMOE_DTYPE_F16) {
+    for (size_t i = 0; i < n; ++i)
+      if (f32_to_f16(src[i], &h[i]))
+        return i;
+  } else if (dtype == CLMOE_DTYPE_BF16) {
+    for (size_t i = 0; i < n; ++i)
+      if (f32_to_bf16(src[i], &h[i]))
+        return i;
+  } else {
+    memcpy(dst, src, n * sizeof *src);
+  }
+  return n;
+}
+
 int cm_is_float_dtype(clmoe_dtype dtype) {
   return dtype == CLMOE_DTYPE_F32 || dtype == CLMOE_DTYPE_F16 ||
          dtype == CLMOE_DTYPE_BF16;

@@ -142,6 +142,10 @@ float cm_to_f32(clmoe_dtype dtype, const void *src, size_t i);
 /* Stores v as element i of an F32, F16 or BF16 array, rounded to nearest
  * even; returns 1 when a finite v overflows to Inf (Inf is stored). */
 int cm_from_f32(clmoe_dtype dtype, float v, void *dst, size_t i);
+/* dst[0..n) = src[0..n) stored as `dtype` (F32, F16, BF16), rounded to
+ * nearest even; returns n, or the index of the first finite value that
+ * overflows to Inf (the rest is not written). */
+size_t cm_encode(clmoe_dtype dtype, const float *src, void *dst, size_t n);
 /* Rounds v[0..n) in place to the values `dtype` can hold (no-op for F32).
  * Errors: INVALID_ARGUMENT naming `what` and the element that overflows. */
 clmoe_status cm_round_to_dtype(float *v, size_t n, clmoe_dtype dtype,

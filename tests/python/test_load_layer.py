@@ -265,3 +265,19 @@ def test_load_errors(ctx, tmp_path):
         clmoe.load_moe_layer(ctx, tmp_path / "m", LAYER)
     assert e.value.status_name == "CLMOE_ERROR_INVALID_ARGUMENT"
     assert "config.json" in e.value.detail
+
+
+@pytest.mark.parametrize("path_kind", ["clblast", "grouped"])
+def test_both_expert_paths(ctx, tmp_path, path_kind):
+    """The grouped path streams panels from the checkpoint; the CLBlast path
+    (float32 only) loads whole arrays: both give the model's output."""
+    rng = np.random.default_rng(13)
+    model = Model("qwen2_moe", "F32", rng)
+    model.write(tmp_path / "m")
+    layer = clmoe.load_moe_layer(ctx, tmp_path / "m", LAYER,
+                                 path_kind=path_kind)
+    assert layer.experts.path == path_kind
+    assert layer.shared.path == path_kind
+    x = rng.normal(size=(9, D)).astype(np.float32)
+    y, _ = layer(x)
+    assert rel_err(y, model.forward(x.astype(np.float64))) <= 1e-5
