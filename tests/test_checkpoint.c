@@ -8,6 +8,7 @@
 #include "clmoe/clmoe_checkpoint.h"
 #include "harness.h"
 #include "ref_16bit.h"
+#include "st_writer.h"
 
 static char g_dir[64];
 
@@ -17,30 +18,6 @@ static char *path_of(const char *name) {
   char *p = buf[next++ % 4];
   snprintf(p, 256, "%s/%s", g_dir, name);
   return p;
-}
-
-static void write_bytes(const char *path, const void *data, size_t n) {
-  FILE *f = fopen(path, "wb");
-  if (!f || fwrite(data, 1, n, f) != n) {
-    fprintf(stderr, "cannot write %s\n", path);
-    exit(1);
-  }
-  fclose(f);
-}
-
-/* A safetensors file: 8-byte little-endian header length, the header text,
- * then `data`. */
-static void write_st(const char *path, const char *header, const void *data,
-                     size_t data_bytes) {
-  size_t n = strlen(header);
-  unsigned char *buf = malloc(8 + n + data_bytes + 1);
-  for (int i = 0; i < 8; ++i)
-    buf[i] = (unsigned char)((uint64_t)n >> (8 * i));
-  memcpy(buf + 8, header, n);
-  if (data_bytes)
-    memcpy(buf + 8 + n, data, data_bytes);
-  write_bytes(path, buf, 8 + n + data_bytes);
-  free(buf);
 }
 
 /* A valid file: "a.f32" [2, 3] F32, "b.bf16" [3] BF16, "c.f16" [2] F16,
@@ -211,6 +188,22 @@ static void test_sharded_dir(void) {
   CHECK_STATUS(clmoe_checkpoint_open(dir, &ck), CLMOE_ERROR_BAD_FILE);
   write_bytes(p, "{\"weight_map\": [", 16);
   CHECK_STATUS(clmoe_checkpoint_open(dir, &ck), CLMOE_ERROR_BAD_FILE);
+  /* The same tensor in two shards (the index names one of them). */
+  snprintf(p, sizeof p, "%s/model-00003-of-00003.safetensors", dir);
+  write_st(p,
+           "{\"layer.2.w\":{\"dtype\":\"F32\",\"shape\":[2,2],"
+           "\"data_offsets\":[0,16]},\"layer.0.w\":{\"dtype\":\"F32\","
+           "\"shape\":[2,2],\"data_offsets\":[16,32]}}",
+           v, 32);
+  snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+  write_bytes(p, index, strlen(index));
+  CHECK_STATUS(clmoe_checkpoint_open(dir, &ck), CLMOE_ERROR_BAD_FILE);
+  CHECK(strstr(clmoe_last_error_detail(), "\"layer.0.w\" is in both") != NULL);
+  snprintf(p, sizeof p, "%s/model-00003-of-00003.safetensors", dir);
+  write_st(p,
+           "{\"layer.2.w\":{\"dtype\":\"F32\",\"shape\":[2,2],"
+           "\"data_offsets\":[0,16]}}",
+           v[2], 16);
   /* A truncated shard (its header promises more bytes than it has). */
   write_bytes(p, index, strlen(index));
   snprintf(p, sizeof p, "%s/model-00002-of-00003.safetensors", dir);

@@ -1,6 +1,7 @@
 /* Fault injection (libclmoe_fi): fails the N-th runtime call (OpenCL,
  * CLBlast or host allocation, any kind) of a whole score -> route ->
- * forward run, for N = 1, 2, ... until a run completes without reaching N.
+ * forward run (and a Qwen2-MoE layer loaded from a checkpoint, run with its
+ * shared expert), for N = 1, 2, ... until a run completes without reaching N.
  * For every N: the run returns a specific error whose detail names the
  * failed call (or absorbs the fault and still gives the reference result),
  * no OpenCL object is left alive, and the next run without faults gives the
@@ -14,13 +15,15 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include "clmoe/clmoe_checkpoint.h"
 #include "harness.h"
 #include "runtime/fault_injection.h"
+#include "st_writer.h"
 
 enum { T = 24, D = 16, F = 12, E = 4, H = 2 };
 
 typedef struct outputs {
-  float importance[T], y_grouped[T * D], y_clblast[T * D];
+  float importance[T], y_grouped[T * D], y_clblast[T * D], y_loaded[T * D];
   int64_t slots;
 } outputs;
 
@@ -29,6 +32,13 @@ static cl_device_id g_dev;
 static float g_x[T * D], g_probs[H * T * T], g_wr[D * E];
 static float g_w1[E * D * F], g_w3[E * D * F], g_w2[E * F * D], g_b1[E * F];
 static char g_detail[4096];
+static char g_model[64]; /* a Qwen2-MoE checkpoint directory */
+/* Which scenario the walk runs: 0 score -> route -> forward, 1 a layer
+ * loaded from g_model. */
+static int g_part;
+static clmoe_context *g_part_ctx; /* the second part's living context */
+/* OpenCL objects alive between runs (the second part's context). */
+static int64_t g_base_objects;
 /* Call sites a run without faults reaches (in either cache mode). */
 static const char *g_path_sites[1024];
 static int g_num_path_sites;
@@ -57,12 +67,45 @@ static clmoe_experts *experts(clmoe_context *ctx, clmoe_experts_path path,
   ed.w2_host = g_w2;
   ed.b1_host = g_b1;
   ed.path = path;
-  ed.weight_dtype = path == CLMOE_EXPERTS_PATH_GROUPED ? CLMOE_DTYPE_BF16
-                                                       : CLMOE_DTYPE_F32;
+  ed.weight_dtype =
+      path == CLMOE_EXPERTS_PATH_GROUPED ? CLMOE_DTYPE_BF16 : CLMOE_DTYPE_F32;
   clmoe_experts *x = NULL;
   TRY(clmoe_experts_create(ctx, &ed, &x));
   *status = st;
   return x;
+}
+
+/* The checkpoint part: a Qwen2-MoE layer loaded and run with its shared
+ * expert, on a context made once before its walk (a walk of its own on a
+ * living context: the context's own calls are walked by the first part,
+ * and the context must stay usable after every fault). */
+static clmoe_status loaded_part(clmoe_context *ctx, outputs *out) {
+  clmoe_status st = CLMOE_SUCCESS;
+  g_detail[0] = 0;
+  memset(out, 0, sizeof *out);
+  clmoe_tensor *x = NULL, *y = NULL;
+  clmoe_routing *rt = NULL;
+  clmoe_checkpoint *ck = NULL;
+  clmoe_moe_layer layer;
+  clmoe_moe_layer_init(&layer);
+  clmoe_layer_desc ld;
+  clmoe_layer_desc_init(&ld);
+  TRY(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, D}, g_x, &x));
+  TRY(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, D}, NULL,
+                          &y));
+  TRY(clmoe_routing_create(ctx, &rt));
+  TRY(clmoe_checkpoint_open(g_model, &ck));
+  TRY(clmoe_checkpoint_load_layer(ctx, ck, &ld, &layer));
+  TRY(clmoe_forward_shared(layer.router, layer.experts, layer.shared_experts,
+                           layer.shared_gate, x, NULL, y, rt, 0, 0, NULL,
+                           NULL));
+  TRY(clmoe_tensor_read(y, out->y_loaded, sizeof out->y_loaded));
+  clmoe_moe_layer_release(&layer);
+  clmoe_checkpoint_close(ck);
+  clmoe_routing_destroy(rt);
+  clmoe_tensor_destroy(x);
+  clmoe_tensor_destroy(y);
+  return st;
 }
 
 static clmoe_status scenario_body(outputs *out) {
@@ -140,6 +183,8 @@ static void remove_cache(void) {
 
 /* One complete run with every object created and destroyed inside. */
 static clmoe_status scenario(outputs *out) {
+  if (g_part)
+    return loaded_part(g_part_ctx, out);
   if (g_fresh_cache) {
     snprintf(g_cache, sizeof g_cache, "/tmp/clmoe-faults-XXXXXX");
     if (!mkdtemp(g_cache))
@@ -176,7 +221,8 @@ static void walk(void) {
   clmoe_test_fault_inject("any", 0);
   REQUIRE_OK(scenario(&ref));
   int64_t calls = clmoe_test_fault_calls("any");
-  CHECK(clmoe_test_live_objects() == 0);
+  g_base_objects = clmoe_test_live_objects();
+  CHECK(g_part || g_base_objects == 0);
   int32_t sites = 0;
   for (int32_t i = 0; i < clmoe_test_sites_seen(); ++i) {
     int64_t hits = 0;
@@ -188,8 +234,9 @@ static void walk(void) {
       g_path_sites[g_num_path_sites++] = site;
     sites += hits > 0;
   }
-  printf("%s program cache: reference run makes %lld runtime calls at %d "
-         "call sites\n",
+  printf("%s, %s program cache: reference run makes %lld runtime calls at "
+         "%d call sites\n",
+         g_part ? "loaded layer" : "score -> route -> forward",
          g_fresh_cache ? "empty" : "warm", (long long)calls, sites);
 
   int runs = 0, errors = 0, absorbed = 0;
@@ -218,9 +265,10 @@ static void walk(void) {
         ++g_failures;
       }
     }
-    if (clmoe_test_live_objects() != 0) {
+    if (clmoe_test_live_objects() != g_base_objects) {
       fprintf(stderr, "fault %lld (%s at %s): %lld OpenCL objects leaked\n",
-              (long long)n, call, site, (long long)clmoe_test_live_objects());
+              (long long)n, call, site,
+              (long long)(clmoe_test_live_objects() - g_base_objects));
       ++g_failures;
       break;
     }
@@ -297,6 +345,51 @@ static void steady_state_allocates_nothing(void) {
   clmoe_context_destroy(ctx);
 }
 
+/* A Qwen2-MoE layer 0 (router, experts, shared expert and its gate) from
+ * the walk's weights, stored [out, in] as the model stores them. */
+static void write_model(void) {
+  snprintf(g_model, sizeof g_model, "/tmp/clmoe-faults-XXXXXX");
+  if (!mkdtemp(g_model))
+    exit(1);
+  char path[128];
+  snprintf(path, sizeof path, "%s/config.json", g_model);
+  char config[512];
+  snprintf(config, sizeof config,
+           "{\"model_type\": \"qwen2_moe\", \"hidden_size\": %d, "
+           "\"moe_intermediate_size\": %d, \"num_experts\": %d, "
+           "\"num_experts_per_tok\": 2, \"num_hidden_layers\": 1, "
+           "\"shared_expert_intermediate_size\": %d}",
+           D, F, E, F);
+  write_bytes(path, config, strlen(config));
+  st_builder b = {0};
+  float m[F * D];
+  char name[128];
+  for (int e = 0; e < E; ++e)
+    for (int k = 0; k < 3; ++k) {
+      static const char *const proj[3] = {"gate_proj", "up_proj", "down_proj"};
+      const float *w = (k == 0   ? g_w1
+                        : k == 1 ? g_w3
+                                 : g_w2) +
+                       (size_t)e * D * F;
+      for (int i = 0; i < F * D; ++i) /* [in, out] -> [out, in] */
+        m[i] = k == 2 ? w[(i % F) * D + i / F] : w[(i % D) * F + i / D];
+      snprintf(name, sizeof name, "model.layers.0.mlp.experts.%d.%s.weight", e,
+               proj[k]);
+      st_add_f32(&b, name, k == 2 ? D : F, k == 2 ? F : D, m);
+      if (e == 0) { /* the shared expert reuses expert 0's matrices */
+        snprintf(name, sizeof name,
+                 "model.layers.0.mlp.shared_expert.%s.weight", proj[k]);
+        st_add_f32(&b, name, k == 2 ? D : F, k == 2 ? F : D, m);
+      }
+    }
+  for (int i = 0; i < E * D; ++i) /* W_r [D, E] -> gate [E, D] */
+    m[i] = g_wr[(i % D) * E + i / D];
+  st_add_f32(&b, "model.layers.0.mlp.gate.weight", E, D, m);
+  st_add_f32(&b, "model.layers.0.mlp.shared_expert_gate.weight", 1, D, g_x);
+  snprintf(path, sizeof path, "%s/model.safetensors", g_model);
+  st_write(&b, path);
+}
+
 int main(void) {
   g_cl = test_cl_context(&g_dev);
   fill(g_x, T * D, 1.0f, 1);
@@ -309,6 +402,7 @@ int main(void) {
     for (int i = 0; i < T; ++i)
       for (int j = 0; j < T; ++j)
         g_probs[(h * T + i) * T + j] = j <= i ? 1.0f / (i + 1) : 0.0f;
+  write_model();
 
   /* CLMOE_FAULT_WALKS=warm: the warm-cache walk only (the sanitizer run,
    * where every runtime call is several times slower). */
@@ -317,6 +411,15 @@ int main(void) {
   int num_walks = walks && !strcmp(walks, "warm") ? 1 : 2;
   for (g_fresh_cache = 0; g_fresh_cache < num_walks; ++g_fresh_cache)
     walk();
+  g_part = 1;
+  g_fresh_cache = 0;
+  clmoe_context_desc cd;
+  clmoe_context_desc_init(&cd);
+  cd.cl_context = g_cl;
+  cd.cl_device = g_dev;
+  REQUIRE_OK(clmoe_context_create(&cd, &g_part_ctx));
+  walk();
+  clmoe_context_destroy(g_part_ctx);
   int covered = 0, beyond = 0;
   for (int32_t i = 0; i < clmoe_test_sites_seen(); ++i) {
     int32_t failed = 0;
@@ -337,6 +440,10 @@ int main(void) {
          "injected fault)\n",
          covered, g_num_path_sites, beyond);
   CHECK(covered == g_num_path_sites);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", g_model);
+  if (system(cmd))
+    fprintf(stderr, "could not remove %s\n", g_model);
   clReleaseContext(g_cl);
   return test_finish("test_faults");
 }

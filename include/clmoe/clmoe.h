@@ -92,7 +92,8 @@ enum {
   /* Since 0.3, files (clmoe_checkpoint.h): */
   CLMOE_ERROR_IO = -16,       /* a file cannot be opened, read or mapped */
   CLMOE_ERROR_BAD_FILE = -17, /* a file is malformed (the detail says how) */
-  CLMOE_ERROR_NOT_FOUND = -18 /* a named tensor or file is not there */
+  CLMOE_ERROR_NOT_FOUND = -18, /* a named tensor or file is not there */
+  CLMOE_ERROR_MPI = -19 /* an MPI call failed (clmoe_mpi.h) */
 };
 
 /* Name of a status ("CLMOE_ERROR_SHAPE_MISMATCH"); never NULL, also for
@@ -103,6 +104,12 @@ CLMOE_API const char *clmoe_status_string(clmoe_status status);
  * when there was none. Never NULL. The text stays valid until the next
  * failing clmoe call on the same thread. Successful calls leave it alone. */
 CLMOE_API const char *clmoe_last_error_detail(void);
+/* Since 0.3. Sets this thread's error detail to `detail` (truncated to the
+ * detail buffer) and returns `status`: for layers built on clmoe's API
+ * (libclmoe_mpi, bindings) so that clmoe_last_error_detail describes their
+ * errors too. NULL clears it. */
+CLMOE_API clmoe_status clmoe_set_error_detail(clmoe_status status,
+                                              const char *detail);
 
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                   */
@@ -468,6 +475,12 @@ CLMOE_API clmoe_status clmoe_router_create(clmoe_context *ctx,
                                            const clmoe_router_desc *desc,
                                            clmoe_router **out);
 CLMOE_API void clmoe_router_destroy(clmoe_router *router);
+/* Since 0.3. The router's E, d and policy; any out pointer may be NULL.
+ * Thread-safe. Errors: NULL_POINTER. */
+CLMOE_API clmoe_status clmoe_router_get_shape(const clmoe_router *router,
+                                              int32_t *num_experts,
+                                              int32_t *d_model,
+                                              clmoe_policy *policy);
 
 /* ------------------------------------------------------------------------ */
 /* Routing result                                                            */
@@ -545,6 +558,19 @@ CLMOE_API void clmoe_routing_stats_init(clmoe_routing_stats *stats);
  * (array_capacity too small with arrays given), OPENCL. */
 CLMOE_API clmoe_status clmoe_routing_read_stats(clmoe_routing *routing,
                                                 clmoe_routing_stats *stats);
+
+/* Since 0.3. Makes `routing` describe rows that arrive already grouped by
+ * expert: rows [0, group_rows[0]) go to expert 0, the next group_rows[1]
+ * to expert 1, and so on (T = N = the sum); each row is its own token with
+ * one slot of gate 1, so dispatch is the identity, clmoe_experts_run runs
+ * each expert on its group, and combine copies. For expert parallelism
+ * (rows received from other ranks) and for callers with their own router.
+ * Blocks while it writes the arrays. Errors: NULL_POINTER,
+ * INVALID_ARGUMENT (num_experts outside 1..1024, a negative count),
+ * TOO_LARGE, OPENCL, OUT_OF_HOST_MEMORY. */
+CLMOE_API clmoe_status clmoe_routing_set_groups(clmoe_routing *routing,
+                                                int32_t num_experts,
+                                                const int32_t *group_rows);
 
 /* ------------------------------------------------------------------------ */
 /* Route                                                                     */
@@ -700,6 +726,12 @@ CLMOE_API clmoe_status clmoe_experts_get_bytes(const clmoe_experts *experts,
  * NULL_POINTER. */
 CLMOE_API clmoe_status clmoe_experts_get_weight_dtype(
     const clmoe_experts *experts, clmoe_dtype *dtype);
+/* Since 0.3. The experts' E, d, d_ff and activation; any out pointer may
+ * be NULL. Thread-safe. Errors: NULL_POINTER. */
+CLMOE_API clmoe_status clmoe_experts_get_shape(const clmoe_experts *experts,
+                                               int32_t *num_experts,
+                                               int32_t *d_model, int32_t *d_ff,
+                                               clmoe_activation *activation);
 
 /* Gathers token rows into expert-major order: x_sorted[r, :] =
  * x[row_tokens[r], :]. x: [T, d] with T the routing's; x_sorted: [N, d];

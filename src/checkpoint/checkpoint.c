@@ -64,24 +64,32 @@ static char *join(const char *dir, const char *name) {
   return p;
 }
 
-/* A whole small text file (config.json, the index). */
+/* A whole small text file (config.json, the index), NUL-terminated. */
 static clmoe_status read_text(const char *path, char **out) {
   *out = NULL;
   FILE *f = fopen(path, "rb");
   if (!f)
     return cm_fail(CLMOE_ERROR_IO, "%s: cannot open: %s", path,
                    strerror(errno));
-  char *buf = malloc(CONFIG_MAX_BYTES + 1);
-  size_t n = buf ? fread(buf, 1, CONFIG_MAX_BYTES + 1, f) : 0;
-  int failed = !buf || ferror(f);
+  long size = fseek(f, 0, SEEK_END) ? -1 : ftell(f);
+  clmoe_status st = CLMOE_SUCCESS;
+  char *buf = NULL;
+  if (size < 0 || fseek(f, 0, SEEK_SET))
+    st = cm_fail(CLMOE_ERROR_IO, "%s: cannot read", path);
+  else if ((unsigned long)size > CONFIG_MAX_BYTES)
+    st = cm_fail(CLMOE_ERROR_BAD_FILE, "%s: larger than %u bytes", path,
+                 CONFIG_MAX_BYTES);
+  else if (!(buf = malloc((size_t)size + 1)))
+    st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                 "%s: out of host memory", path);
+  else if (fread(buf, 1, (size_t)size, f) != (size_t)size)
+    st = cm_fail(CLMOE_ERROR_IO, "%s: cannot read", path);
   fclose(f);
-  if (failed || n > CONFIG_MAX_BYTES) {
+  if (st) {
     free(buf);
-    return failed ? cm_fail(CLMOE_ERROR_IO, "%s: cannot read", path)
-                  : cm_fail(CLMOE_ERROR_BAD_FILE, "%s: larger than %u bytes",
-                            path, CONFIG_MAX_BYTES);
+    return st;
   }
-  buf[n] = 0;
+  buf[size] = 0;
   *out = buf;
   return CLMOE_SUCCESS;
 }
@@ -98,7 +106,7 @@ static clmoe_status build_table(clmoe_checkpoint *ck) {
     n += ck->files[i].count;
   ck->sorted = malloc(sizeof *ck->sorted * (n ? n : 1));
   if (!ck->sorted)
-    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "checkpoint tensor table");
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "checkpoint tensor table: out of host memory");
   for (int i = 0; i < ck->num_files; ++i)
     for (size_t j = 0; j < ck->files[i].count; ++j)
       ck->sorted[ck->count++] = &ck->files[i].tensors[j];
@@ -140,7 +148,7 @@ static clmoe_status open_shard(clmoe_checkpoint *ck, const char *dir,
                    "%s: shard \"%.64s\" is not a plain file name", index, name);
   char *path = join(dir, name);
   if (!path)
-    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "shard path");
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "shard path: out of host memory");
   clmoe_status st = cm_st_open(path, ck->num_files, &ck->files[ck->num_files]);
   if (!st)
     ++ck->num_files;
@@ -175,7 +183,7 @@ static clmoe_status open_index(clmoe_checkpoint *ck, const char *dir,
   }
   ck->files = calloc(json_object_size(map) + 1, sizeof *ck->files);
   if (!ck->files) {
-    st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "shard table");
+    st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "shard table: out of host memory");
     goto done;
   }
   json_object_foreach(map, key, v) {
@@ -212,7 +220,7 @@ static clmoe_status open_dir(clmoe_checkpoint *ck, const char *dir) {
        *single = join(dir, "model.safetensors");
   clmoe_status st = CLMOE_SUCCESS;
   if (!config || !index || !single)
-    st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "paths");
+    st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "paths: out of host memory");
   else if (exists(config))
     st = read_text(config, &ck->config);
   if (!st) {
@@ -220,7 +228,7 @@ static clmoe_status open_dir(clmoe_checkpoint *ck, const char *dir) {
       st = open_index(ck, dir, index);
     } else if (exists(single)) {
       if (!(ck->files = calloc(1, sizeof *ck->files)))
-        st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "shard table");
+        st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "shard table: out of host memory");
       else if (!(st = cm_st_open(single, 0, &ck->files[0])))
         ck->num_files = 1;
       if (!st)
@@ -246,12 +254,12 @@ clmoe_status clmoe_checkpoint_open(const char *path, clmoe_checkpoint **out) {
                    "clmoe_checkpoint_open: %s is NULL", path ? "out" : "path");
   clmoe_checkpoint *ck = calloc(1, sizeof *ck);
   if (!ck)
-    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "checkpoint");
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "checkpoint: out of host memory");
   clmoe_status st;
   if (is_dir(path)) {
     st = open_dir(ck, path);
   } else if (!(ck->files = calloc(1, sizeof *ck->files))) {
-    st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "shard table");
+    st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "shard table: out of host memory");
   } else {
     st = cm_st_open(path, 0, &ck->files[0]);
     if (!st) {

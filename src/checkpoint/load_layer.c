@@ -335,7 +335,7 @@ static clmoe_status find_experts(const clmoe_checkpoint *ck, const plan *p,
   s->t = calloc((size_t)3 * E, sizeof *s->t);
   s->first = calloc((size_t)3 * E, sizeof *s->first);
   if (!s->t || !s->first)
-    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "%s: expert table", FN);
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "%s: expert table: out of host memory", FN);
   const cm_st_tensor *t;
   clmoe_status st = CLMOE_SUCCESS;
   int stacked =
@@ -391,7 +391,7 @@ static clmoe_status create_experts(clmoe_context *ctx, const plan *p, int E,
                  gated ? malloc(sizeof(float) * n) : NULL,
                  malloc(sizeof(float) * n)};
   if (!w[0] || !w[2] || (gated && !w[1]))
-    st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "%s: expert weights", FN);
+    st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "%s: expert weights: out of host memory", FN);
   else
     st = CLMOE_SUCCESS;
   for (int k = 0; k < 3 && !st; ++k)
@@ -422,7 +422,7 @@ static clmoe_status load_router(clmoe_context *ctx, const clmoe_checkpoint *ck,
   float *g = malloc(sizeof *g * (n ? n : 1)),
         *w = malloc(sizeof *w * (n ? n : 1));
   if (!g || !w)
-    st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "%s: router", FN);
+    st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "%s: router: out of host memory", FN);
   else
     st = cm_ck_read_range(ck, t, 0, n, CLMOE_DTYPE_F32, g);
   for (int e = 0; !st && e < p->E; ++e)
@@ -481,7 +481,7 @@ static clmoe_status load_shared(clmoe_context *ctx, const clmoe_checkpoint *ck,
     return st;
   float *g = malloc(sizeof *g * (size_t)p->d);
   if (!g)
-    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "%s: shared gate", FN);
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "%s: shared gate: out of host memory", FN);
   if (!(st = find(ck, p, nm->shared_gate, 0, 2, (int64_t[]){1, p->d}, &t)) &&
       !(st = cm_ck_read_range(ck, t, 0, (uint64_t)p->d, CLMOE_DTYPE_F32, g)))
     st = clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 1, (int64_t[]){p->d}, g,

@@ -143,7 +143,7 @@ static clmoe_status check_overlap(const cm_st_file *f) {
     return CLMOE_SUCCESS;
   const cm_st_tensor **order = malloc(sizeof *order * f->count);
   if (!order)
-    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "%s: tensor table", f->path);
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "%s: tensor table: out of host memory", f->path);
   size_t n = 0;
   for (size_t i = 0; i < f->count; ++i)
     if (f->tensors[i].end > f->tensors[i].begin)
@@ -179,7 +179,7 @@ static clmoe_status parse_header(cm_st_file *f, const char *text, size_t len,
   }
   f->tensors = calloc(json_object_size(root) + 1, sizeof *f->tensors);
   if (!f->tensors) {
-    st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "%s: tensor table", f->path);
+    st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "%s: tensor table: out of host memory", f->path);
     goto done;
   }
   const char *key;
@@ -194,7 +194,7 @@ static clmoe_status parse_header(cm_st_file *f, const char *text, size_t len,
     }
     cm_st_tensor *t = &f->tensors[f->count];
     if (!(t->name = strdup(key))) {
-      st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "%s: names", f->path);
+      st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "%s: names: out of host memory", f->path);
       goto done;
     }
     ++f->count;
@@ -211,7 +211,7 @@ done:
 clmoe_status cm_st_open(const char *path, int file, cm_st_file *f) {
   memset(f, 0, sizeof *f);
   if (!(f->path = strdup(path)))
-    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "path");
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "path: out of host memory");
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     clmoe_status st =

@@ -443,3 +443,21 @@ clmoe_status clmoe_experts_get_weight_dtype(const clmoe_experts *experts,
   *dtype = experts->wdtype;
   return CLMOE_SUCCESS;
 }
+
+clmoe_status clmoe_experts_get_shape(const clmoe_experts *experts,
+                                     int32_t *num_experts, int32_t *d_model,
+                                     int32_t *d_ff,
+                                     clmoe_activation *activation) {
+  if (!experts)
+    return cm_fail(CLMOE_ERROR_NULL_POINTER,
+                   "clmoe_experts_get_shape: experts is NULL");
+  if (num_experts)
+    *num_experts = experts->E;
+  if (d_model)
+    *d_model = experts->d;
+  if (d_ff)
+    *d_ff = experts->f;
+  if (activation)
+    *activation = experts->activation;
+  return CLMOE_SUCCESS;
+}

@@ -124,7 +124,8 @@ clmoe_status cm_experts_create_from_rows(clmoe_context *ctx,
   s.stage = malloc(s.stage_cap);
   if (!s.rows_lo || !s.rows_hi || !s.tile || !s.stage)
     st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
-                 "clmoe_checkpoint_load_layer: staging buffers");
+                 "clmoe_checkpoint_load_layer: out of host memory for the "
+                 "staging buffers");
   if (!st)
     st = pack_matrix(&s, 0, gated, x->d, x->f, x->panels_up, &x->w13);
   if (!st)

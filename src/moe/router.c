@@ -316,3 +316,18 @@ void clmoe_router_destroy(clmoe_router *router) {
   cm_release_mem(&router->packed);
   free(router);
 }
+
+clmoe_status clmoe_router_get_shape(const clmoe_router *router,
+                                    int32_t *num_experts, int32_t *d_model,
+                                    clmoe_policy *policy) {
+  if (!router)
+    return cm_fail(CLMOE_ERROR_NULL_POINTER,
+                   "clmoe_router_get_shape: router is NULL");
+  if (num_experts)
+    *num_experts = router->E;
+  if (d_model)
+    *d_model = router->d;
+  if (policy)
+    *policy = router->policy;
+  return CLMOE_SUCCESS;
+}

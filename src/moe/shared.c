@@ -27,7 +27,7 @@ static clmoe_status fill_int(clmoe_context *ctx, cl_mem buf, size_t index,
       clEnqueueFillBuffer(ctx->queue, buf, &value, sizeof value,
                           index * sizeof value, sizeof value, 0, NULL, NULL);
   return err == CL_SUCCESS ? CLMOE_SUCCESS
-                           : cm_cl_fail(err, "shared experts: clEnqueueFill");
+                           : cm_cl_fail(err, "shared experts: clEnqueueFillBuffer");
 }
 
 /* rt->dense routes all T tokens to expert 0. */

@@ -46,12 +46,19 @@ const char *clmoe_status_string(clmoe_status status) {
     return "CLMOE_ERROR_BAD_FILE";
   case CLMOE_ERROR_NOT_FOUND:
     return "CLMOE_ERROR_NOT_FOUND";
+  case CLMOE_ERROR_MPI:
+    return "CLMOE_ERROR_MPI";
   default:
     return "CLMOE_UNKNOWN_STATUS";
   }
 }
 
 const char *clmoe_last_error_detail(void) { return tls_detail; }
+
+clmoe_status clmoe_set_error_detail(clmoe_status status, const char *detail) {
+  snprintf(tls_detail, sizeof tls_detail, "%s", detail ? detail : "");
+  return status;
+}
 
 clmoe_status cm_fail(clmoe_status st, const char *fmt, ...) {
   va_list ap;

@@ -281,3 +281,25 @@ def test_both_expert_paths(ctx, tmp_path, path_kind):
     x = rng.normal(size=(9, D)).astype(np.float32)
     y, _ = layer(x)
     assert rel_err(y, model.forward(x.astype(np.float64))) <= 1e-5
+
+
+def test_demo_on_checkpoint(tmp_path, capsys):
+    """python3 -m clmoe.demo --checkpoint: the model's top-k, top-p and
+    importance on the loaded layer, with a plot."""
+    import clmoe.demo
+    rng = np.random.default_rng(17)
+    model = Model("mixtral", "BF16", rng)
+    model.write(tmp_path / "m")
+    hidden = tmp_path / "x.npy"
+    np.save(hidden, rng.normal(size=(40, D)).astype(np.float32))
+    plot = tmp_path / "k.png"
+    clmoe.demo.main(["--checkpoint", str(tmp_path / "m"), "--layer",
+                     str(LAYER), "--hidden", str(hidden), "--plot",
+                     str(plot)])
+    out = capsys.readouterr().out
+    assert "mixtral, E=6" in out and "T=40" in out
+    for name in ("model top-2", "TOPP(p=0.5)", "IMPORTANCE(k~2)"):
+        assert name in out
+    line = next(l for l in out.splitlines() if l.startswith("model top-2"))
+    assert float(line.split()[2]) == 2.0  # mean K of the model's top-2
+    assert plot.stat().st_size > 0

@@ -578,9 +578,10 @@ class MoELayer:
             shared_gate if isinstance(shared_gate, Tensor)
             else self.ctx.tensor(shared_gate))
 
-    def _io_dtype(self, x, io_dtype):
+    @staticmethod
+    def _io_dtype(x, io_dtype):
         if io_dtype is not None:
-            return _choice(self._IO, io_dtype, "io_dtype")
+            return _choice(MoELayer._IO, io_dtype, "io_dtype")
         dt = np.dtype(getattr(x, "dtype", np.float32))
         if dt == np.uint16:
             raise Error(-5, "uint16 tokens are bfloat16 bits only with "

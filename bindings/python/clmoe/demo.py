@@ -1,6 +1,11 @@
 """python3 -m clmoe.demo [--plot routing.png]: the C demo's MoE layer
 (E = 16, d = 512, d_ff = 1024, SwiGLU, seeded weights, T = 1024) under four
-routing policies; --plot draws the K histogram per policy and expert load."""
+routing policies; --plot draws the K histogram per policy and expert load.
+
+python3 -m clmoe.demo --checkpoint DIR --layer L [--hidden x.npy]: MoE layer
+L of a Hugging Face checkpoint (Mixtral, OLMoE, Qwen2-MoE, Qwen3-MoE) with
+the model's own top-k, then with top-p and importance routing on the same
+weights, on the given hidden states [T, d] (.npy) or random ones."""
 import argparse
 import time
 
@@ -18,7 +23,7 @@ POLICIES = [("TOPK(k=2)", dict(policy="top_k", k=2)),
                                     capacity_factor=1.0))]
 
 
-def synthetic_attention(rng):
+def synthetic_attention(rng, T):
     """A causal attention matrix A[1, T, T] with a few anchor tokens that
     draw attention; clmoe scores it into DA-MoE importance."""
     bias = np.where(np.arange(T) % 97 == 0, 1.0,
@@ -29,19 +34,86 @@ def synthetic_attention(rng):
     return (a / a.sum(1, keepdims=True)).astype(np.float32)[None]
 
 
+def time_layer(layer, x, imp):
+    """(median ms of 5 runs after a warm-up, the last routing)."""
+    layer(x, importance=imp)  # warm-up (first use compiles kernels)
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        _, r = layer(x, importance=imp)
+        times.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(times)), r
+
+
+def checkpoint_demo(ctx, args, rng):
+    path = args.checkpoint
+    base = clmoe.load_moe_layer(ctx, path, args.layer)
+    info = base.info
+    T = args.tokens
+    if args.hidden:
+        x = np.load(args.hidden).astype(np.float32)
+        if x.ndim != 2 or x.shape[1] != info["d_model"]:
+            raise SystemExit(f"--hidden must be [T, {info['d_model']}]; got "
+                             f"{x.shape}")
+        T = x.shape[0]
+    else:
+        x = rng.normal(size=(T, info["d_model"])).astype(np.float32)
+    k = info["top_k"]
+    print(f"{path}, layer {args.layer}: {info['arch']}, E={info['num_experts']}"
+          f", d={info['d_model']}, d_ff={info['d_ff']}, top-{k} "
+          f"({'renormalised' if info['renormalize'] else 'raw'} gates), "
+          f"{info['dtype']} weights"
+          + (f", shared expert d_ff={info['shared_d_ff']}"
+             if info["shared_d_ff"] else "") + f"; T={T}\n")
+    imp = ctx.score_attention(probs=synthetic_attention(rng, T), causal=True)
+    runs = [(f"model top-{k}", base, None),
+            ("TOPP(p=0.5)", clmoe.load_moe_layer(ctx, path, args.layer,
+                                                 policy="top_p", p=0.5),
+             None),
+            (f"IMPORTANCE(k~{k})",
+             clmoe.load_moe_layer(ctx, path, args.layer, policy="importance",
+                                  k_min=1, k_max=min(2 * k,
+                                                     info["num_experts"]),
+                                  k_mean=float(k)), imp)]
+    print(f"{'policy':<18} {'mean K':>6} {'K histogram (K=0,1,..)':<28} "
+          f"{'ms':>8}")
+    results = []
+    for name, layer, importance in runs:
+        ms, r = time_layer(layer, x, importance)
+        st = r.stats
+        hist = " ".join(str(int(v)) for v in st["k_hist"][:st["max_k"] + 1])
+        print(f"{name:<18} {st['mean_k']:6.2f} {hist:<28} {ms:8.1f}")
+        results.append((name, st))
+    return results
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--plot", help="write a PNG figure of K and expert load")
     ap.add_argument("--device", help="CLMOE_DEVICE-style selector")
+    ap.add_argument("--checkpoint", help="a Hugging Face model directory")
+    ap.add_argument("--layer", type=int, default=0,
+                    help="decoder layer to load (with --checkpoint)")
+    ap.add_argument("--hidden", help=".npy hidden states [T, d] (with "
+                    "--checkpoint; default random)")
+    ap.add_argument("--tokens", type=int, default=256,
+                    help="random tokens without --hidden (default 256)")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     ctx = clmoe.Context(device=args.device)
     print(f"clmoe {clmoe.version()} on {ctx.device_name}")
+    if args.checkpoint:
+        results = checkpoint_demo(ctx, args, rng)
+        if args.plot:
+            plot(results, args.plot)
+            print(f"\nwrote {args.plot}")
+        return
     x = rng.normal(size=(T, D)).astype(np.float32)
     wr = (rng.normal(size=(D, E)) * 2 / np.sqrt(D)).astype(np.float32)
     w1, w3 = (rng.normal(size=(2, E, D, F)) / np.sqrt(D)).astype(np.float32)
     w2 = (rng.normal(size=(E, F, D)) / np.sqrt(F)).astype(np.float32)
-    imp = ctx.score_attention(probs=synthetic_attention(rng), causal=True)
+    imp = ctx.score_attention(probs=synthetic_attention(rng, T), causal=True)
     experts = clmoe.Experts(ctx, w1=w1, w2=w2, w3=w3, activation="swiglu")
     print(f"MoE layer: T={T}, d={D}, d_ff={F}, E={E}, SwiGLU\n")
     print(f"{'policy':<16} {'mean K':>6} {'dropped':>8} {'load min':>9} "
@@ -49,14 +121,8 @@ def main(argv=None):
     results = []
     for name, params in POLICIES:
         layer = clmoe.MoELayer(clmoe.Router(ctx, weight=wr, **params), experts)
-        layer(x, importance=imp)  # warm-up (first use compiles kernels)
-        times = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            y, r = layer(x, importance=imp)
-            times.append(time.perf_counter() - t0)
+        ms, r = time_layer(layer, x, imp)
         st = r.stats
-        ms = 1e3 * float(np.median(times))
         print(f"{name:<16} {st['mean_k']:6.2f} {st['dropped']:8d} "
               f"{100 * st['load'].min():8.1f}% {100 * st['load'].max():8.1f}% "
               f"{ms:11.1f} {T / ms * 1e3:9.0f}")
