@@ -113,4 +113,25 @@ static inline float rng_normal(test_rng *r) {
   return (s - 2.0f) * 1.7320508f;
 }
 
+/* n values on a binary grid of `step`, normal with `scale` (malloc'd): the
+ * layer tests keep x * W_r exact in float32 whatever the summation order,
+ * so device and reference route identically. */
+static inline float *rng_grid(test_rng *rng, size_t n, float scale,
+                              float step) {
+  float *v = malloc(sizeof *v * (n ? n : 1));
+  for (size_t i = 0; i < n; ++i)
+    v[i] = roundf(rng_normal(rng) * scale / step) * step;
+  return v;
+}
+
+/* max |got - want| / max |want| (relative to the largest reference). */
+static inline double max_rel(const float *got, const double *want, int n) {
+  double e = 0, m = 1e-30;
+  for (int i = 0; i < n; ++i) {
+    e = fmax(e, fabs(got[i] - want[i]));
+    m = fmax(m, fabs(want[i]));
+  }
+  return e / m;
+}
+
 #endif /* CLMOE_TEST_HARNESS_H */

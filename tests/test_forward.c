@@ -6,16 +6,6 @@
 #include "harness.h"
 #include "ref_ffn.h"
 
-/* Values on coarse binary grids, so x * W_r is exact in fp32 whatever the
- * GEMM's summation order: the device and the reference see the same
- * logits, hence the same routing. */
-static float *grid(test_rng *rng, size_t n, float scale, float step) {
-  float *v = malloc(sizeof *v * (n ? n : 1));
-  for (size_t i = 0; i < n; ++i)
-    v[i] = roundf(rng_normal(rng) * scale / step) * step;
-  return v;
-}
-
 typedef struct layer {
   int E, d, f;
   clmoe_activation act;
@@ -34,14 +24,14 @@ static void make_layer(layer *L, test_rng *rng, int E, int d, int f,
   L->f = f;
   L->act = act;
   int gated = act == CLMOE_ACTIVATION_SWIGLU || act == CLMOE_ACTIVATION_GEGLU;
-  L->wr = grid(rng, (size_t)d * E, 0.25f, 0.125f);
-  L->w1 = grid(rng, (size_t)E * d * f, 0.2f, 1.0f / 1024);
-  L->w3 = gated ? grid(rng, (size_t)E * d * f, 0.2f, 1.0f / 1024) : NULL;
-  L->w2 = grid(rng, (size_t)E * f * d, 0.2f, 1.0f / 1024);
+  L->wr = rng_grid(rng, (size_t)d * E, 0.25f, 0.125f);
+  L->w1 = rng_grid(rng, (size_t)E * d * f, 0.2f, 1.0f / 1024);
+  L->w3 = gated ? rng_grid(rng, (size_t)E * d * f, 0.2f, 1.0f / 1024) : NULL;
+  L->w2 = rng_grid(rng, (size_t)E * f * d, 0.2f, 1.0f / 1024);
   if (biases) {
-    L->b1 = grid(rng, (size_t)E * f, 0.1f, 1.0f / 1024);
-    L->b3 = gated ? grid(rng, (size_t)E * f, 0.1f, 1.0f / 1024) : NULL;
-    L->b2 = grid(rng, (size_t)E * d, 0.1f, 1.0f / 1024);
+    L->b1 = rng_grid(rng, (size_t)E * f, 0.1f, 1.0f / 1024);
+    L->b3 = gated ? rng_grid(rng, (size_t)E * f, 0.1f, 1.0f / 1024) : NULL;
+    L->b2 = rng_grid(rng, (size_t)E * d, 0.1f, 1.0f / 1024);
   }
   clmoe_router_desc rd = *policy;
   rd.num_experts = E;
@@ -86,19 +76,19 @@ static void free_layer(layer *L) {
  * the relative error (max |y - ref| / max |ref|). */
 static double run_and_compare(layer *L, test_rng *rng, int T, int accumulate) {
   int d = L->d, E = L->E;
-  float *x = grid(rng, (size_t)T * d, 1.0f, 0.125f);
-  float *imp = grid(rng, (size_t)T, 0.5f, 1.0f / 64);
+  float *x = rng_grid(rng, (size_t)T * d, 1.0f, 0.125f);
+  float *imp = rng_grid(rng, (size_t)T, 0.5f, 1.0f / 64);
   for (int t = 0; t < T; ++t)
     imp[t] = fabsf(imp[t]) > 1 ? 1 : fabsf(imp[t]);
-  float *y0 = grid(rng, (size_t)T * d, 1.0f, 0.125f);
+  float *y0 = rng_grid(rng, (size_t)T * d, 1.0f, 0.125f);
   clmoe_context *ctx = test_context();
   clmoe_tensor *xt = NULL, *it = NULL, *yt = NULL;
-  REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, d}, x,
-                                 &xt));
+  REQUIRE_OK(
+      clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, d}, x, &xt));
   REQUIRE_OK(
       clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 1, (int64_t[]){T}, imp, &it));
-  REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, d},
-                                 y0, &yt));
+  REQUIRE_OK(
+      clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, d}, y0, &yt));
   clmoe_routing *rt = NULL;
   REQUIRE_OK(clmoe_routing_create(ctx, &rt));
   CHECK_OK(clmoe_forward(L->router, L->experts, xt, it, yt, rt,
@@ -187,8 +177,8 @@ static void test_layer_grid(void) {
         make_layer(&L, &rng, E, 40, 52, a, &pd, c % 2, CLMOE_EXPERTS_PATH_AUTO);
         double err = run_and_compare(&L, &rng, T, c == 3);
         if (err > 1e-4)
-          fprintf(stderr, "forward E=%d T=%d policy %d act %d: rel err %g\n",
-                  E, T, (int)p, (int)a, err);
+          fprintf(stderr, "forward E=%d T=%d policy %d act %d: rel err %g\n", E,
+                  T, (int)p, (int)a, err);
         worst = err > worst ? err : worst;
         ++runs;
         free_layer(&L);
@@ -204,8 +194,8 @@ static void test_dispatch_combine_identity(void) {
   clmoe_context *ctx = test_context();
   const int T = 50, d = 19, E = 5;
   test_rng rng = {5};
-  float *x = grid(&rng, (size_t)T * d, 1.0f, 0.25f);
-  float *z = grid(&rng, (size_t)T * E, 1.0f, 0.125f);
+  float *x = rng_grid(&rng, (size_t)T * d, 1.0f, 0.25f);
+  float *z = rng_grid(&rng, (size_t)T * E, 1.0f, 0.125f);
   clmoe_router_desc rd;
   clmoe_router_desc_init(&rd);
   rd.num_experts = E;
@@ -215,10 +205,10 @@ static void test_dispatch_combine_identity(void) {
   clmoe_router *r = NULL;
   REQUIRE_OK(clmoe_router_create(ctx, &rd, &r));
   clmoe_tensor *zt = NULL, *xt = NULL, *yt = NULL, *xs = NULL;
-  REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, E}, z,
-                                 &zt));
-  REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, d}, x,
-                                 &xt));
+  REQUIRE_OK(
+      clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, E}, z, &zt));
+  REQUIRE_OK(
+      clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, d}, x, &xt));
   REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, d},
                                  NULL, &yt));
   clmoe_routing *rt = NULL;
@@ -288,21 +278,21 @@ static void test_determinism_and_errors(void) {
   make_layer(&L, &rng, 8, 24, 36, CLMOE_ACTIVATION_SWIGLU, &pd, 1,
              CLMOE_EXPERTS_PATH_AUTO);
   const int T = 200, d = 24;
-  float *x = grid(&rng, (size_t)T * d, 1.0f, 0.01f);
+  float *x = rng_grid(&rng, (size_t)T * d, 1.0f, 0.01f);
   clmoe_tensor *xt = NULL, *y1 = NULL, *y2 = NULL;
-  REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, d}, x,
-                                 &xt));
+  REQUIRE_OK(
+      clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, d}, x, &xt));
   REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, d},
                                  NULL, &y1));
   REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, d},
                                  NULL, &y2));
   clmoe_routing *rt = NULL;
   REQUIRE_OK(clmoe_routing_create(ctx, &rt));
-  CHECK_OK(clmoe_forward(L.router, L.experts, xt, NULL, y1, rt, 0, 0, NULL,
-                         NULL));
+  CHECK_OK(
+      clmoe_forward(L.router, L.experts, xt, NULL, y1, rt, 0, 0, NULL, NULL));
   cl_event ev = NULL;
-  CHECK_OK(clmoe_forward(L.router, L.experts, xt, NULL, y2, rt, 0, 0, NULL,
-                         &ev));
+  CHECK_OK(
+      clmoe_forward(L.router, L.experts, xt, NULL, y2, rt, 0, 0, NULL, &ev));
   CHECK(ev != NULL);
   float *a = malloc(sizeof *a * T * d), *b = malloc(sizeof *b * T * d);
   CHECK_OK(clmoe_tensor_read(y1, a, sizeof *a * T * d));
@@ -321,8 +311,8 @@ static void test_determinism_and_errors(void) {
       clmoe_forward(r20, L.experts, xt, NULL, y1, rt, 0, 0, NULL, NULL),
       CLMOE_ERROR_SHAPE_MISMATCH);
   clmoe_tensor *ybad = NULL;
-  REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2,
-                                 (int64_t[]){T + 1, d}, NULL, &ybad));
+  REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T + 1, d},
+                                 NULL, &ybad));
   CHECK_STATUS(
       clmoe_forward(L.router, L.experts, xt, NULL, ybad, rt, 0, 0, NULL, NULL),
       CLMOE_ERROR_SHAPE_MISMATCH);
@@ -332,8 +322,9 @@ static void test_determinism_and_errors(void) {
   CHECK_STATUS(
       clmoe_forward(L.router, L.experts, xi, NULL, y1, rt, 0, 0, NULL, NULL),
       CLMOE_ERROR_DTYPE_MISMATCH);
-  CHECK_STATUS(clmoe_forward(L.router, NULL, xt, NULL, y1, rt, 0, 0, NULL, NULL),
-               CLMOE_ERROR_NULL_POINTER);
+  CHECK_STATUS(
+      clmoe_forward(L.router, NULL, xt, NULL, y1, rt, 0, 0, NULL, NULL),
+      CLMOE_ERROR_NULL_POINTER);
   /* Experts create errors. */
   clmoe_experts_desc ed;
   clmoe_experts_desc_init(&ed);
@@ -392,17 +383,18 @@ static void test_out_in_layout(void) {
   clmoe_context *ctx = test_context();
   const int E = 3, d = 5, f = 7, T = 11;
   test_rng rng = {3};
-  float *w1 = grid(&rng, (size_t)E * d * f, 0.3f, 1.0f / 256);
-  float *w2 = grid(&rng, (size_t)E * f * d, 0.3f, 1.0f / 256);
-  float *w1t = malloc(sizeof *w1t * E * d * f), *w2t = malloc(sizeof *w2t * E * f * d);
+  float *w1 = rng_grid(&rng, (size_t)E * d * f, 0.3f, 1.0f / 256);
+  float *w2 = rng_grid(&rng, (size_t)E * f * d, 0.3f, 1.0f / 256);
+  float *w1t = malloc(sizeof *w1t * E * d * f),
+        *w2t = malloc(sizeof *w2t * E * f * d);
   for (int e = 0; e < E; ++e)
     for (int i = 0; i < d; ++i)
       for (int j = 0; j < f; ++j) {
         w1t[(e * f + j) * d + i] = w1[(e * d + i) * f + j];
         w2t[(e * d + i) * f + j] = w2[(e * f + j) * d + i];
       }
-  float *wr = grid(&rng, (size_t)d * E, 0.5f, 0.125f);
-  float *x = grid(&rng, (size_t)T * d, 1.0f, 0.125f);
+  float *wr = rng_grid(&rng, (size_t)d * E, 0.5f, 0.125f);
+  float *x = rng_grid(&rng, (size_t)T * d, 1.0f, 0.125f);
   clmoe_router_desc rd;
   clmoe_router_desc_init(&rd);
   rd.num_experts = E;
@@ -470,8 +462,8 @@ static void test_both_paths(void) {
       clmoe_router_desc pd = policy_desc(CLMOE_POLICY_TOPK);
       pd.k = shapes[i].k;
       layer L;
-      make_layer(&L, &rng, shapes[i].E, shapes[i].d, shapes[i].f,
-                 shapes[i].act, &pd, (int)i % 2, paths[p]);
+      make_layer(&L, &rng, shapes[i].E, shapes[i].d, shapes[i].f, shapes[i].act,
+                 &pd, (int)i % 2, paths[p]);
       double err = run_and_compare(&L, &rng, shapes[i].T, (int)i == 2);
       if (err > 1e-4)
         fprintf(stderr, "path %d E=%d d=%d f=%d T=%d: rel err %g\n",
@@ -513,8 +505,8 @@ static void test_forward_nonfinite(void) {
     clmoe_router_desc pd = policy_desc(CLMOE_POLICY_TOPK);
     layer L;
     make_layer(&L, &rng, 8, d, 20, CLMOE_ACTIVATION_SWIGLU, &pd, 0, paths[p]);
-    float *x = grid(&rng, (size_t)T * d, 1.0f, 0.125f);
-    float *y0 = grid(&rng, (size_t)T * d, 1.0f, 0.125f);
+    float *x = rng_grid(&rng, (size_t)T * d, 1.0f, 0.125f);
+    float *y0 = rng_grid(&rng, (size_t)T * d, 1.0f, 0.125f);
     x[(size_t)29 * d + 5] = NAN;
     clmoe_tensor *xt = NULL, *yt = NULL;
     REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, d},
@@ -537,8 +529,8 @@ static void test_forward_nonfinite(void) {
       CHECK_OK(clmoe_routing_get_sizes(rt, NULL, NULL, &n));
       CHECK(n == 0);
       clmoe_tensor *xs = NULL;
-      REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2,
-                                     (int64_t[]){1, d}, NULL, &xs));
+      REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){1, d},
+                                     NULL, &xs));
       CHECK_STATUS(clmoe_dispatch(rt, xt, xs, 0, NULL, NULL),
                    CLMOE_ERROR_INVALID_ARGUMENT);
       clmoe_tensor_destroy(xs);

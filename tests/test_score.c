@@ -82,15 +82,6 @@ static clmoe_tensor *i32(int n, const int *data) {
   return t;
 }
 
-static double max_rel(const float *got, const double *want, int n) {
-  double e = 0, m = 1e-30;
-  for (int i = 0; i < n; ++i) {
-    e = fmax(e, fabs(got[i] - want[i]));
-    m = fmax(m, fabs(want[i]));
-  }
-  return e / m;
-}
-
 /* Scores one configuration both ways and checks them against the
  * reference and each other. */
 static void check_case(test_rng *rng, int H, int T, int dh, int causal,

@@ -110,15 +110,6 @@ static clmoe_tensor *tensor_i32(clmoe_context *ctx, int n, const int *data) {
   return t;
 }
 
-static double max_rel(const float *got, const double *want, int n) {
-  double e = 0, m = 1e-30;
-  for (int i = 0; i < n; ++i) {
-    e = fmax(e, fabs(got[i] - want[i]));
-    m = fmax(m, fabs(want[i]));
-  }
-  return e / m;
-}
-
 static const char *dtype_name(clmoe_dtype dt) {
   return dt == CLMOE_DTYPE_F16    ? "f16"
          : dt == CLMOE_DTYPE_BF16 ? "bf16"

@@ -10,15 +10,6 @@
 #include "ref_16bit.h"
 #include "ref_ffn.h"
 
-/* Values on coarse binary grids: x * W_r is exact in fp32 whatever the
- * summation order, so device and reference route identically. */
-static float *grid(test_rng *rng, size_t n, float scale, float step) {
-  float *v = malloc(sizeof *v * (n ? n : 1));
-  for (size_t i = 0; i < n; ++i)
-    v[i] = roundf(rng_normal(rng) * scale / step) * step;
-  return v;
-}
-
 enum { E = 8, D = 40, F = 52, FS = 36 };
 
 typedef struct fixture {
@@ -46,14 +37,14 @@ static clmoe_experts *swiglu(int n, int f, const float *w1, const float *w3,
 }
 
 static void make_fixture(fixture *fx, test_rng *rng) {
-  fx->wr = grid(rng, (size_t)D * E, 0.25f, 0.125f);
-  fx->w1 = grid(rng, (size_t)E * D * F, 0.2f, 1.0f / 1024);
-  fx->w3 = grid(rng, (size_t)E * D * F, 0.2f, 1.0f / 1024);
-  fx->w2 = grid(rng, (size_t)E * F * D, 0.2f, 1.0f / 1024);
-  fx->s1 = grid(rng, (size_t)D * FS, 0.2f, 1.0f / 1024);
-  fx->s3 = grid(rng, (size_t)D * FS, 0.2f, 1.0f / 1024);
-  fx->s2 = grid(rng, (size_t)FS * D, 0.2f, 1.0f / 1024);
-  fx->gate = grid(rng, D, 0.1f, 1.0f / 256);
+  fx->wr = rng_grid(rng, (size_t)D * E, 0.25f, 0.125f);
+  fx->w1 = rng_grid(rng, (size_t)E * D * F, 0.2f, 1.0f / 1024);
+  fx->w3 = rng_grid(rng, (size_t)E * D * F, 0.2f, 1.0f / 1024);
+  fx->w2 = rng_grid(rng, (size_t)E * F * D, 0.2f, 1.0f / 1024);
+  fx->s1 = rng_grid(rng, (size_t)D * FS, 0.2f, 1.0f / 1024);
+  fx->s3 = rng_grid(rng, (size_t)D * FS, 0.2f, 1.0f / 1024);
+  fx->s2 = rng_grid(rng, (size_t)FS * D, 0.2f, 1.0f / 1024);
+  fx->gate = rng_grid(rng, D, 0.1f, 1.0f / 256);
   clmoe_router_desc rd;
   clmoe_router_desc_init(&rd);
   rd.num_experts = E;
@@ -130,8 +121,8 @@ static clmoe_tensor *rows(clmoe_dtype dt, int T, const float *v) {
 static void check_case(const fixture *fx, clmoe_experts *shared,
                        const clmoe_tensor *gate, test_rng *rng, int T,
                        clmoe_dtype dt, int accumulate) {
-  float *x = grid(rng, (size_t)T * D, 1.0f, 0.125f);
-  float *y0 = grid(rng, (size_t)T * D, 1.0f, 0.125f);
+  float *x = rng_grid(rng, (size_t)T * D, 1.0f, 0.125f);
+  float *y0 = rng_grid(rng, (size_t)T * D, 1.0f, 0.125f);
   for (size_t i = 0; dt != CLMOE_DTYPE_F32 && i < (size_t)T * D; ++i)
     y0[i] = round_to(dt, y0[i]); /* x's values are already bf16 */
   clmoe_tensor *xt = rows(dt, T, x), *yt = rows(dt, T, y0);

@@ -8,32 +8,7 @@ import numpy as np
 import pytest
 
 import clmoe
-
-_ST = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16",
-       np.dtype(np.int64): "I64"}
-
-
-def bf16_bits(a):
-    u = np.asarray(a, np.float32).view(np.uint32).astype(np.uint64)
-    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
-
-
-def write_safetensors(path, tensors, pad=0):
-    """tensors: {name: array, or ("BF16", uint16 bits)}; `pad` bytes of
-    padding before the first tensor (unaligned data)."""
-    header, blobs, offset = {"__metadata__": {"format": "pt"}}, [], pad
-    blobs.append(b"\0" * pad)
-    for name, value in tensors.items():
-        dtype, a = value if isinstance(value, tuple) else (_ST[value.dtype],
-                                                          value)
-        raw = np.ascontiguousarray(a).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(a.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    text = json.dumps(header).encode()
-    path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-
+from st_files import bf16_bits, write_safetensors
 
 @pytest.fixture
 def arrays():

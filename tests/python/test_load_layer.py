@@ -4,35 +4,14 @@ against a numpy implementation of each model's MoE block written from the
 model definitions (softmax router, top-k, the model's gate normalisation,
 SwiGLU experts stored [out, in], Qwen2-MoE's sigmoid-gated shared expert)."""
 import json
-import struct
 
 import numpy as np
 import pytest
 
 import clmoe
+from st_files import bf16_bits, bf16_values, write_safetensors
 
 E, D, F, FS, K, LAYERS, LAYER = 6, 32, 48, 40, 2, 3, 1
-
-
-def bf16_bits(a):
-    u = np.asarray(a, np.float32).view(np.uint32).astype(np.uint64)
-    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
-
-
-def bf16_values(bits):
-    return (bits.astype(np.uint32) << 16).view(np.float32)
-
-
-def write_safetensors(path, tensors):
-    header, blobs, offset = {}, [], 0
-    for name, (dtype, a) in tensors.items():
-        raw = np.ascontiguousarray(a).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(a.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    text = json.dumps(header).encode()
-    path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
 class Model:

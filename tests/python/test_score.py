@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import clmoe
+from st_files import bf16_bits, bf16_values
 
 
 def numpy_importance(A, causal, offsets):
@@ -125,16 +126,6 @@ def test_fused_lse_errors(ctx):
     with pytest.raises(clmoe.Error) as e:  # lse is for the fused path
         ctx.score_attention(probs=np.ones((H, T, T), np.float32), lse=lse)
     assert e.value.status_name == "CLMOE_ERROR_INVALID_ARGUMENT"
-
-
-def bf16_bits(a):
-    """float32 -> bfloat16 bits, round to nearest even (finite inputs)."""
-    u = np.asarray(a, np.float32).view(np.uint32).astype(np.uint64)
-    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
-
-
-def bf16_values(bits):
-    return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
 @pytest.mark.parametrize("dtype", ["f16", "bf16"])

@@ -248,7 +248,7 @@ class Context:
         for name, value in (("probs", probs), ("q", q), ("k", k)):
             if value is not None:
                 dtype = np.float32 if name == "probs" else \
-                    self._qk_dtype(value, qk_dtype)
+                    _row_dtype(value, qk_dtype, "qk_dtype")
                 tensors[name] = value if isinstance(value, Tensor) else \
                     self.tensor(value, dtype)
         if "probs" in tensors:
@@ -271,16 +271,6 @@ class Context:
                                         None))
         return out.numpy()
 
-    @staticmethod
-    def _qk_dtype(value, qk_dtype):
-        if qk_dtype is not None:
-            return _choice(MoELayer._IO, qk_dtype, "qk_dtype")
-        dt = np.dtype(getattr(value, "dtype", np.float32))
-        if dt == np.uint16:
-            raise Error(-5, "uint16 q/k are bfloat16 bits only with "
-                        "qk_dtype=\"bf16\"")
-        return np.float16 if dt == np.float16 else np.float32
-
     def _as_2d(self, array, what):
         t = array if isinstance(array, Tensor) else self.tensor(array)
         if len(t.shape()) != 2:
@@ -297,6 +287,22 @@ class Context:
             self.handle = None
 
     __del__ = close
+
+
+_ROW_DTYPES = {"f32": np.float32, "f16": np.float16, "bf16": np.uint16}
+
+
+def _row_dtype(value, explicit, what):
+    """numpy storage of 16-bit-capable rows: `explicit` ("f32", "f16",
+    "bf16") or, by default, float16 for float16 arrays and float32 for the
+    rest; uint16 arrays are bfloat16 bits only when said so."""
+    if explicit is not None:
+        return _choice(_ROW_DTYPES, explicit, what)
+    dt = np.dtype(getattr(value, "dtype", np.float32))
+    if dt == np.uint16:
+        raise Error(-5, f"uint16 arrays are bfloat16 bits only with "
+                    f"{what}=\"bf16\"")
+    return np.float16 if dt == np.float16 else np.float32
 
 
 def _fill_policy(desc, policy, k=None, p=None, k_min=None, k_max=None,
@@ -567,7 +573,6 @@ class MoELayer:
     sigmoid(x . shared_gate) with `shared_gate` ([d] float32) or by 1, and
     added after the routed sum."""
 
-    _IO = {"f32": np.float32, "f16": np.float16, "bf16": np.uint16}
 
     def __init__(self, router, experts, shared=None, shared_gate=None):
         if router.ctx is not experts.ctx:
@@ -580,13 +585,7 @@ class MoELayer:
 
     @staticmethod
     def _io_dtype(x, io_dtype):
-        if io_dtype is not None:
-            return _choice(MoELayer._IO, io_dtype, "io_dtype")
-        dt = np.dtype(getattr(x, "dtype", np.float32))
-        if dt == np.uint16:
-            raise Error(-5, "uint16 tokens are bfloat16 bits only with "
-                        "io_dtype=\"bf16\"")
-        return np.float16 if dt == np.float16 else np.float32
+        return _row_dtype(x, io_dtype, "io_dtype")
 
     def __call__(self, x, importance=None, residual=None, io_dtype=None):
         ctx = self.ctx
