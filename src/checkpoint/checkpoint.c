@@ -376,10 +376,6 @@ clmoe_status clmoe_checkpoint_find_tensor(const clmoe_checkpoint *ck,
   return t ? describe(t, info) : cm_ck_not_found(ck, name);
 }
 
-static size_t dtype_size(clmoe_dtype dt) {
-  return dt == CLMOE_DTYPE_F32 ? 4 : 2;
-}
-
 clmoe_status clmoe_checkpoint_read(const clmoe_checkpoint *ck, const char *name,
                                    clmoe_dtype dtype, void *dst,
                                    size_t dst_bytes) {
@@ -401,12 +397,12 @@ clmoe_status clmoe_checkpoint_read(const clmoe_checkpoint *ck, const char *name,
                    "BF16",
                    (int)dtype);
   uint64_t n = cm_st_elements(t);
-  if (n > SIZE_MAX / 4 || dst_bytes != n * dtype_size(dtype))
+  if (n > SIZE_MAX / 4 || dst_bytes != n * cm_dtype_size(dtype))
     return cm_fail(CLMOE_ERROR_SHAPE_MISMATCH,
                    "tensor \"%s\" has %llu elements: %llu bytes as %s, not "
                    "%zu",
                    name, (unsigned long long)n,
-                   (unsigned long long)(n * dtype_size(dtype)),
+                   (unsigned long long)(n * cm_dtype_size(dtype)),
                    cm_dtype_name(dtype), dst_bytes);
   return cm_ck_read_range(ck, t, 0, n, dtype, dst);
 }

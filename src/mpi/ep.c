@@ -28,7 +28,7 @@ struct clmoe_ep {
   /* Host staging, grow only (buffer ids below). */
   unsigned char *buf[8];
   size_t cap[8];
-  int *ints; /* counts and displacements: 8 arrays of max(P, E) */
+  int *ints; /* the counts and displacements of a forward (alloc_ints) */
   size_t ints_cap;
 };
 
@@ -246,8 +246,8 @@ clmoe_status clmoe_ep_create(const clmoe_ep_desc *desc, clmoe_ep **out) {
   clmoe_router_get_shape(ep->router, &E, &d, NULL);
   ep->E = E;
   ep->d = d;
-  /* The map must be the same everywhere before it can be used: its
-   * entries are checked after the agreement on E. */
+  /* Each rank checks its own map and experts, then all agree; only then
+   * are the ranks' configurations compared (a collective). */
   if (!(st = plan_owners(ep, desc->expert_ranks)))
     st = check_local(ep);
   st = agree(ep, st);
@@ -447,8 +447,8 @@ static clmoe_status exchange_bytes(clmoe_ep *ep, int from, const exchange *ex,
 
 /* The local experts on what arrived, regrouped by local expert (float32;
  * 16-bit rows widened exactly); results into B_OUT. */
-static clmoe_status run_local(clmoe_ep *ep, plan *p, clmoe_dtype dt, size_t es,
-                              int64_t *M_out) {
+static clmoe_status run_local(clmoe_ep *ep, plan *p, const exchange *ex,
+                              clmoe_dtype dt, size_t es, int64_t *M_out) {
   int P = ep->P, El = ep->E_local, d = ep->d;
   int64_t M = 0;
   for (int j = 0; j < El; ++j) {
@@ -463,15 +463,13 @@ static clmoe_status run_local(clmoe_ep *ep, plan *p, clmoe_dtype dt, size_t es,
   if ((st = reserve(ep, B_LOCAL, bytes + 1)) ||
       (st = reserve(ep, B_OUT, bytes + 1)))
     return st;
-  /* Source s's block for expert j starts after its earlier experts. */
+  /* Source s's block (at its receive displacement) holds its rows for
+   * expert j after those for its earlier experts. */
   float *to = (float *)ep->buf[B_LOCAL];
   for (int j = 0; j < El && !st; ++j)
     for (int s = 0; s < P && !st; ++s) {
-      const unsigned char *from = ep->buf[B_RECV];
-      int64_t before = 0;
-      for (int q = 0; q < s; ++q)
-        before += sum(p->recv_exp + q * El, El);
-      before += sum(p->recv_exp + s * El, j);
+      const unsigned char *from = ep->buf[B_RECV] + ex->rd[s];
+      int64_t before = sum(p->recv_exp + s * El, j);
       int64_t n = (int64_t)p->recv_exp[s * El + j] * d;
       st = clmoe_convert(dt, from + (size_t)before * d * es, CLMOE_DTYPE_F32,
                          to, n);
@@ -534,10 +532,9 @@ static void unpack_back(clmoe_ep *ep, const plan *p) {
 }
 
 static clmoe_status check_forward(const clmoe_ep *ep, const clmoe_tensor *x,
-                                  const clmoe_tensor *y, clmoe_dtype *dt,
-                                  int64_t *T) {
+                                  const clmoe_tensor *y, clmoe_dtype *dt) {
   int32_t rank = 0;
-  int64_t shape[4] = {0};
+  int64_t shape[4] = {0}, T;
   clmoe_dtype ydt = 0;
   clmoe_status st;
   if ((st = clmoe_tensor_get_dtype(x, dt)) ||
@@ -546,14 +543,13 @@ static clmoe_status check_forward(const clmoe_ep *ep, const clmoe_tensor *x,
   if (rank != 2 || shape[1] != ep->d)
     return failf(CLMOE_ERROR_SHAPE_MISMATCH,
                  "clmoe_ep_forward: x must be [T, %d]", ep->d);
-  *T = shape[0];
+  T = shape[0];
   if ((st = clmoe_tensor_get_dtype(y, &ydt)) ||
       (st = clmoe_tensor_get_shape(y, &rank, shape)))
     return st;
-  if (rank != 2 || shape[0] != *T || shape[1] != ep->d)
+  if (rank != 2 || shape[0] != T || shape[1] != ep->d)
     return failf(CLMOE_ERROR_SHAPE_MISMATCH,
-                 "clmoe_ep_forward: y must be [%lld, %d]", (long long)*T,
-                 ep->d);
+                 "clmoe_ep_forward: y must be [%lld, %d]", (long long)T, ep->d);
   if (ydt != *dt)
     return failf(CLMOE_ERROR_DTYPE_MISMATCH,
                  "clmoe_ep_forward: x is %d but y is %d; they must match",
@@ -568,7 +564,7 @@ clmoe_status clmoe_ep_forward(clmoe_ep *ep, const clmoe_tensor *x,
     return failf(CLMOE_ERROR_NULL_POINTER, "clmoe_ep_forward: ep is NULL");
   clmoe_status st = CLMOE_SUCCESS;
   clmoe_dtype dt = CLMOE_DTYPE_F32;
-  int64_t T = 0, M = 0;
+  int64_t M = 0;
   int N = 0;
   plan p;
   exchange out, back;
@@ -579,7 +575,7 @@ clmoe_status clmoe_ep_forward(clmoe_ep *ep, const clmoe_tensor *x,
     st = failf(CLMOE_ERROR_NULL_POINTER,
                "clmoe_ep_forward: x, y or routing is NULL");
   if (!st)
-    st = check_forward(ep, x, y, &dt, &T);
+    st = check_forward(ep, x, y, &dt);
   size_t es = dt == CLMOE_DTYPE_F32 ? 4 : 2, row = (size_t)ep->d * es;
   double t0 = MPI_Wtime();
   if (!st && !(st = alloc_ints(ep, &p, &out, &back)))
@@ -591,7 +587,7 @@ clmoe_status clmoe_ep_forward(clmoe_ep *ep, const clmoe_tensor *x,
       (st = exchange_bytes(ep, B_SEND, &out, B_RECV, "MPI_Alltoallv (rows)")))
     return st;
   double t2 = MPI_Wtime();
-  if ((st = agree(ep, run_local(ep, &p, dt, es, &M))))
+  if ((st = agree(ep, run_local(ep, &p, &out, dt, es, &M))))
     return st;
   double t3 = MPI_Wtime();
   if ((st = agree(ep, plan_back(ep, &p, &out, &back, es, N))) ||
@@ -623,6 +619,5 @@ clmoe_status clmoe_ep_forward(clmoe_ep *ep, const clmoe_tensor *x,
   s->experts_ms = 1e3 * (t3 - t2);
   s->exchange_back_ms = 1e3 * (t4 - t3);
   s->combine_ms = 1e3 * (t5 - t4);
-  (void)T;
   return CLMOE_SUCCESS;
 }
