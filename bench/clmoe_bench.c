@@ -4,14 +4,16 @@
  * dense CLBlast SGEMM of equal FLOPs, the same grouped kernel on one dense
  * expert of equal FLOPs). Ratios are the results; absolute figures are
  * context. Usage:
- *   clmoe-bench [--json FILE] [--runs N] [--only W1|W2|W3] [--quick]
+ *   clmoe-bench [--json FILE] [--runs N] [--only W1|W2|W3|W4] [--quick]
  *               [--experts-only] [--weights f32,bf16,f16] [--load]
  * --quick runs tiny shapes (a smoke test of the benchmark itself);
  * --load only measures loading a generated checkpoint (load_checkpoint.c);
  * --experts-only times just the expert GEMMs of both paths (bench/tune);
  * --weights times the grouped experts with each weight storage dtype
  * (default all three; "" none) against the device's streaming read
- * bandwidth measured in the same run. */
+ * bandwidth measured in the same run. W4 (prefill) runs on GPUs, or with
+ * --only W4; on GPUs the GPU targets (expert GEMMs against one dense CLBlast
+ * SGEMM, W3 against the CLBlast path) are added. */
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
 #include <cblas.h>
@@ -33,12 +35,18 @@ static const workload k_full[] = {
     {"W1", 512, 1024, 2048, 16, 2},
     {"W2", 256, 2048, 1024, 64, 8},
     {"W3", 16, 2048, 1024, 64, 8},
+    {"W4", 4096, 2048, 1024, 64, 8},
 };
 static const workload k_quick[] = {
     {"W1", 64, 64, 128, 8, 2},
     {"W2", 32, 128, 64, 16, 4},
     {"W3", 4, 128, 64, 16, 4},
+    {"W4", 128, 128, 64, 16, 8},
 };
+enum { NUM_WORKLOADS = 4 };
+
+/* The device is a GPU: W4 runs by default and the GPU targets apply. */
+static int g_gpu = 0;
 
 enum { MAX_POLICIES = 5, MAX_WDTYPES = 3 };
 
@@ -495,8 +503,8 @@ typedef struct target {
   int higher_is_better;
 } target;
 
-/* Room for every target collect_targets adds (17 with all three workloads
- * and weight dtypes); add_target ignores any past it. */
+/* Room for every target collect_targets adds (23 with all four workloads on a
+ * GPU, and weight dtypes); add_target ignores any past it. */
 enum { MAX_TARGETS = 32 };
 
 static int add_target(target *t, int n, const char *name, double measured,
@@ -549,6 +557,29 @@ static int weight_targets(const result *rs, int n, target *t, int m) {
   return m;
 }
 
+/* On GPUs: the expert GEMMs against one dense CLBlast SGEMM pair of equal
+ * FLOPs, decode against the CLBlast path, W3's bf16 weight stream. */
+static int gpu_targets(const result *rs, int n, target *t, int m) {
+  char name[96];
+  for (int i = 0; i < n; ++i) {
+    const result *r = &rs[i];
+    if (strcmp(r->w.name, "W3")) {
+      snprintf(name, sizeof name,
+               "GPU: %s expert GFLOP/s / dense CLBlast >= 0.8", r->w.name);
+      m = add_target(t, m, name, r->dense_clblast / r->experts, 0.8, 1);
+      continue;
+    }
+    m = add_target(t, m, "GPU: W3 experts, CLBlast path / grouped >= 2",
+                   r->alt_experts / r->experts, 2.0, 1);
+    if (r->weights_ms[1] > 0)
+      m = add_target(t, m, "GPU: W3 bf16 weight stream / bandwidth >= 0.60",
+                     r->weights_streamed[1] / (r->weights_ms[1] * 1e6) /
+                         g_bandwidth,
+                     0.60, 1);
+  }
+  return m;
+}
+
 static int collect_targets(const result *rs, int n, target *t) {
   int m = 0;
   const result *w1 = find(rs, n, "W1"), *w2 = find(rs, n, "W2"),
@@ -590,7 +621,7 @@ static int collect_targets(const result *rs, int n, target *t) {
   if (w3)
     m = add_target(t, m, "W3 forward / expert GEMMs alone <= 2",
                    w3->forward / w3->experts, 2.0, 0);
-  return m;
+  return g_gpu ? gpu_targets(rs, n, t, m) : m;
 }
 
 static void write_json(const char *file, const clmoe_device_info *info,
@@ -693,7 +724,7 @@ int main(int argc, char **argv) {
       load = 1;
     else {
       fprintf(stderr,
-              "usage: %s [--json FILE] [--runs N] [--only W1|W2|W3] "
+              "usage: %s [--json FILE] [--runs N] [--only W1|W2|W3|W4] "
               "[--quick] [--experts-only] [--weights f32,bf16,f16] "
               "[--load]\n",
               argv[0]);
@@ -711,6 +742,7 @@ int main(int argc, char **argv) {
   clmoe_device_info info;
   clmoe_device_info_init(&info);
   die(clmoe_context_get_device_info(g_ctx, &info), "device info");
+  g_gpu = info.type == CLMOE_DEVICE_TYPE_GPU;
   die(clmoe_context_build_programs(g_ctx), "programs");
   printf("clmoe-bench %s on %s (%s, driver %s); median of %d runs after "
          "warm-up\n",
@@ -722,11 +754,12 @@ int main(int argc, char **argv) {
            quick ? 64 : 512, g_bandwidth);
   }
   const workload *ws = quick ? k_quick : k_full;
-  result rs[3];
+  result rs[NUM_WORKLOADS];
   int n = 0;
   const char *path = "?", *alt_path = "?";
-  for (int i = 0; i < 3; ++i) {
-    if (only && strcmp(only, ws[i].name))
+  for (int i = 0; i < NUM_WORKLOADS; ++i) {
+    if (only ? strcmp(only, ws[i].name) != 0
+             : !strcmp(ws[i].name, "W4") && !g_gpu)
       continue;
     const workload *w = &ws[i];
     size_t nw = (size_t)w->E * w->d * w->f;

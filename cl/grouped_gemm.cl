@@ -60,13 +60,15 @@ typedef float wtype;
   }
 #endif
 
-/* Work units: a unit is up to `tiles_per_item` consecutive row tiles of one
- * expert (0: all of them), run by one work-item per panel, so a weight panel
- * stays in that core's cache while the unit's tiles use it. Tiles never
- * straddle two experts. unit_offsets[e] = units of the experts before e;
- * unit_offsets[E] = all units, 0 after a failed route (then no GEMM
- * work-item runs). One work-item: E is at most 1024. */
-kernel void gemm_tile_offsets(int E, int tiles_per_item,
+/* Work units: a unit is up to `tiles_per_item` consecutive row tiles of
+ * tile_rows rows of one expert (0: all of them), run by one work-item per
+ * panel (gemm_grouped: tile_rows = GEMM_RM), so a weight panel stays in that
+ * core's cache while the unit's tiles use it, or one tile per work-group
+ * (gemm_grouped_local: GEMM_BM). Tiles never straddle two experts.
+ * unit_offsets[e] = units of the experts before e; unit_offsets[E] = all
+ * units, 0 after a failed route (then no GEMM work-item runs). One
+ * work-item: E is at most 1024. */
+kernel void gemm_tile_offsets(int E, int tile_rows, int tiles_per_item,
                               global const int *stats,
                               global const int *expert_offsets,
                               global int *unit_offsets) {
@@ -76,7 +78,7 @@ kernel void gemm_tile_offsets(int E, int tiles_per_item,
   for (int e = 0; e < E; ++e) {
     unit_offsets[e] = acc;
     int rows = ok ? expert_offsets[e + 1] - expert_offsets[e] : 0;
-    int tiles = (rows + GEMM_RM - 1) / GEMM_RM;
+    int tiles = (rows + tile_rows - 1) / tile_rows;
     acc += tiles_per_item ? (tiles + tiles_per_item - 1) / tiles_per_item
                           : tiles > 0;
   }
@@ -107,8 +109,8 @@ inline void store_lanes(floatV v, global float *dst, int n) {
 
 /* One output row of a tile: bias added, epilogue applied, n_lo (and, not
  * gated, n_hi) valid columns stored. */
-inline void store_row(floatV u, floatV v, int epi, int gated,
-                      global float *c, int n_lo, int n_hi) {
+inline void store_row(floatV u, floatV v, int epi, int gated, global float *c,
+                      int n_lo, int n_hi) {
   if (gated) {
     store_lanes(act_v(epi, u) * v, c, n_lo);
   } else {
@@ -119,8 +121,9 @@ inline void store_row(floatV u, floatV v, int epi, int gated,
 }
 
 #define FOR_ROWS(X)                                                            \
-  X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)    \
-  X(14) X(15)
+  X(0)                                                                         \
+  X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14)   \
+      X(15)
 
 /* One panel of one expert: its packed weights, bias and output columns. */
 typedef struct panel_out {
@@ -235,10 +238,10 @@ inline void gemm_tile_pair(int K, const global float *A, panel_out p,
 #define PAIR_STORE(i)                                                          \
   if (i < GEMM_RM && i < rows) {                                               \
     global float *c_ = C + (size_t)(row0 + i) * ldc;                           \
-    store_row(plo##i + p.bias_lo, phi##i + p.bias_hi, epi, gated,              \
-              c_ + p.col0, p.n_lo, p.n_hi);                                    \
-    store_row(qlo##i + q.bias_lo, qhi##i + q.bias_hi, epi, gated,              \
-              c_ + q.col0, q.n_lo, q.n_hi);                                    \
+    store_row(plo##i + p.bias_lo, phi##i + p.bias_hi, epi, gated, c_ + p.col0, \
+              p.n_lo, p.n_hi);                                                 \
+    store_row(qlo##i + q.bias_lo, qhi##i + q.bias_hi, epi, gated, c_ + q.col0, \
+              q.n_lo, q.n_hi);                                                 \
   }
   FOR_ROWS4(PAIR_STORE)
 }
@@ -252,10 +255,10 @@ inline void gemm_tile_pair(int K, const global float *A, panel_out p,
  * N). */
 kernel void gemm_grouped(int E, int K, int num_panels, int tiles_per_item,
                          global const int *expert_offsets,
-                         global const int *unit_offsets,
-                         global const float *A, global const wtype *B,
-                         int epi, int has_bias, global const float *bias,
-                         global float *C, int ldc, int n_out) {
+                         global const int *unit_offsets, global const float *A,
+                         global const wtype *B, int epi, int has_bias,
+                         global const float *bias, global float *C, int ldc,
+                         int n_out) {
   int unit = get_global_id(0), panel = 2 * (int)get_global_id(1);
   if (unit >= unit_offsets[E] || panel >= num_panels)
     return;
@@ -267,10 +270,10 @@ kernel void gemm_grouped(int E, int K, int num_panels, int tiles_per_item,
   int end = tiles_per_item ? min(tiles, first + tiles_per_item) : tiles;
   int gated = epi == ACT_SWIGLU || epi == ACT_GEGLU;
   int two = panel + 1 < num_panels;
-  panel_out p = panel_at(e, panel, num_panels, K, B, has_bias, bias, gated,
-                         n_out);
-  panel_out q = panel_at(e, two ? panel + 1 : panel, num_panels, K, B,
-                         has_bias, bias, gated, n_out);
+  panel_out p =
+      panel_at(e, panel, num_panels, K, B, has_bias, bias, gated, n_out);
+  panel_out q = panel_at(e, two ? panel + 1 : panel, num_panels, K, B, has_bias,
+                         bias, gated, n_out);
   for (int t = first; t < end; ++t) {
     int row0 = r0 + t * GEMM_RM, rows = min(GEMM_RM, r1 - row0);
     if (two && rows <= 4) {

@@ -71,7 +71,8 @@ static clmoe_status grouped_gemm(clmoe_experts *x, clmoe_routing *rt, int rows,
                                  int K, int panels, cl_mem A, cl_mem B, int epi,
                                  cl_mem bias, cl_mem C, int n_out) {
   return cm_gemm_grouped(rt->ctx, &rt->ws.kernels, x->E, rows, K, panels,
-                         rt->ctx->tuning.tc, rt->ws.buf[CM_RB_EXPERT_OFFSETS],
+                         cm_gemm_tiles_per_item(&rt->ctx->tuning),
+                         rt->ws.buf[CM_RB_EXPERT_OFFSETS],
                          rt->ws.buf[CM_RB_TILE_OFFSETS], A, B, x->wdtype, epi,
                          bias, C, n_out);
 }
@@ -86,10 +87,13 @@ static clmoe_status run_grouped(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,
     return st;
   cl_kernel k;
   size_t one = 1;
+  int tile_rows = cm_gemm_tile_rows(&ctx->tuning),
+      tiles_per_item = cm_gemm_tiles_per_item(&ctx->tuning);
   cl_mem act = rt->ws.buf[CM_RB_FFN_ACT];
   if ((st = cm_kernel(ctx, &rt->ws.kernels, CM_K_GEMM_TILE_OFFSETS, &k)) ||
       (st = cm_launch(ctx, k, "gemm_tile_offsets", 1, &one, NULL,
-                      CM_ARGS(CM_ARG(E), CM_ARG(ctx->tuning.tc),
+                      CM_ARGS(CM_ARG(E), CM_ARG(tile_rows),
+                              CM_ARG(tiles_per_item),
                               CM_ARG(rt->ws.buf[CM_RB_STATS]),
                               CM_ARG(rt->ws.buf[CM_RB_EXPERT_OFFSETS]),
                               CM_ARG(rt->ws.buf[CM_RB_TILE_OFFSETS])))) ||

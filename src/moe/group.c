@@ -2,8 +2,21 @@
  * slot lists, on the device (kernels in cl/group.cl). */
 #include "moe/group.h"
 
+/* One launch: a work-group of scan_lx work-items (cl/group.cl). */
+static clmoe_status scan_local(clmoe_context *ctx, cm_kernels *ks, cl_mem in,
+                               cl_mem out, int n) {
+  cl_kernel k;
+  clmoe_status st = cm_kernel(ctx, ks, CM_K_SCAN_LOCAL, &k);
+  size_t lx = (size_t)ctx->tuning.scan_lx;
+  return st ? st
+            : cm_launch(ctx, k, "scan_local", 1, &lx, &lx,
+                        CM_ARGS(CM_ARG(n), CM_ARG(in), CM_ARG(out)));
+}
+
 clmoe_status cm_scan(clmoe_context *ctx, cm_kernels *ks, cl_mem in, cl_mem out,
                      int n, cl_mem partials) {
+  if (ctx->tuning.scan_lx > 0)
+    return scan_local(ctx, ks, in, out, n);
   /* Chunks of at least 32 elements, at most CM_SCAN_MAX_CHUNKS of them. */
   int chunk = (n + CM_SCAN_MAX_CHUNKS - 1) / CM_SCAN_MAX_CHUNKS;
   if (chunk < 32)

@@ -22,12 +22,58 @@ void cm_pack_panels(float *dst, const float *w, const float *w_hi, int gated,
         }
 }
 
+int cm_gemm_tile_rows(const cm_tuning *t) {
+  return t->local_kernel ? t->bm : t->rm;
+}
+
+int cm_gemm_tiles_per_item(const cm_tuning *t) {
+  return t->local_kernel ? 1 : t->tc;
+}
+
+/* Tiles never straddle groups: at most ceil(rows / tile_rows) plus one per
+ * group that has rows. */
+static size_t tiles_bound(int E, int rows_bound, int tile_rows) {
+  return (size_t)(rows_bound + tile_rows - 1) / (size_t)tile_rows +
+         (size_t)(E < rows_bound ? E : rows_bound);
+}
+
+/* The work-group kernel (cl/grouped_gemm_local.cl): a group per block of
+ * BM rows x NP panels. */
+static clmoe_status launch_local(clmoe_context *ctx, cm_kernels *kernels,
+                                 clmoe_dtype wdtype, size_t tiles, int panels,
+                                 const cm_arg *args, int nargs) {
+  const cm_tuning *t = &ctx->tuning;
+  cl_kernel k;
+  cm_kernel_id id = wdtype == CLMOE_DTYPE_F16    ? CM_K_GEMM_GROUPED_LOCAL_F16
+                    : wdtype == CLMOE_DTYPE_BF16 ? CM_K_GEMM_GROUPED_LOCAL_BF16
+                                                 : CM_K_GEMM_GROUPED_LOCAL;
+  clmoe_status st = cm_kernel(ctx, kernels, id, &k);
+  if (st)
+    return st;
+  size_t local[2] = {(size_t)(t->np * t->vw / t->tn), (size_t)(t->bm / t->tm)};
+  size_t g[2] = {((size_t)panels + t->np - 1) / t->np * local[0],
+                 tiles * local[1]};
+  return cm_launch(ctx, k, "gemm_grouped_local", 2, g, local, args, nargs);
+}
+
 clmoe_status cm_gemm_grouped(clmoe_context *ctx, cm_kernels *kernels, int E,
                              int rows_bound, int K, int panels,
                              int tiles_per_item, cl_mem expert_offsets,
                              cl_mem tile_offsets, cl_mem A, cl_mem B,
                              clmoe_dtype wdtype, int epi, cl_mem bias, cl_mem C,
                              int n_out) {
+  const cm_tuning *t = &ctx->tuning;
+  int has_bias = bias != NULL;
+  size_t tiles = tiles_bound(E, rows_bound, cm_gemm_tile_rows(t));
+  /* Unused when has_bias = 0, but every argument must be a valid buffer. */
+  cl_mem b = has_bias ? bias : B;
+  if (t->local_kernel)
+    return launch_local(ctx, kernels, wdtype, tiles, panels,
+                        CM_ARGS(CM_ARG(E), CM_ARG(K), CM_ARG(panels),
+                                CM_ARG(expert_offsets), CM_ARG(tile_offsets),
+                                CM_ARG(A), CM_ARG(B), CM_ARG(epi),
+                                CM_ARG(has_bias), CM_ARG(b), CM_ARG(C),
+                                CM_ARG(n_out), CM_ARG(n_out)));
   cl_kernel k;
   cm_kernel_id id = wdtype == CLMOE_DTYPE_F16    ? CM_K_GEMM_GROUPED_F16
                     : wdtype == CLMOE_DTYPE_BF16 ? CM_K_GEMM_GROUPED_BF16
@@ -35,14 +81,10 @@ clmoe_status cm_gemm_grouped(clmoe_context *ctx, cm_kernels *kernels, int E,
   clmoe_status st = cm_kernel(ctx, kernels, id, &k);
   if (st)
     return st;
-  int rm = ctx->tuning.rm, lx = ctx->tuning.lx, has_bias = bias != NULL;
-  /* Tiles never straddle groups: at most ceil(rows / rm) + E of them, and
-   * no more units than tiles. */
-  size_t g[2] = {(size_t)(rows_bound + rm - 1) / rm + (size_t)E,
-                 ((size_t)panels + 1) / 2}; /* a pair of panels each */
+  int lx = t->lx;
+  /* No more units than tiles. */
+  size_t g[2] = {tiles, ((size_t)panels + 1) / 2}; /* a pair of panels each */
   size_t local[2] = {(size_t)lx, 1};
-  /* Unused when has_bias = 0, but every argument must be a valid buffer. */
-  cl_mem b = has_bias ? bias : B;
   return cm_launch(ctx, k, "gemm_grouped", 2, g, lx ? local : NULL,
                    CM_ARGS(CM_ARG(E), CM_ARG(K), CM_ARG(panels),
                            CM_ARG(tiles_per_item), CM_ARG(expert_offsets),

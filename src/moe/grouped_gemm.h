@@ -24,12 +24,20 @@ int cm_panel_count(int cols, int vw, int gated);
 void cm_pack_panels(float *dst, const float *w, const float *w_hi, int gated,
                     int lay, int E, int rows, int cols, int vw);
 
-/* One gemm_grouped launch on the routing's queue, for B packed in `wdtype`
+/* The row tiles that tile_offsets counts for the context's grouped kernel,
+ * and the tiles a unit (work-item or work-group) runs: pass both to
+ * gemm_tile_offsets, or write its result with them. */
+int cm_gemm_tile_rows(const cm_tuning *t);
+int cm_gemm_tiles_per_item(const cm_tuning *t);
+
+/* One grouped GEMM launch on the routing's queue, in the shape the tuning
+ * entry picks (gemm_grouped or gemm_grouped_local), for B packed in `wdtype`
  * (F32, F16 or BF16; the program variant that widens it): for every group e,
  * C[rows of e, :n_out] = epi(A[rows of e, :K] * B_e + bias_e), rows of e =
- * expert_offsets[e]..[e+1]. A work-item runs up to tiles_per_item row tiles
- * of one group (0: all of the group's), counted in tile_offsets by
- * gemm_tile_offsets with the same tiles_per_item (or written exactly).
+ * expert_offsets[e]..[e+1]. A unit runs up to tiles_per_item row tiles of
+ * one group (0: all of the group's), counted in tile_offsets by
+ * gemm_tile_offsets with cm_gemm_tile_rows and the same tiles_per_item (or
+ * written exactly); the local kernel always runs one tile per work-group.
  * rows_bound >= the rows of all groups sizes the launch. bias may be NULL. */
 clmoe_status cm_gemm_grouped(clmoe_context *ctx, cm_kernels *kernels, int E,
                              int rows_bound, int K, int panels,

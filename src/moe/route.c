@@ -74,7 +74,8 @@ static clmoe_status router_gemm_grouped(route_call *c) {
   clmoe_routing *rt = c->rt;
   clmoe_context *ctx = c->ctx;
   cl_int rows[2] = {0, c->T};
-  cl_int tiles[2] = {0, (c->T + ctx->tuning.rm - 1) / ctx->tuning.rm};
+  int tile_rows = cm_gemm_tile_rows(&ctx->tuning);
+  cl_int tiles[2] = {0, (c->T + tile_rows - 1) / tile_rows};
   clmoe_status st;
   if ((st = cm_routing_reserve(rt, CM_RB_ROUTER_ROWS, sizeof rows)) ||
       (st = cm_routing_reserve(rt, CM_RB_ROUTER_TILES, sizeof tiles)))

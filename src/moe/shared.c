@@ -26,8 +26,9 @@ static clmoe_status fill_int(clmoe_context *ctx, cl_mem buf, size_t index,
   cl_int err =
       clEnqueueFillBuffer(ctx->queue, buf, &value, sizeof value,
                           index * sizeof value, sizeof value, 0, NULL, NULL);
-  return err == CL_SUCCESS ? CLMOE_SUCCESS
-                           : cm_cl_fail(err, "shared experts: clEnqueueFillBuffer");
+  return err == CL_SUCCESS
+             ? CLMOE_SUCCESS
+             : cm_cl_fail(err, "shared experts: clEnqueueFillBuffer");
 }
 
 /* rt->dense routes all T tokens to expert 0. */

@@ -105,8 +105,8 @@
 #define CM_FI_RELEASES(X)                                                      \
   X(clReleaseContext, cl_context)                                              \
   X(clReleaseCommandQueue, cl_command_queue)                                   \
-  X(clReleaseMemObject, cl_mem) X(clReleaseKernel, cl_kernel)                  \
-      X(clReleaseProgram, cl_program)
+  X(clReleaseMemObject, cl_mem)                                                \
+  X(clReleaseKernel, cl_kernel) X(clReleaseProgram, cl_program)
 
 #define CM_FI_DECLARE(ret, name, params, args)                                 \
   ret cm_fi_##name(const char *site, CM_FI_UNPAREN params);

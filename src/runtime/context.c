@@ -129,6 +129,8 @@ clmoe_status clmoe_context_create(const clmoe_context_desc *desc,
       file = getenv("CLMOE_TUNING_FILE");
     st = cm_tuning_lookup(&ctx->info, file, &ctx->tuning);
     if (!st)
+      st = cm_tuning_check_device(&ctx->tuning, ctx->device, &ctx->info);
+    if (!st)
       st = cm_tuning_apply_clblast(ctx->device, &ctx->tuning);
   }
   if (!st && !ctx->queue) {

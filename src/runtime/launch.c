@@ -10,6 +10,7 @@ static const struct {
     [CM_K_SCAN_CHUNK_SUMS] = {CM_PROG_GROUP, "scan_chunk_sums"},
     [CM_K_SCAN_PARTIALS] = {CM_PROG_GROUP, "scan_partials"},
     [CM_K_SCAN_APPLY] = {CM_PROG_GROUP, "scan_apply"},
+    [CM_K_SCAN_LOCAL] = {CM_PROG_GROUP, "scan_local"},
     [CM_K_GROUP_COUNT] = {CM_PROG_GROUP, "group_count"},
     [CM_K_GROUP_EXPERT_OFFSETS] = {CM_PROG_GROUP, "group_expert_offsets"},
     [CM_K_GROUP_PLACE] = {CM_PROG_GROUP, "group_place"},
@@ -41,6 +42,11 @@ static const struct {
     [CM_K_GEMM_GROUPED] = {CM_PROG_GROUPED_GEMM, "gemm_grouped"},
     [CM_K_GEMM_GROUPED_F16] = {CM_PROG_GROUPED_GEMM_F16, "gemm_grouped"},
     [CM_K_GEMM_GROUPED_BF16] = {CM_PROG_GROUPED_GEMM_BF16, "gemm_grouped"},
+    [CM_K_GEMM_GROUPED_LOCAL] = {CM_PROG_GROUPED_GEMM, "gemm_grouped_local"},
+    [CM_K_GEMM_GROUPED_LOCAL_F16] = {CM_PROG_GROUPED_GEMM_F16,
+                                     "gemm_grouped_local"},
+    [CM_K_GEMM_GROUPED_LOCAL_BF16] = {CM_PROG_GROUPED_GEMM_BF16,
+                                      "gemm_grouped_local"},
 };
 
 clmoe_status cm_kernel(clmoe_context *ctx, cm_kernels *ks, cm_kernel_id id,

@@ -24,11 +24,15 @@ static const cm_program_spec k_programs[CM_PROG_COUNT] = {
                                   {"common", "dispatch_combine", NULL}},
     [CM_PROG_EXPERTS_RUN] = {"experts_run", {"common", "experts_run", NULL}},
     [CM_PROG_SCORE] = {"score", {"common", "score", NULL}},
-    [CM_PROG_GROUPED_GEMM] = {"grouped_gemm", {"common", "grouped_gemm", NULL}},
+    [CM_PROG_GROUPED_GEMM] = {"grouped_gemm",
+                              {"common", "grouped_gemm", "grouped_gemm_local",
+                               NULL}},
     [CM_PROG_GROUPED_GEMM_F16] = {"grouped_gemm_f16",
-                                  {"common", "grouped_gemm", NULL}},
+                                  {"common", "grouped_gemm",
+                                   "grouped_gemm_local", NULL}},
     [CM_PROG_GROUPED_GEMM_BF16] = {"grouped_gemm_bf16",
-                                   {"common", "grouped_gemm", NULL}},
+                                   {"common", "grouped_gemm",
+                                    "grouped_gemm_local", NULL}},
 };
 
 /* The on-disk entry: header, then the binary. Every field is checked on load;
@@ -110,9 +114,17 @@ static void program_options(const clmoe_context *ctx, cm_program_id id,
     snprintf(out + used, len - used, " -DSCORE_RM=%d -DSCORE_VW=%d",
              ctx->tuning.score_rm, ctx->tuning.score_vw);
   if ((id == CM_PROG_GROUPED_GEMM || wtype) && used < len)
+    used += (size_t)snprintf(out + used, len - used,
+                             " -DGEMM_RM=%d -DGEMM_VW=%d -DGEMM_WTYPE=%d",
+                             ctx->tuning.rm, ctx->tuning.vw, wtype);
+  /* The work-group (local-memory) kernel is compiled only where the entry
+   * picks it. */
+  const cm_tuning *t = &ctx->tuning;
+  if ((id == CM_PROG_GROUPED_GEMM || wtype) && t->local_kernel && used < len)
     snprintf(out + used, len - used,
-             " -DGEMM_RM=%d -DGEMM_VW=%d -DGEMM_WTYPE=%d", ctx->tuning.rm,
-             ctx->tuning.vw, wtype);
+             " -DLM_BM=%d -DLM_NP=%d -DLM_BK=%d -DLM_TM=%d "
+             "-DLM_TN=%d",
+             t->bm, t->np, t->bk, t->tm, t->tn);
 }
 
 static uint64_t program_key(const clmoe_context *ctx, const char *options,

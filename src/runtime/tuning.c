@@ -27,6 +27,11 @@ const cm_tuning cm_tuning_defaults = {
     .vw = 16,
     .lx = 1,
     .tc = 1,
+    .bm = 64,
+    .np = 2,
+    .bk = 16,
+    .tm = 4,
+    .tn = 4,
     .router_gemm = CLMOE_EXPERTS_PATH_CLBLAST,
     .in_flight_max_k = 8,
     .in_flight_max_mib = 256,
@@ -80,12 +85,41 @@ static clmoe_status parse_grouped(char *text, const char *where, cm_tuning *t) {
       t->lx = v;
     else if (sscanf(tok, "TC=%d%c", &v, &extra) == 1 && v >= 0 && v <= 1024)
       t->tc = v;
+    else if (!strcmp(tok, "KERNEL=private"))
+      t->local_kernel = 0;
+    else if (!strcmp(tok, "KERNEL=local"))
+      t->local_kernel = 1;
+    else if (sscanf(tok, "BM=%d%c", &v, &extra) == 1 && v >= 1 && v <= 256)
+      t->bm = v;
+    else if (sscanf(tok, "NP=%d%c", &v, &extra) == 1 && v >= 1 && v <= 8)
+      t->np = v;
+    else if (sscanf(tok, "BK=%d%c", &v, &extra) == 1 && v >= 1 && v <= 64)
+      t->bk = v;
+    else if (sscanf(tok, "TM=%d%c", &v, &extra) == 1 && v >= 1 && v <= 16)
+      t->tm = v;
+    else if (sscanf(tok, "TN=%d%c", &v, &extra) == 1 && v >= 1 && v <= 16)
+      t->tn = v;
     else
       return bad_line(where,
                       "grouped parameter \"%s\" is not RM=1..16, "
-                      "VW=4|8|16, LX=0..1024 or TC=0..1024",
+                      "VW=4|8|16, LX=0..1024, TC=0..1024, "
+                      "KERNEL=private|local, BM=1..256, NP=1..8, BK=1..64, "
+                      "TM=1..16 or TN=1..16",
                       tok);
   }
+  if (!t->local_kernel)
+    return CLMOE_SUCCESS;
+  if (t->bm % t->tm || t->vw % t->tn)
+    return bad_line(where,
+                    "the local kernel's TM = %d must divide BM = %d and TN = "
+                    "%d must divide VW = %d",
+                    t->tm, t->bm, t->tn, t->vw);
+  int items = (t->bm / t->tm) * (t->np * t->vw / t->tn);
+  if (items > 1024)
+    return bad_line(where,
+                    "the local kernel's work-group of (BM / TM) x (NP * VW / "
+                    "TN) = %d work-items exceeds 1024",
+                    items);
   return CLMOE_SUCCESS;
 }
 
@@ -116,11 +150,15 @@ static clmoe_status parse_layer(char *text, const char *where, cm_tuning *t) {
     else if (sscanf(tok, "SCORE_LX=%d%c", &v, &extra) == 1 && v >= 0 &&
              v <= 1024)
       t->score_lx = v;
+    else if (sscanf(tok, "SCAN_LX=%d%c", &v, &extra) == 1 && v >= 0 &&
+             v <= 1024)
+      t->scan_lx = v;
     else
       return bad_line(where,
                       "layer parameter \"%s\" is not ROUTER=grouped|clblast, "
                       "INFLIGHT_K=0..1024, INFLIGHT_MIB=0..65536, "
-                      "SCORE_RM=1..16, SCORE_VW=4|8|16 or SCORE_LX=0..1024",
+                      "SCORE_RM=1..16, SCORE_VW=4|8|16, SCORE_LX=0..1024 "
+                      "or SCAN_LX=0..1024",
                       tok);
   }
   return CLMOE_SUCCESS;
@@ -279,4 +317,37 @@ clmoe_status cm_tuning_apply_clblast(cl_device_id device, const cm_tuning *t) {
   clmoe_status st = apply_set(device, "Xgemm", &t->xgemm, t->origin);
   return st ? st
             : apply_set(device, "XgemmDirect", &t->xgemm_direct, t->origin);
+}
+
+size_t cm_tuning_local_bytes(const cm_tuning *t) {
+  /* cl/grouped_gemm_local.cl: As[BK][BM + 1] and Bs[BK][NP * 2 * VW]. */
+  return sizeof(float) * (size_t)t->bk *
+         ((size_t)t->bm + 1 + (size_t)t->np * 2 * t->vw);
+}
+
+clmoe_status cm_tuning_check_device(const cm_tuning *t, cl_device_id device,
+                                    const clmoe_device_info *info) {
+  size_t max_items = 0;
+  cl_int err = clGetDeviceInfo(device, CL_DEVICE_MAX_WORK_GROUP_SIZE,
+                               sizeof max_items, &max_items, NULL);
+  if (err != CL_SUCCESS)
+    return cm_cl_fail(err, "clGetDeviceInfo(CL_DEVICE_MAX_WORK_GROUP_SIZE)");
+  if ((size_t)t->scan_lx > max_items)
+    return bad_line(t->origin,
+                    "SCAN_LX=%d exceeds the device's work-group size %zu",
+                    t->scan_lx, max_items);
+  int uses_grouped = t->path == CLMOE_EXPERTS_PATH_GROUPED ||
+                     t->router_gemm == CLMOE_EXPERTS_PATH_GROUPED;
+  if (!uses_grouped || !t->local_kernel)
+    return CLMOE_SUCCESS;
+  size_t items = (size_t)(t->bm / t->tm) * (size_t)(t->np * t->vw / t->tn);
+  size_t bytes = cm_tuning_local_bytes(t);
+  if (items > max_items || bytes > info->local_mem_bytes)
+    return bad_line(t->origin,
+                    "the local kernel needs %zu work-items and %zu bytes of "
+                    "local memory per work-group; the device allows %zu and "
+                    "%llu",
+                    items, bytes, max_items,
+                    (unsigned long long)info->local_mem_bytes);
+  return CLMOE_SUCCESS;
 }

@@ -22,6 +22,10 @@ typedef struct cm_tuning {
   clmoe_experts_path path; /* experts: CLBLAST or GROUPED */
   int rm, vw, lx;          /* grouped kernel: rows, vector width, local size */
   int tc; /* grouped kernel: row tiles per work-item, 0 = an expert's all */
+  /* The grouped kernel's shape: 0 one work-item per register tile (CPUs),
+   * 1 work-group blocks staged in local memory (GPUs) of bm rows x np
+   * panels, k tiles of bk, each work-item tm rows x 2 * tn columns. */
+  int local_kernel, bm, np, bk, tm, tn;
   cm_clblast_params xgemm, xgemm_direct;
   /* The router GEMM (T x d x E): CLBLAST, or GROUPED on the grouped kernel
    * with the router weight packed at create. */
@@ -34,6 +38,9 @@ typedef struct cm_tuning {
   /* Fused scoring kernels: query rows per work-item (1..16), vector width
    * (4, 8, 16: tiles of 2 * vw keys), local size (0: the driver's). */
   int score_rm, score_vw, score_lx;
+  /* Integer scans of the route: 0 three launches (chunk sums, partials,
+   * apply), else one work-group of scan_lx work-items in local memory. */
+  int scan_lx;
   char origin[160]; /* "<file>:<line>", for logs and errors */
 } cm_tuning;
 
@@ -46,6 +53,15 @@ extern const cm_tuning cm_tuning_defaults;
  * that cannot be read or a malformed line; the detail names file:line). */
 clmoe_status cm_tuning_lookup(const clmoe_device_info *info,
                               const char *user_file, cm_tuning *out);
+
+/* Local memory of one work-group of the local grouped kernel, in bytes. */
+size_t cm_tuning_local_bytes(const cm_tuning *t);
+
+/* Checks that the device can run the entry's one-work-group scans and its
+ * local grouped kernel (work-group size, local memory). Errors:
+ * INVALID_ARGUMENT naming the table line, OPENCL. */
+clmoe_status cm_tuning_check_device(const cm_tuning *t, cl_device_id device,
+                                    const clmoe_device_info *info);
 
 /* Applies the entry's CLBlast parameter sets to the device (process-wide in
  * CLBlast). Errors: CLBLAST. */
