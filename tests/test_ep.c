@@ -5,7 +5,8 @@
  * expert map, ranks without tokens and experts without rows. Then the
  * collective errors: a configuration that differs between ranks, NaN on
  * one rank, a bad argument on one rank: every rank gets an error, and the
- * next forward works. */
+ * next forward works. All of it under both schedules (BULK and OVERLAP),
+ * and a schedule that differs between ranks is refused. */
 #include <mpi.h>
 
 #include "clmoe/clmoe_mpi.h"
@@ -15,6 +16,7 @@
 enum { D = 24, F = 20 };
 
 static int g_rank, g_P;
+static clmoe_ep_schedule g_schedule;
 
 typedef struct model {
   int E;
@@ -136,6 +138,7 @@ static void check_layer(const model *m, clmoe_policy policy, const int32_t *map,
   desc.comm = MPI_COMM_WORLD;
   desc.ctx = test_context();
   desc.router = router;
+  desc.schedule = g_schedule;
   desc.experts = local;
   desc.expert_ranks = map;
   clmoe_ep *ep = NULL;
@@ -222,6 +225,7 @@ static void test_errors(void) {
   clmoe_ep_desc_init(&desc);
   desc.ctx = test_context();
   desc.router = router;
+  desc.schedule = g_schedule;
   desc.experts = local;
   clmoe_ep *ep = NULL;
   if (g_P > 1) {
@@ -242,6 +246,12 @@ static void test_errors(void) {
     desc.experts = full;
     CHECK(clmoe_ep_create(&desc, &ep) != CLMOE_SUCCESS);
     desc.experts = local;
+    /* A schedule that differs on rank 0. */
+    desc.schedule =
+        g_rank == 0 ? CLMOE_EP_SCHEDULE_OVERLAP : CLMOE_EP_SCHEDULE_BULK;
+    CHECK_STATUS(clmoe_ep_create(&desc, &ep), CLMOE_ERROR_INVALID_ARGUMENT);
+    CHECK(strstr(clmoe_last_error_detail(), "schedule") != NULL);
+    desc.schedule = g_schedule;
   }
   REQUIRE_OK(clmoe_ep_create(&desc, &ep));
   int T = 7;
@@ -278,8 +288,11 @@ int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
   MPI_Comm_size(MPI_COMM_WORLD, &g_P);
-  test_bitwise();
-  test_errors();
+  for (int s = 0; s < 2; ++s) {
+    g_schedule = s ? CLMOE_EP_SCHEDULE_OVERLAP : CLMOE_EP_SCHEDULE_AUTO;
+    test_bitwise();
+    test_errors();
+  }
   char name[32];
   snprintf(name, sizeof name, "test_ep[%d/%d]", g_rank, g_P);
   int failed = test_finish(name);

@@ -6,7 +6,7 @@
  * (or, where the victim absorbed the fault, every rank succeeds with the
  * reference output), no rank blocks (an alarm ends a hung run), the
  * victim keeps no OpenCL object alive, and the next forward on every rank
- * gives the reference output bit for bit. */
+ * gives the reference output bit for bit. Both schedules (BULK, OVERLAP). */
 #include <mpi.h>
 #include <signal.h>
 #include <unistd.h>
@@ -55,31 +55,15 @@ static clmoe_experts *local_experts(const float *w1, const float *w3,
   return x;
 }
 
-int main(int argc, char **argv) {
-  MPI_Init(&argc, &argv);
-  MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &g_P);
-  signal(SIGALRM, on_alarm);
-  const int victim = g_P - 1, T = 6 + g_rank;
-  float *wr = seeded((size_t)D * E, 0.5f, 1);
-  float *w1 = seeded((size_t)E * D * F, 0.3f, 2),
-        *w3 = seeded((size_t)E * D * F, 0.3f, 3),
-        *w2 = seeded((size_t)E * F * D, 0.3f, 4);
-  float *x = seeded((size_t)T * D, 1.0f, 10 + g_rank);
-  clmoe_router_desc rd;
-  clmoe_router_desc_init(&rd);
-  rd.num_experts = E;
-  rd.d_model = D;
-  rd.weight_host = wr;
-  rd.k = 2;
-  clmoe_router *router = NULL;
-  REQUIRE_OK(clmoe_router_create(test_context(), &rd, &router));
-  clmoe_experts *experts = local_experts(w1, w3, w2);
+/* The walk for one schedule: faults on `victim`, every rank checked. */
+static void walk(clmoe_router *router, clmoe_experts *experts, const float *x,
+                 int T, int victim, clmoe_ep_schedule schedule) {
   clmoe_ep_desc desc;
   clmoe_ep_desc_init(&desc);
   desc.comm = MPI_COMM_WORLD;
   desc.ctx = test_context();
   desc.router = router;
+  desc.schedule = schedule;
   desc.experts = experts;
   clmoe_ep *ep = NULL;
   REQUIRE_OK(clmoe_ep_create(&desc, &ep));
@@ -138,19 +122,45 @@ int main(int argc, char **argv) {
     CHECK(!memcmp(y, ref, sizeof *y * (size_t)T * D));
   }
   if (g_rank == victim)
-    printf("test_ep_faults: %d faulted forwards on rank %d of %d (%d failed "
-           "on every rank, %d absorbed)\n",
-           runs, victim, g_P, failed_runs, absorbed);
+    printf("test_ep_faults (%s): %d faulted forwards on rank %d of %d (%d "
+           "failed on every rank, %d absorbed)\n",
+           schedule == CLMOE_EP_SCHEDULE_OVERLAP ? "overlap" : "bulk", runs,
+           victim, g_P, failed_runs, absorbed);
   CHECK(runs > 10);
 
   clmoe_routing_destroy(rt);
   clmoe_tensor_destroy(xt);
   clmoe_tensor_destroy(yt);
   clmoe_ep_destroy(ep);
-  clmoe_experts_destroy(experts);
-  clmoe_router_destroy(router);
   free(ref);
   free(y);
+}
+
+int main(int argc, char **argv) {
+  MPI_Init(&argc, &argv);
+  MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &g_P);
+  signal(SIGALRM, on_alarm);
+  const int victim = g_P - 1, T = 6 + g_rank;
+  float *wr = seeded((size_t)D * E, 0.5f, 1);
+  float *w1 = seeded((size_t)E * D * F, 0.3f, 2),
+        *w3 = seeded((size_t)E * D * F, 0.3f, 3),
+        *w2 = seeded((size_t)E * F * D, 0.3f, 4);
+  float *x = seeded((size_t)T * D, 1.0f, 10 + g_rank);
+  clmoe_router_desc rd;
+  clmoe_router_desc_init(&rd);
+  rd.num_experts = E;
+  rd.d_model = D;
+  rd.weight_host = wr;
+  rd.k = 2;
+  clmoe_router *router = NULL;
+  REQUIRE_OK(clmoe_router_create(test_context(), &rd, &router));
+  clmoe_experts *experts = local_experts(w1, w3, w2);
+  for (int sched = 0; sched < 2; ++sched)
+    walk(router, experts, x, T, victim,
+         sched ? CLMOE_EP_SCHEDULE_OVERLAP : CLMOE_EP_SCHEDULE_BULK);
+  clmoe_experts_destroy(experts);
+  clmoe_router_destroy(router);
   free(x);
   free(wr);
   free(w1);

@@ -14,7 +14,10 @@ class EpDesc(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_size_t), ("comm", ctypes.c_void_p),
                 ("ctx", ctypes.c_void_p), ("router", ctypes.c_void_p),
                 ("experts", ctypes.c_void_p),
-                ("expert_ranks", ctypes.POINTER(ctypes.c_int32))]
+                ("expert_ranks", ctypes.POINTER(ctypes.c_int32)),
+                ("schedule", ctypes.c_int32)]
+
+SCHEDULES = {"auto": 0, "bulk": 1, "overlap": 2}
 
 
 class EpStats(ctypes.Structure):
@@ -23,7 +26,8 @@ class EpStats(ctypes.Structure):
                 ("rows_received", ctypes.c_int64)] + [
         (n, ctypes.c_double) for n in ("route_ms", "exchange_out_ms",
                                        "experts_ms", "exchange_back_ms",
-                                       "combine_ms")]
+                                       "combine_ms")] + [
+        ("mpi_device_buffers", ctypes.c_int32)]
 
 
 def _load_mpi_lib():
@@ -61,15 +65,20 @@ def _load_mpi_lib():
 
 
 class ExpertParallel:
-    """`ExpertParallel(ctx, comm, router, experts, expert_ranks=None)` over an
-    mpi4py communicator (Open MPI): `experts` are this rank's, in ascending
-    global id (contiguous blocks by default, or `expert_ranks[E]`, the same
-    on every rank). `y, routing = ep(x)` is collective: every rank calls it
+    """`ExpertParallel(ctx, comm, router, experts, expert_ranks=None,
+    schedule="auto")` over an mpi4py communicator (Open MPI): `experts` are
+    this rank's, in ascending global id (contiguous blocks by default, or
+    `expert_ranks[E]`, the same on every rank); `schedule` "bulk",
+    "overlap" or "auto" (= bulk), the same on every rank. `y, routing = ep(x)` is collective: every rank calls it
     with its own x [T_r, d] (float32 or float16 numpy; T_r may be 0); y
     equals the single-process layer on that rank's tokens bit for bit."""
 
-    def __init__(self, ctx, comm, router, experts, expert_ranks=None):
+    def __init__(self, ctx, comm, router, experts, expert_ranks=None,
+                 schedule="auto"):
         from mpi4py import MPI
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, "
+                             f"not {schedule!r}")
         self._mpi = _load_mpi_lib()
         self.ctx, self.router, self.experts = ctx, router, experts
         desc = EpDesc()
@@ -80,6 +89,7 @@ class ExpertParallel:
             else ctx.handle
         desc.router = router.handle.value
         desc.experts = experts.handle.value if experts is not None else None
+        desc.schedule = SCHEDULES[schedule]
         self._map = None
         if expert_ranks is not None:
             self._map = np.ascontiguousarray(expert_ranks, np.int32)

@@ -1,6 +1,7 @@
 """Run under mpirun: clmoe.ExpertParallel against the single-process layer
 of each rank's tokens (bitwise), with contiguous blocks and an explicit
-map, float32 and float16 tokens, and a rank without tokens. Prints OK."""
+map, float32 and float16 tokens, a rank without tokens, both schedules.
+Prints OK."""
 import sys
 
 import numpy as np
@@ -25,7 +26,7 @@ x = (np.round(np.random.default_rng(10 + rank).normal(size=(T, D)) * 8) / 8
 ok = True
 
 
-def check(ranks):
+def check(ranks, schedule):
     """One layout: every rank against the reference, both dtypes."""
     global ok
     sizes = [E // P + (q < E % P) for q in range(P)]  # contiguous blocks
@@ -33,19 +34,26 @@ def check(ranks):
     mine = [e for e in range(E) if owner[e] == rank]
     local = clmoe.Experts(ctx, w1=w1[mine], w2=w2[mine], w3=w3[mine],
                           path="grouped") if mine else None
-    ep = clmoe.ExpertParallel(ctx, comm, router, local, expert_ranks=ranks)
+    ep = clmoe.ExpertParallel(ctx, comm, router, local, expert_ranks=ranks,
+                              schedule=schedule)
     for dtype in (np.float32, np.float16):
         xs = x.astype(dtype)
         y, _ = ep(xs)
         want, _ = reference(xs)
         ok &= y.dtype == dtype and y.tobytes() == want.tobytes()
-    ok &= ep.stats["rows_sent"] >= 0
+    ok &= ep.stats["rows_sent"] >= 0 and ep.stats["mpi_device_buffers"] in (0, 1)
     ep.close()
 
 
 try:  # a failure on one rank must not leave the others waiting
     for layout in (None, [(3 * e + 1) % P for e in range(E)]):
-        check(layout)
+        for schedule in ("bulk", "overlap"):
+            check(layout, schedule)
+    try:  # checked before anything collective
+        clmoe.ExpertParallel(ctx, comm, router, None, schedule="sometimes")
+        ok = False
+    except ValueError:
+        pass
 except Exception as exc:  # noqa: BLE001
     print(f"rank {rank}: {exc!r}", file=sys.stderr, flush=True)
     comm.Abort(1)
