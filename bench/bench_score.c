@@ -300,8 +300,8 @@ int main(int argc, char **argv) {
   enum { MAX_POINTS = 24 };
   point ps[MAX_POINTS];
   int n = 0;
-  static const int k_T[] = {1024, 2048, 4096, 8192};
-  for (int ti = 0; ti < 4; ++ti)
+  static const int k_T[] = {1024, 2048, 4096, 8192, 32768};
+  for (int ti = 0; ti < 5; ++ti)
     for (int dh = 64; dh <= 128; dh *= 2)
       for (int g = 0; g < 2; ++g) {
         if (quick && (k_T[ti] != 2048 || dh != 64 || g))
@@ -329,8 +329,8 @@ int main(int argc, char **argv) {
     fflush(stdout);
   }
   /* Targets, each from this run. */
-  const char *text[4];
-  double value[4];
+  const char *text[5];
+  double value[5];
   int ok[4], nt = 0;
   const point *p = find_point(ps, n, 2048, 16, 16, 64);
   if (p && p->probs_ms > 0) {
@@ -347,10 +347,17 @@ int main(int argc, char **argv) {
     ok[nt] = value[nt] >= 0.5;
     ++nt;
   }
-  const point *a = find_point(ps, n, 4096, 8, 8, 64),
-              *b = find_point(ps, n, 32768, 8, 8, 64);
-  if (a && b) {
-    text[nt] = "H 8 dh 64: time(32768) / (64 x time(4096)) within 1 +- 0.2";
+  static const int k_heads[2] = {8, 16};
+  for (int hi = 0; hi < 2; ++hi) {
+    int H = k_heads[hi];
+    const point *a = find_point(ps, n, 4096, H, H, 64),
+                *b = find_point(ps, n, 32768, H, H, 64);
+    if (!a || !b)
+      continue;
+    text[nt] = H == 8 ? "H 8 dh 64: time(32768) / (64 x time(4096)) within "
+                        "1 +- 0.2"
+                      : "H 16 dh 64: time(32768) / (64 x time(4096)) within "
+                        "1 +- 0.2";
     value[nt] = b->two_pass_ms / (64.0 * a->two_pass_ms);
     ok[nt] = fabs(value[nt] - 1.0) <= 0.2;
     ++nt;

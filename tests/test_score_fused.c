@@ -4,7 +4,9 @@
  * same rounded values), varlen batches with empty and one-token sequences,
  * grouped-query ratio 8, T and dh that are multiples of no tile, bitwise
  * determinism, and the same checks under other tile shapes chosen by a
- * tuning table (small CPU-like and work-group GPU-like ones). */
+ * tuning table (small CPU-like and work-group GPU-like ones), including
+ * the work-group kernels that stage keys / queries in local memory
+ * (SCORE_DC), which must also give the private kernels' bits. */
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
 
@@ -243,9 +245,14 @@ static clmoe_context *context_with_tiles(const char *params) {
 
 /* The tile parameters the table accepts, and their bounds. */
 static void test_tile_table_errors(void) {
-  static const char *const bad[] = {"SCORE_RM=0",  "SCORE_RM=17",
-                                    "SCORE_VW=2",  "SCORE_VW=32",
-                                    "SCORE_LX=-1", "SCORE_LX=2048"};
+  static const char *const bad[] = {"SCORE_RM=0",
+                                    "SCORE_RM=17",
+                                    "SCORE_VW=2",
+                                    "SCORE_VW=32",
+                                    "SCORE_LX=-1",
+                                    "SCORE_LX=2048",
+                                    "SCORE_DC=8" /* needs SCORE_LX */,
+                                    "SCORE_DC=300 SCORE_LX=8"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; ++i) {
     char path[] = "/tmp/clmoe-score-bad-XXXXXX";
     int fd = mkstemp(path);
@@ -318,16 +325,77 @@ static void test_padded_errors(void) {
   clmoe_tensor_destroy(off);
 }
 
+/* The importance of one varlen problem (f32, lse computed) on ctx. */
+static void importance_on(clmoe_context *ctx, int causal, float *out_host) {
+  static const int off[5] = {0, 3, 3, 40, 57};
+  static const int len[4] = {3, 0, 30, 17};
+  enum { H = 4, HKV = 2, T = 57, DH = 37 };
+  test_rng rng = {99};
+  float *q = malloc(sizeof *q * H * T * DH),
+        *k = malloc(sizeof *k * HKV * T * DH);
+  fill(&rng, q, (size_t)H * T * DH, CLMOE_DTYPE_F32);
+  fill(&rng, k, (size_t)HKV * T * DH, CLMOE_DTYPE_F32);
+  clmoe_tensor *qt =
+      shd_tensor(ctx, q, H, T, DH, CLMOE_DTYPE_F32, 3, (int64_t[]){T, H, DH});
+  clmoe_tensor *kt = shd_tensor(ctx, k, HKV, T, DH, CLMOE_DTYPE_F32, 3,
+                                (int64_t[]){T, HKV, DH});
+  clmoe_tensor *ot = tensor_i32(ctx, 5, off), *lt = tensor_i32(ctx, 4, len);
+  clmoe_tensor *out = tensor_f32(ctx, 1, (int64_t[]){T}, NULL);
+  clmoe_score_desc d;
+  clmoe_score_desc_init(&d);
+  d.mask = causal ? CLMOE_SCORE_MASK_CAUSAL : CLMOE_SCORE_MASK_NONE;
+  d.layout = CLMOE_SCORE_LAYOUT_SHD;
+  d.seq_offsets = ot;
+  d.key_lengths = lt;
+  CHECK_OK(clmoe_score_attention(ctx, &d, NULL, qt, kt, out, 0, NULL, NULL));
+  CHECK_OK(clmoe_tensor_read(out, out_host, sizeof *out_host * T));
+  clmoe_tensor_destroy(qt);
+  clmoe_tensor_destroy(kt);
+  clmoe_tensor_destroy(ot);
+  clmoe_tensor_destroy(lt);
+  clmoe_tensor_destroy(out);
+  free(q);
+  free(k);
+}
+
+/* The work-group kernels against the private ones of the same vector width:
+ * the same bits (a row's sums depend on the key block, not on the shape). */
+static void check_same_bits(clmoe_context *priv, clmoe_context *wg,
+                            const char *what) {
+  for (int causal = 0; causal < 2; ++causal) {
+    float a[57], b[57];
+    importance_on(priv, causal, a);
+    importance_on(wg, causal, b);
+    int same = !memcmp(a, b, sizeof a);
+    if (!same)
+      fprintf(stderr, "%s (causal %d) differs from the private kernels\n", what,
+              causal);
+    CHECK(same);
+  }
+}
+
 int main(void) {
   test_padded_errors();
   test_tile_table_errors();
   run_cases(test_context(), "shipped table");
   clmoe_context *small = context_with_tiles("SCORE_RM=3 SCORE_VW=4 SCORE_LX=0");
   run_cases(small, "RM 3 VW 4");
-  clmoe_context_destroy(small);
   clmoe_context *wide =
       context_with_tiles("SCORE_RM=16 SCORE_VW=8 SCORE_LX=32");
   run_cases(wide, "RM 16 VW 8 LX 32");
+  /* Work-group kernels: head-dimension chunks (8, 7) that divide none of
+   * the tests' dh, and a group of 5 work-items. */
+  clmoe_context *staged =
+      context_with_tiles("SCORE_RM=4 SCORE_VW=8 SCORE_LX=16 SCORE_DC=8");
+  run_cases(staged, "local RM 4 VW 8 LX 16 DC 8");
+  check_same_bits(wide, staged, "local RM 4 VW 8 LX 16 DC 8");
+  clmoe_context_destroy(staged);
+  clmoe_context *odd =
+      context_with_tiles("SCORE_RM=3 SCORE_VW=4 SCORE_LX=5 SCORE_DC=7");
+  run_cases(odd, "local RM 3 VW 4 LX 5 DC 7");
+  check_same_bits(small, odd, "local RM 3 VW 4 LX 5 DC 7");
+  clmoe_context_destroy(odd);
+  clmoe_context_destroy(small);
   clmoe_context_destroy(wide);
   return test_finish("test_score_fused");
 }

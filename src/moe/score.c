@@ -320,11 +320,16 @@ static clmoe_status enqueue_fused(score_call *c, const clmoe_score_desc *d,
     g1[0] = (g1[0] + local[0] - 1) / local[0] * local[0];
     g2[0] = (g2[0] + local[0] - 1) / local[0] * local[0];
   }
+  /* SCORE_DC: the work-group kernels (cl/score_local.cl), same results. */
+  int wg = tu->score_dc > 0;
   cl_kernel kn;
   if ((!has_lse || check_lse) &&
-      ((st = cm_kernel(ctx, &c->ws->kernels, CM_K_SCORE_ROW_LSE, &kn)) ||
+      ((st = cm_kernel(ctx, &c->ws->kernels,
+                       wg ? CM_K_SCORE_ROW_LSE_LOCAL : CM_K_SCORE_ROW_LSE,
+                       &kn)) ||
        (st = cm_launch(
-            ctx, kn, "score_row_lse", 2, g1, tu->score_lx ? local : NULL,
+            ctx, kn, wg ? "score_row_lse_local" : "score_row_lse", 2, g1,
+            tu->score_lx ? local : NULL,
             CM_ARGS(CM_ARG(c->T), CM_ARG(c->H), CM_ARG(c->Hkv), CM_ARG(dh),
                     CM_ARG(Tp), CM_ARG(scale), CM_ARG(c->B), CM_ARG(c->causal),
                     CM_ARG(b[SB_OFFSETS]), CM_ARG(b[SB_LENGTHS]),
@@ -332,10 +337,13 @@ static clmoe_status enqueue_fused(score_call *c, const clmoe_score_desc *d,
                     CM_ARG(check_lse), CM_ARG(S_lse), CM_ARG(lse),
                     CM_ARG(b[SB_STATUS]))))))
     return st;
-  if ((st = cm_kernel(ctx, &c->ws->kernels, CM_K_SCORE_COL_SUMS, &kn)))
+  if ((st = cm_kernel(ctx, &c->ws->kernels,
+                      wg ? CM_K_SCORE_COL_SUMS_LOCAL : CM_K_SCORE_COL_SUMS,
+                      &kn)))
     return st;
   return cm_launch(
-      ctx, kn, "score_col_sums", 2, g2, tu->score_lx ? local : NULL,
+      ctx, kn, wg ? "score_col_sums_local" : "score_col_sums", 2, g2,
+      tu->score_lx ? local : NULL,
       CM_ARGS(CM_ARG(c->T), CM_ARG(c->H), CM_ARG(c->Hkv), CM_ARG(dh),
               CM_ARG(Tp), CM_ARG(scale), CM_ARG(c->B), CM_ARG(c->causal),
               CM_ARG(b[SB_OFFSETS]), CM_ARG(b[SB_LENGTHS]), CM_ARG(b[SB_Q]),

@@ -38,6 +38,8 @@ static const struct {
     [CM_K_SCORE_COL_SUMS] = {CM_PROG_SCORE, "score_col_sums"},
     [CM_K_SCORE_AVERAGE] = {CM_PROG_SCORE, "score_average"},
     [CM_K_SCORE_NORMALIZE] = {CM_PROG_SCORE, "score_normalize"},
+    [CM_K_SCORE_ROW_LSE_LOCAL] = {CM_PROG_SCORE, "score_row_lse_local"},
+    [CM_K_SCORE_COL_SUMS_LOCAL] = {CM_PROG_SCORE, "score_col_sums_local"},
     [CM_K_GEMM_TILE_OFFSETS] = {CM_PROG_GROUPED_GEMM, "gemm_tile_offsets"},
     [CM_K_GEMM_GROUPED] = {CM_PROG_GROUPED_GEMM, "gemm_grouped"},
     [CM_K_GEMM_GROUPED_F16] = {CM_PROG_GROUPED_GEMM_F16, "gemm_grouped"},

@@ -23,7 +23,7 @@ static const cm_program_spec k_programs[CM_PROG_COUNT] = {
     [CM_PROG_DISPATCH_COMBINE] = {"dispatch_combine",
                                   {"common", "dispatch_combine", NULL}},
     [CM_PROG_EXPERTS_RUN] = {"experts_run", {"common", "experts_run", NULL}},
-    [CM_PROG_SCORE] = {"score", {"common", "score", NULL}},
+    [CM_PROG_SCORE] = {"score", {"common", "score", "score_local", NULL}},
     [CM_PROG_GROUPED_GEMM] = {"grouped_gemm",
                               {"common", "grouped_gemm", "grouped_gemm_local",
                                NULL}},
@@ -111,8 +111,12 @@ static void program_options(const clmoe_context *ctx, cm_program_id id,
               : id == CM_PROG_GROUPED_GEMM_BF16 ? 2
                                                 : 0;
   if (id == CM_PROG_SCORE && used < len)
-    snprintf(out + used, len - used, " -DSCORE_RM=%d -DSCORE_VW=%d",
-             ctx->tuning.score_rm, ctx->tuning.score_vw);
+    used +=
+        (size_t)snprintf(out + used, len - used, " -DSCORE_RM=%d -DSCORE_VW=%d",
+                         ctx->tuning.score_rm, ctx->tuning.score_vw);
+  if (id == CM_PROG_SCORE && ctx->tuning.score_dc && used < len)
+    used += (size_t)snprintf(out + used, len - used, " -DSCORE_DC=%d",
+                             ctx->tuning.score_dc);
   if ((id == CM_PROG_GROUPED_GEMM || wtype) && used < len)
     used += (size_t)snprintf(out + used, len - used,
                              " -DGEMM_RM=%d -DGEMM_VW=%d -DGEMM_WTYPE=%d",

@@ -150,6 +150,9 @@ static clmoe_status parse_layer(char *text, const char *where, cm_tuning *t) {
     else if (sscanf(tok, "SCORE_LX=%d%c", &v, &extra) == 1 && v >= 0 &&
              v <= 1024)
       t->score_lx = v;
+    else if (sscanf(tok, "SCORE_DC=%d%c", &v, &extra) == 1 && v >= 0 &&
+             v <= 256)
+      t->score_dc = v;
     else if (sscanf(tok, "SCAN_LX=%d%c", &v, &extra) == 1 && v >= 0 &&
              v <= 1024)
       t->scan_lx = v;
@@ -157,10 +160,15 @@ static clmoe_status parse_layer(char *text, const char *where, cm_tuning *t) {
       return bad_line(where,
                       "layer parameter \"%s\" is not ROUTER=grouped|clblast, "
                       "INFLIGHT_K=0..1024, INFLIGHT_MIB=0..65536, "
-                      "SCORE_RM=1..16, SCORE_VW=4|8|16, SCORE_LX=0..1024 "
-                      "or SCAN_LX=0..1024",
+                      "SCORE_RM=1..16, SCORE_VW=4|8|16, SCORE_LX=0..1024, "
+                      "SCORE_DC=0..256 or SCAN_LX=0..1024",
                       tok);
   }
+  if (t->score_dc && !t->score_lx)
+    return bad_line(where,
+                    "SCORE_DC=%d (the work-group scoring kernels) "
+                    "needs SCORE_LX > 0",
+                    t->score_dc);
   return CLMOE_SUCCESS;
 }
 
@@ -332,10 +340,11 @@ clmoe_status cm_tuning_check_device(const cm_tuning *t, cl_device_id device,
                                sizeof max_items, &max_items, NULL);
   if (err != CL_SUCCESS)
     return cm_cl_fail(err, "clGetDeviceInfo(CL_DEVICE_MAX_WORK_GROUP_SIZE)");
-  if ((size_t)t->scan_lx > max_items)
+  if ((size_t)t->scan_lx > max_items || (size_t)t->score_lx > max_items)
     return bad_line(t->origin,
-                    "SCAN_LX=%d exceeds the device's work-group size %zu",
-                    t->scan_lx, max_items);
+                    "SCAN_LX=%d or SCORE_LX=%d exceeds the device's "
+                    "work-group size %zu",
+                    t->scan_lx, t->score_lx, max_items);
   int uses_grouped = t->path == CLMOE_EXPERTS_PATH_GROUPED ||
                      t->router_gemm == CLMOE_EXPERTS_PATH_GROUPED;
   if (!uses_grouped || !t->local_kernel)

@@ -38,6 +38,10 @@ typedef struct cm_tuning {
   /* Fused scoring kernels: query rows per work-item (1..16), vector width
    * (4, 8, 16: tiles of 2 * vw keys), local size (0: the driver's). */
   int score_rm, score_vw, score_lx;
+  /* 0: the private scoring kernels; n > 0: the work-group ones
+   * (cl/score_local.cl), staging n head dimensions at a time in local
+   * memory (needs score_lx > 0). */
+  int score_dc;
   /* Integer scans of the route: 0 three launches (chunk sums, partials,
    * apply), else one work-group of scan_lx work-items in local memory. */
   int scan_lx;
