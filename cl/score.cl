@@ -27,8 +27,8 @@ kernel void score_sequences(int T, int B, int S, int layout, int has_offsets,
     return;
   int code = 0, entry = 0, a = 0, b = 0;
   for (int i = 0; i <= B; ++i)
-    offsets[i] = has_offsets ? given_offsets[i]
-                             : (layout == 1 ? i * S : (i ? T : 0));
+    offsets[i] =
+        has_offsets ? given_offsets[i] : (layout == 1 ? i * S : (i ? T : 0));
   if (offsets[0] != 0 || offsets[B] != T) {
     code = 1;
     a = offsets[0];
@@ -135,8 +135,9 @@ kernel void score_prob_columns(int T, int H, int B, int S, int layout,
 #define SCORE_KB (2 * SCORE_VW)
 
 #define FOR_SROWS(X)                                                           \
-  X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)    \
-  X(14) X(15)
+  X(0)                                                                         \
+  X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14)   \
+      X(15)
 
 /* Lane offsets 0 .. VW-1. */
 inline intS lane_ids(void) {
@@ -194,9 +195,9 @@ kernel void score_pack(int T, int Tp, int heads, int dh, int dt,
   if (t >= Tp || h >= heads)
     return;
   size_t head = (size_t)h * Tp * dh;
-  global float *d = kb ? dst + head + (size_t)(t / SCORE_KB) * dh * SCORE_KB +
-                             t % SCORE_KB
-                       : dst + head + (size_t)t * dh;
+  global float *d =
+      kb ? dst + head + (size_t)(t / SCORE_KB) * dh * SCORE_KB + t % SCORE_KB
+         : dst + head + (size_t)t * dh;
   int step = kb ? SCORE_KB : 1;
   for (int c = 0; c < dh; ++c)
     d[c * step] = t < T ? cm_load1(src, dt, h * sh + t * st + c) : 0.0f;
@@ -224,7 +225,7 @@ kernel void score_pack(int T, int Tp, int heads, int dh, int dt,
  * for rows past the last token) and its query row. */
 #define ROW_KEYS(r)                                                            \
   int k0_##r = 0, k1_##r = 0;                                                  \
-  const global float *q_##r = Q + ((size_t)h * T + min(i0 + r, T - 1)) * dh;  \
+  const global float *q_##r = Q + ((size_t)h * T + min(i0 + r, T - 1)) * dh;   \
   if (r < SCORE_RM && i0 + r < T)                                              \
     visible_keys(seq_offsets, key_lengths, B, causal, i0 + r, &k0_##r,         \
                  &k1_##r);                                                     \
@@ -264,8 +265,8 @@ kernel void score_row_lse(int T, int H, int Hkv, int dh, int Tp, float scale,
   if (r < SCORE_RM) {                                                          \
     floatS u = scale * lo_##r, v = scale * hi_##r;                             \
     if (!full) {                                                               \
-      u = select((floatS)(-INFINITY), u, j_lo >= k0_##r && j_lo < k1_##r);    \
-      v = select((floatS)(-INFINITY), v, j_hi >= k0_##r && j_hi < k1_##r);    \
+      u = select((floatS)(-INFINITY), u, j_lo >= k0_##r && j_lo < k1_##r);     \
+      v = select((floatS)(-INFINITY), v, j_hi >= k0_##r && j_hi < k1_##r);     \
     }                                                                          \
     float bm = fmax(hmax_s(u), hmax_s(v));                                     \
     if (bm > m_##r) {                                                          \
@@ -284,10 +285,41 @@ kernel void score_row_lse(int T, int H, int Hkv, int dh, int Tp, float scale,
     if (!check_lse)                                                            \
       lse_out[at] = l;                                                         \
     else if (k1_##r > k0_##r &&                                                \
-             !(fabs(l - lse_in[lse_index(H, T, S_lse, h, i0 + r)]) <= 1e-3f)) \
+             !(fabs(l - lse_in[lse_index(H, T, S_lse, h, i0 + r)]) <= 1e-3f))  \
       atomic_min(&status[SCORE_LSE_MISMATCH], (int)at);                        \
   }
   FOR_SROWS(ROW_STORE)
+}
+
+/* The key block at j0 (its tokens past T see nothing): per lane the queries
+ * that see its key [q0s, q1s), and in r the union of the lanes' ranges
+ * [r0, r1) and their intersection [r2, r3); a non-finite lse entry of one
+ * of its tokens lowers status[SCORE_LSE_NONFINITE]. */
+inline void block_queries(int T, int H, int B, int causal,
+                          global const int *seq_offsets,
+                          global const int *key_lengths, int S_lse,
+                          global const float *lse, int has_lse,
+                          global int *status, int h, int j0, int *q0s, int *q1s,
+                          int *r) {
+  r[0] = INT_MAX;
+  r[1] = 0;
+  r[2] = 0;
+  r[3] = INT_MAX;
+  for (int l = 0; l < SCORE_KB; ++l) {
+    q0s[l] = q1s[l] = 0;
+    if (j0 + l < T) {
+      visible_queries(seq_offsets, key_lengths, B, causal, j0 + l, &q0s[l],
+                      &q1s[l]);
+      if (has_lse && !isfinite(lse[lse_index(H, T, S_lse, h, j0 + l)]))
+        atomic_min(&status[SCORE_LSE_NONFINITE], h * T + j0 + l);
+    }
+    if (q1s[l] > q0s[l]) {
+      r[0] = min(r[0], q0s[l]);
+      r[1] = max(r[1], q1s[l]);
+    }
+    r[2] = max(r[2], q0s[l]);
+    r[3] = min(r[3], q1s[l]);
+  }
 }
 
 /* Pass 2: col[h, j] = sum over the queries i that see key j of
@@ -298,34 +330,19 @@ kernel void score_row_lse(int T, int H, int Hkv, int dh, int Tp, float scale,
  * Global (Tp / KB, H). */
 kernel void score_col_sums(int T, int H, int Hkv, int dh, int Tp, float scale,
                            int B, int causal, global const int *seq_offsets,
-                           global const int *key_lengths,
-                           global const float *Q, global const float *KT,
-                           int S_lse, global const float *lse, int has_lse,
+                           global const int *key_lengths, global const float *Q,
+                           global const float *KT, int S_lse,
+                           global const float *lse, int has_lse,
                            global float *col, global int *status) {
   int j0 = get_global_id(0) * SCORE_KB, h = get_global_id(1);
   if (j0 >= T || h >= H)
     return;
   const global float *kt =
       KT + (size_t)(h / (H / Hkv)) * dh * Tp + (size_t)j0 * dh;
-  /* Per lane, the queries that see its key; [qmin, qmax) any lane,
-   * [qlo, qhi) every lane. */
-  int q0s[SCORE_KB], q1s[SCORE_KB];
-  int qmin = INT_MAX, qmax = 0, qlo = 0, qhi = INT_MAX;
-  for (int l = 0; l < SCORE_KB; ++l) {
-    q0s[l] = q1s[l] = 0;
-    if (j0 + l < T) {
-      visible_queries(seq_offsets, key_lengths, B, causal, j0 + l, &q0s[l],
-                      &q1s[l]);
-      if (has_lse && !isfinite(lse[lse_index(H, T, S_lse, h, j0 + l)]))
-        atomic_min(&status[SCORE_LSE_NONFINITE], h * T + j0 + l);
-    }
-    if (q1s[l] > q0s[l]) {
-      qmin = min(qmin, q0s[l]);
-      qmax = max(qmax, q1s[l]);
-    }
-    qlo = max(qlo, q0s[l]);
-    qhi = min(qhi, q1s[l]);
-  }
+  int q0s[SCORE_KB], q1s[SCORE_KB], qr[4];
+  block_queries(T, H, B, causal, seq_offsets, key_lengths, S_lse, lse, has_lse,
+                status, h, j0, q0s, q1s, qr);
+  int qmin = qr[0], qmax = qr[1], qlo = qr[2], qhi = qr[3];
   intS q0_lo = vloadS(0, q0s), q0_hi = vloadS(1, q0s);
   intS q1_lo = vloadS(0, q1s), q1_hi = vloadS(1, q1s);
   floatS sum_lo = (floatS)(0.0f), sum_hi = (floatS)(0.0f);
@@ -342,8 +359,8 @@ kernel void score_col_sums(int T, int H, int Hkv, int dh, int Tp, float scale,
     floatS u = exp(scale * lo_##r - l_), v = exp(scale * hi_##r - l_);         \
     if (!full) {                                                               \
       intS i_ = (intS)(i0 + r);                                                \
-      u = select((floatS)(0.0f), u, i_ >= q0_lo && i_ < q1_lo);               \
-      v = select((floatS)(0.0f), v, i_ >= q0_hi && i_ < q1_hi);               \
+      u = select((floatS)(0.0f), u, i_ >= q0_lo && i_ < q1_lo);                \
+      v = select((floatS)(0.0f), v, i_ >= q0_hi && i_ < q1_hi);                \
     }                                                                          \
     sum_lo += u;                                                               \
     sum_hi += v;                                                               \

@@ -86,23 +86,10 @@ score_col_sums_local(int T, int H, int Hkv, int dh, int Tp, float scale, int B,
   int active = j0 < T; /* the others take part in the staging only */
   const global float *kt = KT + (size_t)(h / (H / Hkv)) * dh * Tp +
                            (size_t)min(j0, Tp - SCORE_KB) * dh;
-  int q0s[SCORE_KB], q1s[SCORE_KB];
-  int qmin = INT_MAX, qmax = 0, qlo = 0, qhi = INT_MAX;
-  for (int l = 0; l < SCORE_KB; ++l) {
-    q0s[l] = q1s[l] = 0;
-    if (active && j0 + l < T) {
-      visible_queries(seq_offsets, key_lengths, B, causal, j0 + l, &q0s[l],
-                      &q1s[l]);
-      if (has_lse && !isfinite(lse[lse_index(H, T, S_lse, h, j0 + l)]))
-        atomic_min(&status[SCORE_LSE_NONFINITE], h * T + j0 + l);
-    }
-    if (q1s[l] > q0s[l]) {
-      qmin = min(qmin, q0s[l]);
-      qmax = max(qmax, q1s[l]);
-    }
-    qlo = max(qlo, q0s[l]);
-    qhi = min(qhi, q1s[l]);
-  }
+  int q0s[SCORE_KB], q1s[SCORE_KB], qr[4];
+  block_queries(T, H, B, causal, seq_offsets, key_lengths, S_lse, lse, has_lse,
+                status, h, j0, q0s, q1s, qr);
+  int qmin = qr[0], qmax = qr[1], qlo = qr[2], qhi = qr[3];
   int gmin, gmax;
   group_range(range, qmin, qmax, &gmin, &gmax);
   intS q0_lo = vloadS(0, q0s), q0_hi = vloadS(1, q0s);

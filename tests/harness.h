@@ -59,6 +59,28 @@ static inline clmoe_context *test_context(void) {
   return g_ctx;
 }
 
+/* A context on the default device whose tuning table is the one `line`
+ * (tab-separated, see tuning/devices.tsv), written to a temporary file. */
+static inline clmoe_context *test_context_with_table(const char *line) {
+  char path[] = "/tmp/clmoe-test-table-XXXXXX";
+  int fd = mkstemp(path);
+  FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+  if (!f) {
+    fprintf(stderr, "cannot write a tuning table in /tmp\n");
+    exit(1);
+  }
+  fprintf(f, "%s\n", line);
+  fclose(f);
+  clmoe_context_desc d;
+  clmoe_context_desc_init(&d);
+  d.tuning_file = path;
+  clmoe_context *ctx = NULL;
+  clmoe_status st = clmoe_context_create(&d, &ctx);
+  remove(path);
+  REQUIRE_OK(st);
+  return ctx;
+}
+
 static inline int test_finish(const char *name) {
   clmoe_context_destroy(g_ctx);
   g_ctx = NULL;

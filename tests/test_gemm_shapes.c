@@ -10,7 +10,6 @@
  * context comes from its own tuning file, so this runs on any device. */
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
-#include <unistd.h>
 
 #include "harness.h"
 #include "ref_16bit.h"
@@ -19,23 +18,12 @@
 enum { E = 7, D = 37, F = 29 };
 static const int32_t k_groups[E] = {0, 1, 25, 0, 3, 48, 2};
 
+/* A context whose table gives every device the grouped kernel `grouped`. */
 static clmoe_context *context_for(const char *grouped) {
-  char path[] = "/tmp/clmoe-gemm-shapes-XXXXXX";
-  int fd = mkstemp(path);
-  if (fd < 0) {
-    fprintf(stderr, "mkstemp failed\n");
-    exit(1);
-  }
-  FILE *f = fdopen(fd, "w");
-  fprintf(f, "*\t*\t*\tgrouped\t%s\t-\t-\tROUTER=grouped\n", grouped);
-  fclose(f);
-  clmoe_context_desc d;
-  clmoe_context_desc_init(&d);
-  d.tuning_file = path;
-  clmoe_context *ctx = NULL;
-  REQUIRE_OK(clmoe_context_create(&d, &ctx));
-  remove(path);
-  return ctx;
+  char line[256];
+  snprintf(line, sizeof line, "*\t*\t*\tgrouped\t%s\t-\t-\tROUTER=grouped",
+           grouped);
+  return test_context_with_table(line);
 }
 
 typedef struct weights {

@@ -225,22 +225,10 @@ static void run_cases(clmoe_context *ctx, const char *tiles) {
 
 /* A context whose table entry (for any device) sets the scoring tile. */
 static clmoe_context *context_with_tiles(const char *params) {
-  char path[] = "/tmp/clmoe-score-tiles-XXXXXX";
-  int fd = mkstemp(path);
-  if (fd < 0) {
-    fprintf(stderr, "mkstemp failed\n");
-    exit(1);
-  }
-  FILE *f = fdopen(fd, "w");
-  fprintf(f, "*\t*\t*\tclblast\tRM=8 VW=16 LX=1\t-\t-\t%s\n", params);
-  fclose(f);
-  clmoe_context_desc d;
-  clmoe_context_desc_init(&d);
-  d.tuning_file = path;
-  clmoe_context *ctx = NULL;
-  REQUIRE_OK(clmoe_context_create(&d, &ctx));
-  remove(path);
-  return ctx;
+  char line[256];
+  snprintf(line, sizeof line, "*\t*\t*\tclblast\tRM=8 VW=16 LX=1\t-\t-\t%s",
+           params);
+  return test_context_with_table(line);
 }
 
 /* The tile parameters the table accepts, and their bounds. */

@@ -37,6 +37,15 @@ static size_t tiles_bound(int E, int rows_bound, int tile_rows) {
          (size_t)(E < rows_bound ? E : rows_bound);
 }
 
+/* The program variant that widens `wdtype` panels, in either shape. */
+static cm_kernel_id kernel_for(clmoe_dtype wdtype, int local) {
+  if (wdtype == CLMOE_DTYPE_F16)
+    return local ? CM_K_GEMM_GROUPED_LOCAL_F16 : CM_K_GEMM_GROUPED_F16;
+  if (wdtype == CLMOE_DTYPE_BF16)
+    return local ? CM_K_GEMM_GROUPED_LOCAL_BF16 : CM_K_GEMM_GROUPED_BF16;
+  return local ? CM_K_GEMM_GROUPED_LOCAL : CM_K_GEMM_GROUPED;
+}
+
 /* The work-group kernel (cl/grouped_gemm_local.cl): a group per block of
  * BM rows x NP panels. */
 static clmoe_status launch_local(clmoe_context *ctx, cm_kernels *kernels,
@@ -44,10 +53,7 @@ static clmoe_status launch_local(clmoe_context *ctx, cm_kernels *kernels,
                                  const cm_arg *args, int nargs) {
   const cm_tuning *t = &ctx->tuning;
   cl_kernel k;
-  cm_kernel_id id = wdtype == CLMOE_DTYPE_F16    ? CM_K_GEMM_GROUPED_LOCAL_F16
-                    : wdtype == CLMOE_DTYPE_BF16 ? CM_K_GEMM_GROUPED_LOCAL_BF16
-                                                 : CM_K_GEMM_GROUPED_LOCAL;
-  clmoe_status st = cm_kernel(ctx, kernels, id, &k);
+  clmoe_status st = cm_kernel(ctx, kernels, kernel_for(wdtype, 1), &k);
   if (st)
     return st;
   size_t local[2] = {(size_t)(t->np * t->vw / t->tn), (size_t)(t->bm / t->tm)};
@@ -75,10 +81,7 @@ clmoe_status cm_gemm_grouped(clmoe_context *ctx, cm_kernels *kernels, int E,
                                 CM_ARG(has_bias), CM_ARG(b), CM_ARG(C),
                                 CM_ARG(n_out), CM_ARG(n_out)));
   cl_kernel k;
-  cm_kernel_id id = wdtype == CLMOE_DTYPE_F16    ? CM_K_GEMM_GROUPED_F16
-                    : wdtype == CLMOE_DTYPE_BF16 ? CM_K_GEMM_GROUPED_BF16
-                                                 : CM_K_GEMM_GROUPED;
-  clmoe_status st = cm_kernel(ctx, kernels, id, &k);
+  clmoe_status st = cm_kernel(ctx, kernels, kernel_for(wdtype, 0), &k);
   if (st)
     return st;
   int lx = t->lx;
