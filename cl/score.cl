@@ -322,6 +322,20 @@ inline void block_queries(int T, int H, int B, int causal,
   }
 }
 
+/* The first n (> 0) sums of a key block's two halves at out. */
+inline void store_block(floatS lo, floatS hi, global float *out, int n) {
+  if (n >= SCORE_KB) {
+    vstoreS(lo, 0, out);
+    vstoreS(hi, 1, out);
+    return;
+  }
+  float lanes[SCORE_KB];
+  vstoreS(lo, 0, lanes);
+  vstoreS(hi, 1, lanes);
+  for (int l = 0; l < n; ++l)
+    out[l] = lanes[l];
+}
+
 /* Pass 2: col[h, j] = sum over the queries i that see key j of
  * exp(scale * q_i . k_j - lse[h, i]), one key block per work-item, added
  * one query at a time in increasing order (no atomics: bitwise reproducible
@@ -367,17 +381,7 @@ kernel void score_col_sums(int T, int H, int Hkv, int dh, int Tp, float scale,
   }
     FOR_SROWS(ROW_ADD)
   }
-  global float *out = col + (size_t)h * T + j0;
-  if (j0 + SCORE_KB <= T) {
-    vstoreS(sum_lo, 0, out);
-    vstoreS(sum_hi, 1, out);
-  } else {
-    float lanes[SCORE_KB];
-    vstoreS(sum_lo, 0, lanes);
-    vstoreS(sum_hi, 1, lanes);
-    for (int l = 0; j0 + l < T; ++l)
-      out[l] = lanes[l];
-  }
+  store_block(sum_lo, sum_hi, col + (size_t)h * T + j0, T - j0);
 }
 
 /* importance[j] = mean over heads of col[:, j] / (queries that see j); a

@@ -125,17 +125,7 @@ score_col_sums_local(int T, int H, int Hkv, int dh, int Tp, float scale, int B,
   }
   if (!active)
     return;
-  global float *out = col + (size_t)h * T + j0;
-  if (j0 + SCORE_KB <= T) {
-    vstoreS(sum_lo, 0, out);
-    vstoreS(sum_hi, 1, out);
-  } else {
-    float lanes[SCORE_KB];
-    vstoreS(sum_lo, 0, lanes);
-    vstoreS(sum_hi, 1, lanes);
-    for (int l = 0; j0 + l < T; ++l)
-      out[l] = lanes[l];
-  }
+  store_block(sum_lo, sum_hi, col + (size_t)h * T + j0, T - j0);
 }
 
 #endif /* SCORE_DC */
