@@ -156,12 +156,13 @@ clmoe_status clmoe_context_create(const clmoe_context_desc *desc,
                          sizeof ctx->cache_dir);
   const cm_tuning *t = &ctx->tuning;
   cm_log(ctx, CLMOE_LOG_INFO,
-         "context on \"%s\" (%s), program cache: %s, experts path: %s, "
-         "router GEMM: %s, in flight: <= %d slots per token and <= %d MiB "
-         "(tuning %s)",
+         "context on \"%s\" (%s), program cache: %s, experts path: %s "
+         "(grouped kernel: %s), router GEMM: %s, in flight: <= %d slots per "
+         "token and <= %d MiB (tuning %s)",
          ctx->info.name, ctx->info.platform_name,
          ctx->cache_dir[0] ? ctx->cache_dir : "off",
          t->path == CLMOE_EXPERTS_PATH_GROUPED ? "grouped" : "clblast",
+         t->local_kernel ? "work-group, local memory" : "work-item tiles",
          t->router_gemm == CLMOE_EXPERTS_PATH_GROUPED ? "grouped" : "clblast",
          t->in_flight_max_k, t->in_flight_max_mib, t->origin);
   *out = ctx;
