@@ -445,6 +445,22 @@ static clmoe_status exchange_bytes(clmoe_ep *ep, int from, const exchange *ex,
   return err == MPI_SUCCESS ? CLMOE_SUCCESS : cm_ep_mpi_fail(err, what);
 }
 
+clmoe_status cm_ep_run_experts(clmoe_ep *ep, const int *groups, int64_t n,
+                               unsigned char *results) {
+  clmoe_tensor *xs = NULL, *ys = NULL;
+  clmoe_status st;
+  if (!(st = clmoe_routing_set_groups(ep->local_rt, ep->E_local, groups)) &&
+      !(st =
+            cm_ep_rows_tensor(ep, CLMOE_DTYPE_F32, n, ep->buf[B_LOCAL], &xs)) &&
+      !(st = cm_ep_rows_tensor(ep, CLMOE_DTYPE_F32, n, NULL, &ys)) &&
+      !(st = clmoe_experts_run(ep->experts, ep->local_rt, xs, ys, 0, NULL,
+                               NULL)))
+    st = clmoe_tensor_read(ys, results, (size_t)n * ep->d * sizeof(float));
+  clmoe_tensor_destroy(xs);
+  clmoe_tensor_destroy(ys);
+  return st;
+}
+
 /* The local experts on what arrived, regrouped by local expert (float32;
  * 16-bit rows widened exactly); results into B_OUT. */
 static clmoe_status run_local(clmoe_ep *ep, plan *p, const exchange *ex,
@@ -477,17 +493,7 @@ static clmoe_status run_local(clmoe_ep *ep, plan *p, const exchange *ex,
     }
   if (st || M == 0)
     return st;
-  clmoe_tensor *xs = NULL, *ys = NULL;
-  if (!(st = clmoe_routing_set_groups(ep->local_rt, El, p->group_rows)) &&
-      !(st =
-            cm_ep_rows_tensor(ep, CLMOE_DTYPE_F32, M, ep->buf[B_LOCAL], &xs)) &&
-      !(st = cm_ep_rows_tensor(ep, CLMOE_DTYPE_F32, M, NULL, &ys)) &&
-      !(st = clmoe_experts_run(ep->experts, ep->local_rt, xs, ys, 0, NULL,
-                               NULL)))
-    st = clmoe_tensor_read(ys, ep->buf[B_OUT], bytes);
-  clmoe_tensor_destroy(xs);
-  clmoe_tensor_destroy(ys);
-  return st;
+  return cm_ep_run_experts(ep, p->group_rows, M, ep->buf[B_OUT]);
 }
 
 /* The results' exchange (float32 rows, as many as the rows exchanged) and

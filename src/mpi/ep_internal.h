@@ -63,6 +63,11 @@ clmoe_status cm_ep_reserve(clmoe_ep *ep, int which, size_t bytes);
 clmoe_status cm_ep_rows_tensor(clmoe_ep *ep, clmoe_dtype dt, int64_t rows,
                                const void *host, clmoe_tensor **out);
 int64_t cm_ep_sum(const int *v, int n);
+/* The local experts on n float32 rows staged in B_LOCAL, grouped by local
+ * expert (groups[E_local]), in one grouped launch; results (float32, the
+ * same order) into `results`. */
+clmoe_status cm_ep_run_experts(clmoe_ep *ep, const int *groups, int64_t n,
+                               unsigned char *results);
 
 /* The overlapped schedule: rows to every rank and results from it in
  * flight at once (non-blocking point-to-point), the local experts run on

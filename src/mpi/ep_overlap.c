@@ -20,22 +20,11 @@ static clmoe_status run_source(clmoe_ep *ep, const plan *p, int s,
   *rows_run += n;
   if (n == 0)
     return CLMOE_SUCCESS;
-  size_t bytes = (size_t)n * d * sizeof(float);
-  clmoe_status st = cm_ep_reserve(ep, B_LOCAL, bytes);
+  clmoe_status st = cm_ep_reserve(ep, B_LOCAL, (size_t)n * d * sizeof(float));
   if (st ||
       (st = clmoe_convert(dt, rows, CLMOE_DTYPE_F32, ep->buf[B_LOCAL], n * d)))
     return st;
-  clmoe_tensor *xs = NULL, *ys = NULL;
-  if (!(st = clmoe_routing_set_groups(ep->local_rt, El, groups)) &&
-      !(st =
-            cm_ep_rows_tensor(ep, CLMOE_DTYPE_F32, n, ep->buf[B_LOCAL], &xs)) &&
-      !(st = cm_ep_rows_tensor(ep, CLMOE_DTYPE_F32, n, NULL, &ys)) &&
-      !(st = clmoe_experts_run(ep->experts, ep->local_rt, xs, ys, 0, NULL,
-                               NULL)))
-    st = clmoe_tensor_read(ys, results, bytes);
-  clmoe_tensor_destroy(xs);
-  clmoe_tensor_destroy(ys);
-  return st;
+  return cm_ep_run_experts(ep, groups, n, results);
 }
 
 /* Keeps the first failure. */
