@@ -120,10 +120,11 @@ inline void store_row(floatV u, floatV v, int epi, int gated, global float *c,
   }
 }
 
+// clang-format off
 #define FOR_ROWS(X)                                                            \
-  X(0)                                                                         \
-  X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14)   \
-      X(15)
+  X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)    \
+  X(14) X(15)
+// clang-format on
 
 /* One panel of one expert: its packed weights, bias and output columns. */
 typedef struct panel_out {

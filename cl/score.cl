@@ -134,10 +134,11 @@ kernel void score_prob_columns(int T, int H, int B, int S, int layout,
 #define vstoreS S_CAT(vstore, SCORE_VW)
 #define SCORE_KB (2 * SCORE_VW)
 
+// clang-format off
 #define FOR_SROWS(X)                                                           \
-  X(0)                                                                         \
-  X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14)   \
-      X(15)
+  X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)    \
+  X(14) X(15)
+// clang-format on
 
 /* Lane offsets 0 .. VW-1. */
 inline intS lane_ids(void) {

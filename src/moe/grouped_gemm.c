@@ -56,7 +56,8 @@ static clmoe_status launch_local(clmoe_context *ctx, cm_kernels *kernels,
   clmoe_status st = cm_kernel(ctx, kernels, kernel_for(wdtype, 1), &k);
   if (st)
     return st;
-  size_t local[2] = {(size_t)(t->np * t->vw / t->tn), (size_t)(t->bm / t->tm)};
+  size_t local[2];
+  cm_tuning_local_shape(t, local);
   size_t g[2] = {((size_t)panels + t->np - 1) / t->np * local[0],
                  tiles * local[1]};
   return cm_launch(ctx, k, "gemm_grouped_local", 2, g, local, args, nargs);

@@ -114,12 +114,13 @@ static clmoe_status parse_grouped(char *text, const char *where, cm_tuning *t) {
                     "the local kernel's TM = %d must divide BM = %d and TN = "
                     "%d must divide VW = %d",
                     t->tm, t->bm, t->tn, t->vw);
-  int items = (t->bm / t->tm) * (t->np * t->vw / t->tn);
-  if (items > 1024)
+  size_t shape[2];
+  cm_tuning_local_shape(t, shape);
+  if (shape[0] * shape[1] > 1024)
     return bad_line(where,
                     "the local kernel's work-group of (BM / TM) x (NP * VW / "
-                    "TN) = %d work-items exceeds 1024",
-                    items);
+                    "TN) = %zu work-items exceeds 1024",
+                    shape[0] * shape[1]);
   return CLMOE_SUCCESS;
 }
 
@@ -327,7 +328,13 @@ clmoe_status cm_tuning_apply_clblast(cl_device_id device, const cm_tuning *t) {
             : apply_set(device, "XgemmDirect", &t->xgemm_direct, t->origin);
 }
 
-size_t cm_tuning_local_bytes(const cm_tuning *t) {
+void cm_tuning_local_shape(const cm_tuning *t, size_t shape[2]) {
+  shape[0] = (size_t)(t->np * t->vw / t->tn);
+  shape[1] = (size_t)(t->bm / t->tm);
+}
+
+/* Local memory of one work-group of the local grouped kernel, in bytes. */
+static size_t local_bytes(const cm_tuning *t) {
   /* cl/grouped_gemm_local.cl: As[BK][BM + 1] and Bs[BK][NP * 2 * VW]. */
   return sizeof(float) * (size_t)t->bk *
          ((size_t)t->bm + 1 + (size_t)t->np * 2 * t->vw);
@@ -349,8 +356,9 @@ clmoe_status cm_tuning_check_device(const cm_tuning *t, cl_device_id device,
                      t->router_gemm == CLMOE_EXPERTS_PATH_GROUPED;
   if (!uses_grouped || !t->local_kernel)
     return CLMOE_SUCCESS;
-  size_t items = (size_t)(t->bm / t->tm) * (size_t)(t->np * t->vw / t->tn);
-  size_t bytes = cm_tuning_local_bytes(t);
+  size_t shape[2];
+  cm_tuning_local_shape(t, shape);
+  size_t items = shape[0] * shape[1], bytes = local_bytes(t);
   if (items > max_items || bytes > info->local_mem_bytes)
     return bad_line(t->origin,
                     "the local kernel needs %zu work-items and %zu bytes of "

@@ -58,8 +58,9 @@ extern const cm_tuning cm_tuning_defaults;
 clmoe_status cm_tuning_lookup(const clmoe_device_info *info,
                               const char *user_file, cm_tuning *out);
 
-/* Local memory of one work-group of the local grouped kernel, in bytes. */
-size_t cm_tuning_local_bytes(const cm_tuning *t);
+/* The local grouped kernel's work-group: (NP * VW / TN) x (BM / TM)
+ * work-items (cl/grouped_gemm_local.cl). */
+void cm_tuning_local_shape(const cm_tuning *t, size_t shape[2]);
 
 /* Checks that the device can run the entry's one-work-group scans and its
  * local grouped kernel (work-group size, local memory). Errors:
