@@ -120,6 +120,25 @@ inline void store_row(floatV u, floatV v, int epi, int gated, global float *c,
   }
 }
 
+/* PREFETCH_NEXT: one software prefetch per k step into the panel the
+ * work-item's core will read next (gemm_grouped says which), at pf_step bytes
+ * per step. Only where the tuning entry sets PN=1 and the compiler has
+ * __builtin_prefetch (clang-based CPU drivers such as pocl): the stream
+ * prefetcher stops at page boundaries and a core's first pass over a fresh
+ * panel otherwise waits on memory. A prefetch changes no result. */
+#if defined(GEMM_PN) && defined(__has_builtin)
+#if __has_builtin(__builtin_prefetch)
+#define PREFETCH_NEXT                                                          \
+  {                                                                            \
+    __builtin_prefetch(pf);                                                    \
+    pf += pf_step;                                                             \
+  }
+#endif
+#endif
+#ifndef PREFETCH_NEXT
+#define PREFETCH_NEXT
+#endif
+
 // clang-format off
 #define FOR_ROWS(X)                                                            \
   X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)    \
@@ -151,7 +170,8 @@ inline panel_out panel_at(int e, int panel, int num_panels, int K,
  * expert's panel b, bias added, epilogue applied. Rows past `rows` re-read
  * the last row and are not stored, so the inner loop has no branch. */
 inline void gemm_tile(int K, const global float *A, panel_out p, int row0,
-                      int rows, int epi, int gated, global float *C, int ldc) {
+                      int rows, int epi, int gated, global float *C, int ldc,
+                      const global char *pf, int pf_step) {
   const global wtype *b = p.b;
   const global float *a_base = A + (size_t)row0 * K;
   int last = rows - 1;
@@ -170,6 +190,7 @@ inline void gemm_tile(int K, const global float *A, panel_out p, int row0,
 #define K_LOOP                                                                 \
   for (int k = 0; k < K; ++k) {                                                \
     floatV b0, b1;                                                             \
+    PREFETCH_NEXT;                                                             \
     LOAD_B(b, b0, b1);                                                         \
     b += GEMM_TN;                                                              \
     FOR_ROWS(ROW_FMA)                                                          \
@@ -200,7 +221,8 @@ inline void gemm_tile(int K, const global float *A, panel_out p, int row0,
  * results equal gemm_tile's bit for bit. */
 inline void gemm_tile_pair(int K, const global float *A, panel_out p,
                            panel_out q, int row0, int rows, int epi, int gated,
-                           global float *C, int ldc) {
+                           global float *C, int ldc, const global char *pf,
+                           int pf_step) {
   const global wtype *bp = p.b, *bq = q.b;
   const global float *a_base = A + (size_t)row0 * K;
   int last = rows - 1;
@@ -221,6 +243,7 @@ inline void gemm_tile_pair(int K, const global float *A, panel_out p,
 #define PAIR_LOOP                                                              \
   for (int k = 0; k < K; ++k) {                                                \
     floatV p0, p1, q0, q1;                                                     \
+    PREFETCH_NEXT;                                                             \
     LOAD_B(bp, p0, p1);                                                        \
     LOAD_B(bq, q0, q1);                                                        \
     bp += GEMM_TN;                                                             \
@@ -249,7 +272,12 @@ inline void gemm_tile_pair(int K, const global float *A, panel_out p,
 
 /* Global size (units, ceil(panels / 2)): a work-item runs a pair of panels;
  * units is an upper bound (ceil(N / RM) + E);
- * surplus work-items return at once. epi selects the epilogue: EPI_NONE
+ * surplus work-items return at once. Work order (tiles_per_item, the
+ * table's TC): TC = 0 runs all of an expert's tiles against one panel, then
+ * the other (panel-major; experts of up to 4 rows keep the two-panel loop);
+ * TC > 0 runs up to TC tiles, each against both panels. Every output
+ * element sums the same products in the same order either way, so the
+ * results are the same bits. epi selects the epilogue: EPI_NONE
  * (plain, + bias when has_bias), an activation of both halves, or a gated
  * pair. bias is packed like B's panels ([E][panels][2 * VW]). ldc is C's
  * row stride; n_out the number of valid output columns (f for gated, else
@@ -275,14 +303,46 @@ kernel void gemm_grouped(int E, int K, int num_panels, int tiles_per_item,
       panel_at(e, panel, num_panels, K, B, has_bias, bias, gated, n_out);
   panel_out q = panel_at(e, two ? panel + 1 : panel, num_panels, K, B, has_bias,
                          bias, gated, n_out);
+  /* What the unit warms (PREFETCH_NEXT): the same panels of the next
+   * expert, which pocl's work-group order hands to the same core next. */
+  const global char *next =
+      (const global char *)(B +
+                            ((size_t)min(e + 1, E - 1) * num_panels + panel) *
+                                K * GEMM_TN);
+  long panel_bytes = (long)K * GEMM_TN * sizeof(wtype);
+  if (!tiles_per_item && two && r1 - r0 > 4) {
+    /* Panel-major: all the expert's tiles against p, then against q, so
+     * only one panel and the expert's rows need to stay in cache; q is
+     * warmed while p is used, the next expert's p while q is. */
+    int step = (int)min(64L, panel_bytes / ((long)tiles * K));
+    for (int side = 0; side < 2; ++side) {
+      panel_out cur = side ? q : p;
+      const global char *pf = side ? next : (const global char *)q.b;
+      for (int t = 0; t < tiles; ++t) {
+        int row0 = r0 + t * GEMM_RM, rows = min(GEMM_RM, r1 - row0);
+        gemm_tile(K, A, cur, row0, rows, epi, gated, C, ldc, pf, step);
+        pf += (long)step * K;
+      }
+    }
+    return;
+  }
+  /* Tile-major: each tile against both panels; the unit warms its share
+   * (its tiles' fraction) of the next expert's two panels. */
+  long region = (two ? 2 : 1) * panel_bytes;
+  int ntiles = max(tiles, 1), span = max(end - first, 1);
+  const global char *pf = next + region * first / ntiles;
   for (int t = first; t < end; ++t) {
     int row0 = r0 + t * GEMM_RM, rows = min(GEMM_RM, r1 - row0);
+    int calls = two && rows > 4 ? 2 : 1;
+    int step = (int)min(64L, region / ntiles / ((long)calls * K));
     if (two && rows <= 4) {
-      gemm_tile_pair(K, A, p, q, row0, rows, epi, gated, C, ldc);
+      gemm_tile_pair(K, A, p, q, row0, rows, epi, gated, C, ldc, pf, step);
     } else {
-      gemm_tile(K, A, p, row0, rows, epi, gated, C, ldc);
+      gemm_tile(K, A, p, row0, rows, epi, gated, C, ldc, pf, step);
       if (two)
-        gemm_tile(K, A, q, row0, rows, epi, gated, C, ldc);
+        gemm_tile(K, A, q, row0, rows, epi, gated, C, ldc, pf + (long)step * K,
+                  step);
     }
+    pf += (long)step * K * calls;
   }
 }

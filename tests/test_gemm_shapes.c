@@ -1,5 +1,6 @@
-/* The grouped kernel's two shapes: the work-group (local-memory, GPU)
- * kernel under several tile shapes against the work-item (CPU) kernel, for
+/* The grouped kernel's shapes: the work-group (local-memory, GPU) kernel
+ * under several tile shapes, and the work-item (CPU) kernel in its other
+ * work orders (TC, PN), against the work-item kernel's default order, for
  * F32/F16/BF16 weights, every activation, with and without biases, on
  * ragged groups (empty experts, one-row experts, groups larger than a tile,
  * sizes that are multiples of no tile), and both against a double-precision
@@ -111,9 +112,17 @@ static double reference_error(const weights *w, clmoe_activation act,
 }
 
 int main(void) {
-  /* VW 8: every shape shares the packed panels with the private kernel. */
+  /* VW 8: every shape shares the packed panels with the private kernel.
+   * The first NUM_ORDERS shapes are the private kernel in its other work
+   * orders (panel-major, several tiles per work-item, with and without the
+   * prefetch): the same code per tile, so the same bits for every
+   * activation. */
   const char *private_shape = "RM=8 VW=8 LX=0";
-  const char *local_shapes[] = {
+  enum { NUM_ORDERS = 3, NUM_SHAPES = 7 };
+  const char *shapes[NUM_SHAPES] = {
+      "RM=8 VW=8 LX=0 TC=0 PN=1",
+      "RM=8 VW=8 LX=1 TC=0",
+      "RM=8 VW=8 LX=0 TC=2 PN=1",
       "RM=8 VW=8 KERNEL=local BM=24 NP=2 BK=5 TM=8 TN=2",
       "RM=8 VW=8 KERNEL=local BM=64 NP=1 BK=16 TM=4 TN=4",
       "RM=8 VW=8 KERNEL=local BM=1 NP=3 BK=64 TM=1 TN=8",
@@ -123,9 +132,9 @@ int main(void) {
   for (int e = 0; e < E; ++e)
     N += k_groups[e];
   clmoe_context *cp = context_for(private_shape);
-  clmoe_context *cl[4];
-  for (int s = 0; s < 4; ++s)
-    cl[s] = context_for(local_shapes[s]);
+  clmoe_context *cl[NUM_SHAPES];
+  for (int s = 0; s < NUM_SHAPES; ++s)
+    cl[s] = context_for(shapes[s]);
   const clmoe_dtype dts[3] = {CLMOE_DTYPE_F32, CLMOE_DTYPE_F16,
                               CLMOE_DTYPE_BF16};
   const clmoe_activation acts[5] = {
@@ -149,14 +158,14 @@ int main(void) {
       double err = reference_error(&w, acts[ai], biases, xs, N, yp);
       worst = fmax(worst, err);
       CHECK(err <= 1e-5);
-      for (int s = 0; s < 4; ++s) {
+      for (int s = 0; s < NUM_SHAPES; ++s) {
         float *yl = run(cl[s], &w, acts[ai], dt, biases, xs, N);
         double diff = 0, scale = 1e-30;
         for (int i = 0; i < N * D; ++i) {
           diff = fmax(diff, fabs((double)yl[i] - yp[i]));
           scale = fmax(scale, fabs((double)yp[i]));
         }
-        int same = acts[ai] == CLMOE_ACTIVATION_RELU
+        int same = s < NUM_ORDERS || acts[ai] == CLMOE_ACTIVATION_RELU
                        ? !memcmp(yp, yl, sizeof *yp * (size_t)N * D)
                        : diff <= 1e-6 * scale;
         double errl = reference_error(&w, acts[ai], biases, xs, N, yl);
@@ -166,7 +175,7 @@ int main(void) {
           fprintf(stderr,
                   "%s, dtype %d, activation %d: differs from the "
                   "private kernel\n",
-                  local_shapes[s], dt, acts[ai]);
+                  shapes[s], dt, acts[ai]);
         CHECK(same);
         free(yl);
         ++runs;
@@ -178,11 +187,12 @@ int main(void) {
       free(all[i]);
   }
   free(xs);
-  printf("%d local-kernel runs agree with the private kernel (ReLU: "
-         "bitwise); worst error against the reference %.3g\n",
+  printf("%d runs of other work orders and local-kernel shapes agree with "
+         "the private kernel (orders and ReLU: bitwise); worst error against "
+         "the reference %.3g\n",
          runs, worst);
   clmoe_context_destroy(cp);
-  for (int s = 0; s < 4; ++s)
+  for (int s = 0; s < NUM_SHAPES; ++s)
     clmoe_context_destroy(cl[s]);
   return test_finish("test_gemm_shapes");
 }

@@ -172,6 +172,8 @@ static void test_bad_tables(void) {
        CLMOE_ERROR_INVALID_ARGUMENT},
       {"*\t*\t*\tgrouped\tRM=8 VW=16 LX=1 TC=-1\t-\t-\n", "TC=-1",
        CLMOE_ERROR_INVALID_ARGUMENT},
+      {"*\t*\t*\tgrouped\tRM=8 VW=16 LX=1 PN=2\t-\t-\n", "PN=2",
+       CLMOE_ERROR_INVALID_ARGUMENT},
       {"*\t*\t*\tgrouped\tVW=16 KERNEL=shared\t-\t-\n", "KERNEL=shared",
        CLMOE_ERROR_INVALID_ARGUMENT},
       {"*\t*\t*\tgrouped\tVW=16 KERNEL=local BM=30 TM=4\t-\t-\n",

@@ -121,6 +121,8 @@ static void program_options(const clmoe_context *ctx, cm_program_id id,
     used += (size_t)snprintf(out + used, len - used,
                              " -DGEMM_RM=%d -DGEMM_VW=%d -DGEMM_WTYPE=%d",
                              ctx->tuning.rm, ctx->tuning.vw, wtype);
+  if ((id == CM_PROG_GROUPED_GEMM || wtype) && ctx->tuning.pn && used < len)
+    used += (size_t)snprintf(out + used, len - used, " -DGEMM_PN=1");
   /* The work-group (local-memory) kernel is compiled only where the entry
    * picks it. */
   const cm_tuning *t = &ctx->tuning;

@@ -85,6 +85,8 @@ static clmoe_status parse_grouped(char *text, const char *where, cm_tuning *t) {
       t->lx = v;
     else if (sscanf(tok, "TC=%d%c", &v, &extra) == 1 && v >= 0 && v <= 1024)
       t->tc = v;
+    else if (sscanf(tok, "PN=%d%c", &v, &extra) == 1 && v >= 0 && v <= 1)
+      t->pn = v;
     else if (!strcmp(tok, "KERNEL=private"))
       t->local_kernel = 0;
     else if (!strcmp(tok, "KERNEL=local"))
@@ -102,7 +104,7 @@ static clmoe_status parse_grouped(char *text, const char *where, cm_tuning *t) {
     else
       return bad_line(where,
                       "grouped parameter \"%s\" is not RM=1..16, "
-                      "VW=4|8|16, LX=0..1024, TC=0..1024, "
+                      "VW=4|8|16, LX=0..1024, TC=0..1024, PN=0|1, "
                       "KERNEL=private|local, BM=1..256, NP=1..8, BK=1..64, "
                       "TM=1..16 or TN=1..16",
                       tok);

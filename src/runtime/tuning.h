@@ -22,6 +22,7 @@ typedef struct cm_tuning {
   clmoe_experts_path path; /* experts: CLBLAST or GROUPED */
   int rm, vw, lx;          /* grouped kernel: rows, vector width, local size */
   int tc; /* grouped kernel: row tiles per work-item, 0 = an expert's all */
+  int pn; /* grouped kernel: software prefetch of the next panels (PN=1) */
   /* The grouped kernel's shape: 0 one work-item per register tile (CPUs),
    * 1 work-group blocks staged in local memory (GPUs) of bm rows x np
    * panels, k tiles of bk, each work-item tm rows x 2 * tn columns. */
