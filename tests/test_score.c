@@ -112,9 +112,17 @@ static void check_case(test_rng *rng, int H, int T, int dh, int causal,
   CHECK_OK(clmoe_tensor_read(out, fused, sizeof *fused * T));
   double ef = max_rel(fused, ref, T), em = 0, efm = 0;
   if (with_probs) {
+    /* Entries no query may see hold 1000, which the masks must skip. */
     float *Af = malloc(sizeof *Af * (size_t)H * T * T);
-    for (size_t i = 0; i < (size_t)H * T * T; ++i)
-      Af[i] = (float)A[i];
+    for (int j = 0; j < T; ++j) {
+      int b = seq_of(s, j), s0 = s->offsets[b], end = s0 + s->lengths[b];
+      int q0 = causal ? j : s0, q1 = j < end ? end : q0;
+      for (int h = 0; h < H; ++h)
+        for (int i = 0; i < T; ++i) {
+          size_t at = ((size_t)h * T + i) * T + j;
+          Af[at] = i >= q0 && i < q1 ? (float)A[at] : 1000.0f;
+        }
+    }
     clmoe_tensor *at = f32(3, (int64_t[]){H, T, T}, Af);
     CHECK_OK(clmoe_score_attention(test_context(), &d, at, NULL, NULL, out, 0,
                                    NULL, NULL));

@@ -358,7 +358,8 @@ static clmoe_status enqueue_columns(score_call *c, const clmoe_score_desc *d,
                                     const clmoe_tensor *k) {
   clmoe_context *ctx = c->ctx;
   cl_mem *b = c->ws->buf;
-  size_t g2[2] = {(size_t)c->T, (size_t)c->H};
+  /* score_prob_columns: 16 columns per work-item (PROB_COLS). */
+  size_t g2[2] = {((size_t)c->T + 15) / 16, (size_t)c->H};
   cl_kernel kn;
   clmoe_status st;
   if (probs)
