@@ -286,11 +286,37 @@ static double dense_clblast(const workload *w, int N) {
   return median(samples, g_runs);
 }
 
+/* Median wall times (ms) of clmoe_experts_run for n <= MAX_WDTYPES experts
+ * objects (NULL entries skipped) on their routings, run alternately (one of
+ * each in turn, three times the usual runs, after one warm-up round), so a
+ * slow spell of the shared machine falls on all of them and their ratios
+ * hold. */
+static void time_alternating(int n, clmoe_experts *const *ex,
+                             clmoe_routing *const *rt, clmoe_tensor *xs,
+                             clmoe_tensor *ys, double *ms) {
+  double samples[MAX_WDTYPES][64];
+  int runs = 3 * g_runs < 64 ? 3 * g_runs : 64;
+  for (int r = -1; r < runs; ++r)
+    for (int i = 0; i < n; ++i) {
+      if (!ex[i])
+        continue;
+      die(clmoe_context_finish(g_ctx), "finish");
+      double t0 = now_ms();
+      die(clmoe_experts_run(ex[i], rt[i], xs, ys, 0, NULL, NULL),
+          "experts run");
+      die(clmoe_context_finish(g_ctx), "finish");
+      if (r >= 0)
+        samples[i][r] = now_ms() - t0;
+    }
+  for (int i = 0; i < n; ++i)
+    if (ex[i])
+      ms[i] = median(samples[i], runs);
+}
+
 /* The grouped path on a single expert holding all N rows: the same kernel,
  * equal FLOPs, no raggedness. Its runs alternate with runs of the grouped
- * experts `grouped` on `grt` (one of each in turn, three times the usual
- * runs), so a slow spell of the shared machine falls on both and their
- * ratio holds; *grouped_ms is the grouped median of the same loop. */
+ * experts `grouped` on `grt` (time_alternating); *grouped_ms is the
+ * grouped median of the same loop. */
 static double dense_same_kernel(const workload *w, int N, const float *w1,
                                 const float *w3, const float *w2,
                                 clmoe_experts_path path, clmoe_experts *grouped,
@@ -313,25 +339,15 @@ static double dense_same_kernel(const workload *w, int N, const float *w1,
   die(clmoe_route_logits(r, zt, NULL, rt, 0, NULL, NULL), "dense route");
   clmoe_experts *runs_ex[2] = {ex, grouped};
   clmoe_routing *runs_rt[2] = {rt, grt};
-  double samples[2][64];
-  int runs = 3 * g_runs < 64 ? 3 * g_runs : 64;
-  for (int i = -1; i < runs; ++i) /* i = -1: warm-up */
-    for (int j = 0; j < 2; ++j) {
-      die(clmoe_context_finish(g_ctx), "finish");
-      double t0 = now_ms();
-      die(clmoe_experts_run(runs_ex[j], runs_rt[j], xs, ys, 0, NULL, NULL),
-          "experts run");
-      die(clmoe_context_finish(g_ctx), "finish");
-      if (i >= 0)
-        samples[j][i] = now_ms() - t0;
-    }
-  *grouped_ms = median(samples[1], runs);
+  double ms[2];
+  time_alternating(2, runs_ex, runs_rt, xs, ys, ms);
+  *grouped_ms = ms[1];
   clmoe_routing_destroy(rt);
   clmoe_tensor_destroy(zt);
   clmoe_router_destroy(r);
   clmoe_experts_destroy(ex);
   free(z);
-  return median(samples[0], runs);
+  return ms[0];
 }
 
 static void read_array(clmoe_routing *rt, clmoe_routing_array which, void *out,
@@ -343,9 +359,8 @@ static void read_array(clmoe_routing *rt, clmoe_routing_array which, void *out,
 
 /* The grouped experts with each selected weight dtype on the same rows, and
  * the weight bytes a forward streams: experts without rows are skipped. The
- * dtypes' runs are interleaved (one run of each in turn), so a slow spell
- * of the shared machine falls on all of them and their ratios hold; three
- * times the usual runs, as decode-sized runs are short and noisy. */
+ * dtypes' runs alternate (time_alternating): decode-sized runs are short
+ * and noisy, and their ratios are the results. */
 static void time_weight_dtypes(const workload *w, result *res, const float *w1,
                                const float *w3, const float *w2,
                                clmoe_routing *rt, clmoe_tensor *xs,
@@ -367,24 +382,10 @@ static void time_weight_dtypes(const workload *w, result *res, const float *w1,
     die(clmoe_experts_get_bytes(ex[i], &bytes, NULL), "experts bytes");
     res->weights_streamed[i] = (double)bytes * used / w->E;
   }
-  double samples[MAX_WDTYPES][64];
-  int runs = 3 * g_runs < 64 ? 3 * g_runs : 64;
-  for (int r = -1; r < runs; ++r) /* r = -1: warm-up */
-    for (int i = 0; i < MAX_WDTYPES; ++i) {
-      if (!ex[i])
-        continue;
-      die(clmoe_context_finish(g_ctx), "finish");
-      double t0 = now_ms();
-      die(clmoe_experts_run(ex[i], rt, xs, ys, 0, NULL, NULL), "experts run");
-      die(clmoe_context_finish(g_ctx), "finish");
-      if (r >= 0)
-        samples[i][r] = now_ms() - t0;
-    }
+  clmoe_routing *rts[MAX_WDTYPES] = {rt, rt, rt};
+  time_alternating(MAX_WDTYPES, ex, rts, xs, ys, res->weights_ms);
   for (int i = 0; i < MAX_WDTYPES; ++i)
-    if (ex[i]) {
-      res->weights_ms[i] = median(samples[i], runs);
-      clmoe_experts_destroy(ex[i]);
-    }
+    clmoe_experts_destroy(ex[i]);
 }
 
 static void run_workload(const workload *w, result *res, const float *w1,

@@ -329,7 +329,7 @@ kernel void gemm_grouped(int E, int K, int num_panels, int tiles_per_item,
   /* Tile-major: each tile against both panels; the unit warms its share
    * (its tiles' fraction) of the next expert's two panels. */
   long region = (two ? 2 : 1) * panel_bytes;
-  int ntiles = max(tiles, 1), span = max(end - first, 1);
+  int ntiles = max(tiles, 1);
   const global char *pf = next + region * first / ntiles;
   for (int t = first; t < end; ++t) {
     int row0 = r0 + t * GEMM_RM, rows = min(GEMM_RM, r1 - row0);

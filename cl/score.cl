@@ -90,31 +90,30 @@ inline void visible_keys(global const int *seq_offsets,
 
 /* Probabilities: col[h, j] = sum over visible i of A[h, i, j]. Layout 0:
  * A[H, T, T] with global token indices; layout 1: A[B, H, S, S] (padded
- * batch, token t = b * S + s). Global (ceil(T / PROB_COLS), H): a
- * work-item sums PROB_COLS neighbouring columns. In layout 0 it reads each
- * row's PROB_COLS columns with one vector load (a row of A is contiguous in
- * j; one column per work-item read a float at a stride of T), adding a
- * lane's value only where that row is visible to its column, so every
+ * batch, token t = b * S + s). Global (ceil(T / CM_PROB_COLS), H): a
+ * work-item sums CM_PROB_COLS (= 16, -D) neighbouring columns. In layout 0
+ * it reads each row's 16 columns with one vector load (a row of A is
+ * contiguous in j; one column per work-item read a float at a stride of T),
+ * adding a lane's value only where that row is visible to its column, so every
  * column still sums its visible rows in increasing i from zero: the same
  * bits as the column-at-a-time loop, which the padded layout and the last
  * partial group keep. */
-#define PROB_COLS 16
 kernel void score_prob_columns(int T, int H, int B, int S, int layout,
                                int causal, global const int *seq_offsets,
                                global const int *key_lengths,
                                global const float *A, global float *col) {
-  int j0 = get_global_id(0) * PROB_COLS, h = get_global_id(1);
+  int j0 = get_global_id(0) * CM_PROB_COLS, h = get_global_id(1);
   if (j0 >= T || h >= H)
     return;
-  int q0[PROB_COLS], q1[PROB_COLS], lo = T, hi = 0;
-  int n = min(PROB_COLS, T - j0);
+  int q0[CM_PROB_COLS], q1[CM_PROB_COLS], lo = T, hi = 0;
+  int n = min(CM_PROB_COLS, T - j0);
   for (int l = 0; l < n; ++l) {
     visible_queries(seq_offsets, key_lengths, B, causal, j0 + l, &q0[l],
                     &q1[l]);
     lo = min(lo, q0[l]);
     hi = max(hi, q1[l]);
   }
-  if (layout == 0 && n == PROB_COLS) {
+  if (layout == 0 && n == CM_PROB_COLS) {
     int16 first = vload16(0, q0), end = vload16(0, q1);
     float16 s = (float16)(0.0f);
     for (int i = lo; i < hi; ++i) {

@@ -18,12 +18,21 @@ static int seq_of(const seqs *s, int t) {
   return b;
 }
 
+/* Queries [*q0, *q1) that see key j: from j (causal) or the sequence's
+ * start to its end; none for a padded key. */
+static void visible_queries(const seqs *s, int causal, int j, int *q0,
+                            int *q1) {
+  int b = seq_of(s, j), s0 = s->offsets[b], end = s0 + s->lengths[b];
+  *q0 = causal ? j : s0;
+  *q1 = j < end ? end : *q0;
+}
+
 /* Reference from A[H, T, T] (global indices). */
 static void ref_from_probs(const double *A, int H, int T, const seqs *s,
                            int causal, int norm_max, double *out) {
   for (int j = 0; j < T; ++j) {
-    int b = seq_of(s, j), s0 = s->offsets[b], end = s0 + s->lengths[b];
-    int q0 = causal ? j : s0, q1 = j < end ? end : q0;
+    int q0, q1;
+    visible_queries(s, causal, j, &q0, &q1);
     double sum = 0;
     for (int h = 0; h < H; ++h)
       for (int i = q0; i < q1; ++i)
@@ -115,8 +124,8 @@ static void check_case(test_rng *rng, int H, int T, int dh, int causal,
     /* Entries no query may see hold 1000, which the masks must skip. */
     float *Af = malloc(sizeof *Af * (size_t)H * T * T);
     for (int j = 0; j < T; ++j) {
-      int b = seq_of(s, j), s0 = s->offsets[b], end = s0 + s->lengths[b];
-      int q0 = causal ? j : s0, q1 = j < end ? end : q0;
+      int q0, q1;
+      visible_queries(s, causal, j, &q0, &q1);
       for (int h = 0; h < H; ++h)
         for (int i = 0; i < T; ++i) {
           size_t at = ((size_t)h * T + i) * T + j;

@@ -358,8 +358,8 @@ static clmoe_status enqueue_columns(score_call *c, const clmoe_score_desc *d,
                                     const clmoe_tensor *k) {
   clmoe_context *ctx = c->ctx;
   cl_mem *b = c->ws->buf;
-  /* score_prob_columns: 16 columns per work-item (PROB_COLS). */
-  size_t g2[2] = {((size_t)c->T + 15) / 16, (size_t)c->H};
+  size_t g2[2] = {((size_t)c->T + CM_PROB_COLS - 1) / CM_PROB_COLS,
+                  (size_t)c->H};
   cl_kernel kn;
   clmoe_status st;
   if (probs)

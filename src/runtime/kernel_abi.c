@@ -32,6 +32,7 @@ static const struct {
     {"DT_F16", CLMOE_DTYPE_F16},
     {"DT_BF16", CLMOE_DTYPE_BF16},
     {"CM_ROW_CHUNK", CM_ROW_CHUNK},
+    {"CM_PROB_COLS", CM_PROB_COLS},
 };
 
 size_t cm_kernel_defines(char *out, size_t len) {

@@ -26,12 +26,17 @@ enum {
  * vload16/float16, so the value is fixed at 16. */
 enum { CM_ROW_CHUNK = 16 };
 
+/* Columns per work-item of score_prob_columns: one 16-wide vector load per
+ * row of the attention probabilities (vload16/float16), so fixed at 16. */
+enum { CM_PROB_COLS = 16 };
+
 /* The grouped GEMM's epilogue without an activation (the others are the
  * clmoe_activation values). */
 enum { CM_EPI_NONE = 0 };
 
 /* Writes the -D options that define every shared constant (stats layout,
- * policy ids, activation kinds, row chunk, epilogue ids, dtypes) into out.
+ * policy ids, activation kinds, row chunk, probability columns, epilogue ids,
+ * dtypes) into out.
  * Returns the length written, or the length needed when it does not fit.
  * Activation dtypes reach kernels as DT_F32, DT_F16, DT_BF16 (clmoe_dtype
  * values). */
