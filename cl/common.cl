@@ -16,6 +16,12 @@ inline int cm_route_ok(global const int *stats) {
   (0.5f * (v) *                                                                \
    (1.0f + tanh(0.7978845608028654f * ((v) + 0.044715f * (v) * (v) * (v)))))
 #define CM_SILU(v) ((v) / (1.0f + exp(-(v))))
+/* gpt-oss's clamped SwiGLU of a gate g and an up value u (scalars or vectors)
+ * with limit L and sigmoid scale a: min(g, L) * sigmoid(a * min(g, L)) *
+ * (clamp(u, -L, L) + 1). */
+#define CM_SWIGLU_OAI(g, u, L, a)                                              \
+  (min((g), (L)) / (1.0f + exp(-(a) * min((g), (L)))) *                        \
+   (clamp((u), -(L), (L)) + 1.0f))
 
 /* Maps a float to a uint whose unsigned order is the float's order
  * (-0 and +0 map to the same key). */

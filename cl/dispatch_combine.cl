@@ -3,28 +3,49 @@
  * work-item with one vector load and store (the tail scalar) instead of one
  * work-item per element, which left pocl at a few GB/s. */
 
+/* The gate of the slot that fills x_sorted's `row` (input-side gates):
+ * found among its token's few slots. */
+inline float row_gate(int row, int t, global const int *token_offsets,
+                      global const int *slot_rows, global const float *gates) {
+  for (int s = token_offsets[t]; s < token_offsets[t + 1]; ++s)
+    if (slot_rows[s] == row)
+      return gates[s];
+  return 0.0f; /* not reached for a completed route */
+}
+
 /* x_sorted[row, :] = x[row_tokens[row], :], each in its dtype (DT_*:
- * converted on the way); global (ceil(d / CM_ROW_CHUNK), rows) with
+ * converted on the way), times the row's gate when gate_input (computed in
+ * float32, rounded once); global (ceil(d / CM_ROW_CHUNK), rows) with
  * rows >= N (N is read from the route's stats; nothing runs after a failed
  * route). */
 kernel void dispatch_rows(int d, global const int *stats,
                           global const int *row_tokens,
                           global const uchar *x, int x_dt,
-                          global uchar *x_sorted, int xs_dt) {
+                          global uchar *x_sorted, int xs_dt, int gate_input,
+                          global const int *token_offsets,
+                          global const int *slot_rows,
+                          global const float *gates) {
   int c = get_global_id(0) * CM_ROW_CHUNK, row = get_global_id(1);
   if (c >= d || row >= stats[ST_N] || !cm_route_ok(stats))
     return;
-  size_t src = (size_t)row_tokens[row] * d + c, dst = (size_t)row * d + c;
+  int t = row_tokens[row];
+  float g = gate_input ? row_gate(row, t, token_offsets, slot_rows, gates)
+                       : 1.0f;
+  size_t src = (size_t)t * d + c, dst = (size_t)row * d + c;
   if (c + CM_ROW_CHUNK <= d) {
-    cm_store16(cm_load16(x, x_dt, src), x_sorted, xs_dt, dst);
+    float16 v = cm_load16(x, x_dt, src);
+    cm_store16(gate_input ? v * g : v, x_sorted, xs_dt, dst);
     return;
   }
-  for (int i = 0; i < d - c; ++i)
-    cm_store1(cm_load1(x, x_dt, src + i), x_sorted, xs_dt, dst + i);
+  for (int i = 0; i < d - c; ++i) {
+    float v = cm_load1(x, x_dt, src + i);
+    cm_store1(gate_input ? v * g : v, x_sorted, xs_dt, dst + i);
+  }
 }
 
 /* y[t, c] (+)= sum over the token's slots, in slot order, of
- * gate * y_sorted[slot_rows[slot], c], then (has_shared) plus
+ * gate * y_sorted[slot_rows[slot], c] (gate 1 when gate_input: the gates
+ * scaled the inputs), then (has_shared) plus
  * shared_gate[t] * shared[t, c]: a gather, no atomics, accumulated in
  * float32 in that fixed order and rounded once into y's dtype. Global
  * (ceil(d / CM_ROW_CHUNK), T); y is left untouched after a failed route. */
@@ -35,7 +56,7 @@ kernel void combine_rows(int T, int d, global const int *stats,
                          global const uchar *y_sorted, int ys_dt,
                          int accumulate, global uchar *y, int y_dt,
                          int has_shared, global const float *shared_gate,
-                         global const float *shared) {
+                         global const float *shared, int gate_input) {
   int c = get_global_id(0) * CM_ROW_CHUNK, t = get_global_id(1);
   if (c >= d || t >= T || !cm_route_ok(stats))
     return;
@@ -44,7 +65,7 @@ kernel void combine_rows(int T, int d, global const int *stats,
   if (c + CM_ROW_CHUNK <= d) {
     float16 acc = accumulate ? cm_load16(y, y_dt, out) : (float16)(0.0f);
     for (int s = s0; s < s1; ++s)
-      acc = fma((float16)(gates[s]),
+      acc = fma((float16)(gate_input ? 1.0f : gates[s]),
                 cm_load16(y_sorted, ys_dt, (size_t)slot_rows[s] * d + c),
                 acc);
     if (has_shared)
@@ -55,7 +76,7 @@ kernel void combine_rows(int T, int d, global const int *stats,
   for (int i = 0; i < d - c; ++i) {
     float acc = accumulate ? cm_load1(y, y_dt, out + i) : 0.0f;
     for (int s = s0; s < s1; ++s)
-      acc = fma(gates[s],
+      acc = fma(gate_input ? 1.0f : gates[s],
                 cm_load1(y_sorted, ys_dt, (size_t)slot_rows[s] * d + c + i),
                 acc);
     if (has_shared)

@@ -109,9 +109,11 @@ inline void store_lanes(floatV v, global float *dst, int n) {
 
 /* One output row of a tile: bias added, epilogue applied, n_lo (and, not
  * gated, n_hi) valid columns stored. */
-inline void store_row(floatV u, floatV v, int epi, int gated, global float *c,
-                      int n_lo, int n_hi) {
-  if (gated) {
+inline void store_row(floatV u, floatV v, int epi, int gated, float lim,
+                      float alpha, global float *c, int n_lo, int n_hi) {
+  if (epi == ACT_SWIGLU_OAI) {
+    store_lanes(CM_SWIGLU_OAI(u, v, lim, alpha), c, n_lo);
+  } else if (gated) {
     store_lanes(act_v(epi, u) * v, c, n_lo);
   } else {
     store_lanes(act_v(epi, u), c, n_lo);
@@ -150,12 +152,16 @@ typedef struct panel_out {
   const global wtype *b;
   floatV bias_lo, bias_hi;
   int col0, n_lo, n_hi;
+  float lim, alpha; /* SWIGLU_OAI's parameters */
 } panel_out;
 
 inline panel_out panel_at(int e, int panel, int num_panels, int K,
                           const global wtype *B, int has_bias,
-                          const global float *bias, int gated, int n_out) {
+                          const global float *bias, int gated, int n_out,
+                          float lim, float alpha) {
   panel_out p;
+  p.lim = lim;
+  p.alpha = alpha;
   size_t at = (size_t)e * num_panels + panel;
   p.b = B + at * K * GEMM_TN;
   p.bias_lo = has_bias ? vloadV(0, bias + at * GEMM_TN) : (floatV)(0.0f);
@@ -210,8 +216,8 @@ inline void gemm_tile(int K, const global float *A, panel_out p, int row0,
   }
 #define ROW_STORE(i)                                                           \
   if (i < GEMM_RM && i < rows)                                                 \
-    store_row(lo##i + p.bias_lo, hi##i + p.bias_hi, epi, gated,                \
-              C + (size_t)(row0 + i) * ldc + p.col0, p.n_lo, p.n_hi);
+    store_row(lo##i + p.bias_lo, hi##i + p.bias_hi, epi, gated, p.lim,         \
+              p.alpha, C + (size_t)(row0 + i) * ldc + p.col0, p.n_lo, p.n_hi);
   FOR_ROWS(ROW_STORE)
 }
 
@@ -262,10 +268,10 @@ inline void gemm_tile_pair(int K, const global float *A, panel_out p,
 #define PAIR_STORE(i)                                                          \
   if (i < GEMM_RM && i < rows) {                                               \
     global float *c_ = C + (size_t)(row0 + i) * ldc;                           \
-    store_row(plo##i + p.bias_lo, phi##i + p.bias_hi, epi, gated, c_ + p.col0, \
-              p.n_lo, p.n_hi);                                                 \
-    store_row(qlo##i + q.bias_lo, qhi##i + q.bias_hi, epi, gated, c_ + q.col0, \
-              q.n_lo, q.n_hi);                                                 \
+    store_row(plo##i + p.bias_lo, phi##i + p.bias_hi, epi, gated, p.lim,       \
+              p.alpha, c_ + p.col0, p.n_lo, p.n_hi);                           \
+    store_row(qlo##i + q.bias_lo, qhi##i + q.bias_hi, epi, gated, q.lim,       \
+              q.alpha, c_ + q.col0, q.n_lo, q.n_hi);                           \
   }
   FOR_ROWS4(PAIR_STORE)
 }
@@ -281,13 +287,13 @@ inline void gemm_tile_pair(int K, const global float *A, panel_out p,
  * (plain, + bias when has_bias), an activation of both halves, or a gated
  * pair. bias is packed like B's panels ([E][panels][2 * VW]). ldc is C's
  * row stride; n_out the number of valid output columns (f for gated, else
- * N). */
+ * N); act_limit and act_alpha parametrise SWIGLU_OAI. */
 kernel void gemm_grouped(int E, int K, int num_panels, int tiles_per_item,
                          global const int *expert_offsets,
                          global const int *unit_offsets, global const float *A,
                          global const wtype *B, int epi, int has_bias,
                          global const float *bias, global float *C, int ldc,
-                         int n_out) {
+                         int n_out, float act_limit, float act_alpha) {
   int unit = get_global_id(0), panel = 2 * (int)get_global_id(1);
   if (unit >= unit_offsets[E] || panel >= num_panels)
     return;
@@ -297,12 +303,12 @@ kernel void gemm_grouped(int E, int K, int num_panels, int tiles_per_item,
   int tiles = (r1 - r0 + GEMM_RM - 1) / GEMM_RM;
   int first = tiles_per_item ? (unit - unit_offsets[e]) * tiles_per_item : 0;
   int end = tiles_per_item ? min(tiles, first + tiles_per_item) : tiles;
-  int gated = epi == ACT_SWIGLU || epi == ACT_GEGLU;
+  int gated = epi == ACT_SWIGLU || epi == ACT_GEGLU || epi == ACT_SWIGLU_OAI;
   int two = panel + 1 < num_panels;
-  panel_out p =
-      panel_at(e, panel, num_panels, K, B, has_bias, bias, gated, n_out);
+  panel_out p = panel_at(e, panel, num_panels, K, B, has_bias, bias, gated,
+                         n_out, act_limit, act_alpha);
   panel_out q = panel_at(e, two ? panel + 1 : panel, num_panels, K, B, has_bias,
-                         bias, gated, n_out);
+                         bias, gated, n_out, act_limit, act_alpha);
   /* What the unit warms (PREFETCH_NEXT): the same panels of the next
    * expert, which pocl's work-group order hands to the same core next. */
   const global char *next =

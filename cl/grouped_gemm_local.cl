@@ -73,7 +73,7 @@ gemm_grouped_local(int E, int K, int num_panels,
                    global const int *tile_offsets, global const float *A,
                    global const wtype *B, int epi, int has_bias,
                    global const float *bias, global float *C, int ldc,
-                   int n_out) {
+                   int n_out, float act_limit, float act_alpha) {
   /* +1: the transposed A tile's columns fall on different banks. */
   local float As[LM_BK][LM_BM + 1];
   local float Bs[LM_BK][LM_NP * LM_PANEL];
@@ -139,7 +139,7 @@ gemm_grouped_local(int E, int K, int num_panels,
   int panel = panel0 + my_panel;
   if (my_panel >= panels)
     return;
-  int gated = epi == ACT_SWIGLU || epi == ACT_GEGLU;
+  int gated = epi == ACT_SWIGLU || epi == ACT_GEGLU || epi == ACT_SWIGLU_OAI;
   const global float *pb = bias + ((size_t)e * num_panels + panel) * LM_PANEL;
   for (int i = 0; i < LM_TM; ++i) {
     int r = ty + i * LM_ROWS_T;
@@ -153,7 +153,9 @@ gemm_grouped_local(int E, int K, int num_panels,
       if (gated) {
         int out = panel * GEMM_VW + col;
         if (out < n_out)
-          c[out] = act_s(epi, u) * v;
+          c[out] = epi == ACT_SWIGLU_OAI
+                       ? CM_SWIGLU_OAI(u, v, act_limit, act_alpha)
+                       : act_s(epi, u) * v;
       } else {
         int out = panel * LM_PANEL + col;
         if (out < n_out)

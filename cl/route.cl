@@ -4,14 +4,6 @@
  * only on E and the work-group size, never on T, so a token routes the same
  * alone or in a batch; no float atomics anywhere. */
 
-/* Sort key: the probability (non-negative, so its bits order like the
- * value) in the high word, the complement of the expert id in the low word,
- * so that a descending sort puts ties in ascending expert order. Padding
- * keys are 0, below all. */
-inline ulong expert_key(float prob, int e) {
-  return ((ulong)as_uint(prob) << 32) | (ulong)(0xFFFFFFFFu - (uint)e);
-}
-
 inline int key_expert(ulong key) {
   return (int)(0xFFFFFFFFu - (uint)(key & 0xFFFFFFFFul));
 }
@@ -52,12 +44,55 @@ kernel void stats_init(int E, global int *stats) {
     stats[i] = 0;
 }
 
-/* One work-item per token: softmax, entropy, the sorted order (by a heap
- * in `heap` scratch [T, E]) and the token-local K. Writes P[t, :], the first
- * experts of the order with their probabilities into cand_* (stride kcap),
- * and prop_counts[t]. A token with a non-finite logit (or importance) gets
- * K = 0 and lowers stats[BAD_TOKEN]. Sequential per token, so a token's
- * result never depends on T. */
+/* Order key of an allowed expert: its selection value C in the high word
+ * (cm_order_key: any sign), the complement of the expert id in the low
+ * word, so that a descending order puts ties in ascending expert order. */
+inline ulong selection_key(float c, int e) {
+  return ((ulong)cm_order_key(c) << 32) | (ulong)(0xFFFFFFFFu - (uint)e);
+}
+
+/* Group-limited routing: marks in kept[] (one bit per group) the
+ * topk_groups groups with the largest scores, ties to the lower group.
+ * A group scores the sum of its two largest C (GROUP_TOP2_SUM) or its
+ * largest C. The heap row h serves as scratch for the group keys. */
+inline void keep_groups(int E, int G, int topk_groups, int group_score,
+                        global const float *s, int has_sel_bias,
+                        global const float *sel_bias, global ulong *h,
+                        uint *kept) {
+  int size = E / G;
+  for (int g = 0; g < G; ++g) {
+    float m1 = -INFINITY, m2 = -INFINITY;
+    for (int e = g * size; e < (g + 1) * size; ++e) {
+      float c = s[e] + (has_sel_bias ? sel_bias[e] : 0.0f);
+      if (c > m1) {
+        m2 = m1;
+        m1 = c;
+      } else if (c > m2) {
+        m2 = c;
+      }
+    }
+    h[g] = selection_key(group_score == 0 ? m1 + m2 : m1, g);
+  }
+  for (int i = G / 2 - 1; i >= 0; --i)
+    heap_sift_down(h, G, i);
+  for (int w = 0; w < (G + 31) / 32; ++w)
+    kept[w] = 0;
+  int n = G;
+  for (int j = 0; j < topk_groups; ++j) {
+    int g = key_expert(heap_pop(h, &n));
+    kept[g / 32] |= 1u << (g % 32);
+  }
+}
+
+/* One work-item per token: scores, the order of the allowed experts (by a
+ * heap in `heap` scratch [T, E]) and the token-local K. Writes the token
+ * distribution pi to P[t, :] (0 for experts outside the kept groups), its
+ * entropy, the first experts of the order with their gate sources into
+ * cand_* (stride kcap) -- the score s for TOPK (gates_from_score), pi
+ * otherwise -- and prop_counts[t]. A token with a non-finite logit (or
+ * importance) gets K = 0 and lowers stats[BAD_TOKEN]. Sequential per token,
+ * so a token's result never depends on T. docs/policies.md has the
+ * definitions. */
 kernel void route_select(int T, int E, global const float *logits,
                          int has_bias, global const float *bias,
                          global float *P, global float *entropy, int policy,
@@ -65,7 +100,10 @@ kernel void route_select(int T, int E, global const float *logits,
                          global const float *importance, int budget_mode,
                          int kcap, global int *cand_ids,
                          global float *cand_p, global int *prop_counts,
-                         global int *stats, global ulong *heap) {
+                         global int *stats, global ulong *heap, int sigmoid,
+                         int has_sel_bias, global const float *sel_bias,
+                         int num_groups, int topk_groups, int group_score,
+                         int gates_from_score) {
   int t = get_global_id(0);
   if (t >= T)
     return;
@@ -85,32 +123,46 @@ kernel void route_select(int T, int E, global const float *logits,
     atomic_min(&stats[ST_BAD_TOKEN], t);
     return;
   }
-  /* exp once per expert: stored in P's row, then divided in place. */
+  /* The scores s, in P's row until pi replaces them. Softmax: exp once per
+   * expert, then divided in place. */
   float denom = 0.0f;
   for (int e = 0; e < E; ++e) {
-    float ez = exp(zrow[e] + (has_bias ? bias[e] : 0.0f) - zmax);
-    prow[e] = ez;
-    denom += ez;
+    float z = zrow[e] + (has_bias ? bias[e] : 0.0f);
+    float v = sigmoid ? 1.0f / (1.0f + exp(-z)) : exp(z - zmax);
+    prow[e] = v;
+    denom += v;
   }
-  float ent = 0.0f;
+  if (!sigmoid)
+    for (int e = 0; e < E; ++e)
+      prow[e] = prow[e] / denom;
+  uint kept[32]; /* one bit per group: E <= 1024 */
+  if (num_groups > 1)
+    keep_groups(E, num_groups, topk_groups, group_score, prow, has_sel_bias,
+                sel_bias, h, kept);
+  int size = E / num_groups;
+#define ALLOWED(e) (num_groups <= 1 || ((kept[((e) / size) / 32] >> (((e) / size) % 32)) & 1u))
+  /* pi = s / (sum of s over the allowed experts); P itself for softmax over
+   * every expert. */
+  int whole = !sigmoid && num_groups <= 1;
+  float allowed_sum = 0.0f;
+  int n = 0;
   for (int e = 0; e < E; ++e) {
-    float pe = prow[e] / denom;
-    prow[e] = pe;
-    h[e] = expert_key(pe, e);
-    if (pe > 0.0f)
-      ent -= pe * log(pe);
+    if (!ALLOWED(e))
+      continue;
+    allowed_sum += prow[e];
+    h[n++] = selection_key(prow[e] + (has_sel_bias ? sel_bias[e] : 0.0f), e);
   }
-  entropy[t] = ent;
-  for (int i = E / 2 - 1; i >= 0; --i)
-    heap_sift_down(h, E, i);
-  int n = E, K = k, pops = k;
+#define PI(e) (whole ? prow[e] : prow[e] / allowed_sum)
+  for (int i = n / 2 - 1; i >= 0; --i)
+    heap_sift_down(h, n, i);
+  int K = k, pops = k;
   if (policy == POLICY_IMPORTANCE) {
-    float s = clamp(importance[t], 0.0f, 1.0f);
+    float imp = clamp(importance[t], 0.0f, 1.0f);
     K = budget_mode ? 0 /* set by route_importance_budget */
-                    : clamp((int)ceil(s * (float)k_max), k_min, k_max);
+                    : clamp((int)ceil(imp * (float)k_max), k_min, k_max);
     pops = budget_mode ? k_max : K;
   } else if (policy == POLICY_EXPERT_CHOICE) {
-    K = pops = E;
+    K = pops = n;
   } else if (policy == POLICY_TOPP) {
     pops = k_max; /* at most; the loop stops once K is known */
   }
@@ -118,12 +170,12 @@ kernel void route_select(int T, int E, global const float *logits,
   float cum = 0.0f;
   int crossed = 0;
   for (int j = 0; j < pops; ++j) {
-    ulong key = heap_pop(h, &n);
-    float pj = as_float((uint)(key >> 32));
-    cand_ids[c0 + j] = key_expert(key);
-    cand_p[c0 + j] = pj;
+    int e = key_expert(heap_pop(h, &n));
+    float pi = PI(e);
+    cand_ids[c0 + j] = e;
+    cand_p[c0 + j] = gates_from_score ? prow[e] : pi;
     if (policy == POLICY_TOPP) {
-      cum += pj;
+      cum += pi;
       if (!crossed && cum > p) {
         crossed = 1;
         K = j + 1;
@@ -132,10 +184,20 @@ kernel void route_select(int T, int E, global const float *logits,
         break;
     }
   }
-  /* TOPP: no crossing within k_max pops means K >= k_max (or E). */
+  /* TOPP: no crossing within k_max pops means K >= k_max. */
   if (policy == POLICY_TOPP)
     K = crossed ? clamp(K, k_min, k_max) : k_max;
   prop_counts[t] = K;
+  float ent = 0.0f;
+  for (int e = 0; e < E; ++e) {
+    float pi = ALLOWED(e) ? PI(e) : 0.0f;
+    prow[e] = pi;
+    if (pi > 0.0f)
+      ent -= pi * log(pi);
+  }
+  entropy[t] = ent;
+#undef PI
+#undef ALLOWED
 }
 
 /* Euclidean norm of each row of x[T, d] (for cosine affinity). */
@@ -364,15 +426,17 @@ kernel void compact_count(int T, int E, int kcap,
 }
 
 /* Writes the token's kept slots at token_offsets[t], in sorted order, with
- * RAW or RENORM gates (renormalised by the sum of kept P in that order; a
- * zero sum gives uniform gates). */
+ * RAW or RENORM gates (renormalised by the sum of the kept gate sources in
+ * that order, plus renorm_eps when it is > 0; otherwise a zero sum gives
+ * uniform gates), then multiplied by gate_scale. */
 kernel void compact_write(int T, int E, int kcap,
                           global const int *prop_counts,
                           global const int *cand_ids,
                           global const float *cand_p, int use_mask,
                           global const uchar *mask,
                           int renorm, global const int *token_offsets,
-                          global int *expert_ids, global float *gates) {
+                          global int *expert_ids, global float *gates,
+                          float renorm_eps, float gate_scale) {
   int t = get_global_id(0);
   if (t >= T)
     return;
@@ -394,9 +458,15 @@ kernel void compact_write(int T, int E, int kcap,
     gates[o] = cand_p[c0];
     sum = cand_p[c0];
   }
-  if (renorm)
+  if (renorm && renorm_eps > 0.0f)
+    for (int j = 0; j < n; ++j)
+      gates[o + j] = gates[o + j] / (sum + renorm_eps);
+  else if (renorm)
     for (int j = 0; j < n; ++j)
       gates[o + j] = sum > 0.0f ? gates[o + j] / sum : 1.0f / (float)n;
+  if (gate_scale != 1.0f)
+    for (int j = 0; j < n; ++j)
+      gates[o + j] *= gate_scale;
 }
 
 /* Stats: per-token counts (integer atomics: order-independent). */

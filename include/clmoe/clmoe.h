@@ -409,6 +409,33 @@ enum {
   CLMOE_FALLBACK_TOP1 = 1  /* ... gets its top-1 expert anyway */
 };
 
+/* Since 0.4. How router logits become expert scores s (docs/policies.md). */
+typedef int32_t clmoe_scoring;
+enum {
+  CLMOE_SCORING_SOFTMAX = 0, /* s = softmax(z) over all E (default) */
+  CLMOE_SCORING_SIGMOID = 1  /* s_e = sigmoid(z_e) (DeepSeek-V3, Llama 4) */
+};
+
+/* Since 0.4. How a group of experts is scored for group-limited routing. */
+typedef int32_t clmoe_group_score;
+enum {
+  /* sum of the group's two largest selection values C = s + b (DeepSeek-V3
+   * "noaux_tc"; needs groups of at least 2 experts) */
+  CLMOE_GROUP_SCORE_TOP2_SUM = 0,
+  /* the group's largest C (DeepSeek-V2 "group_limited_greedy") */
+  CLMOE_GROUP_SCORE_MAX = 1
+};
+
+/* Since 0.4. Where a slot's gate is applied. */
+typedef int32_t clmoe_gate_position;
+enum {
+  /* y_t = sum_j g_j * Expert_j(x_t) (default) */
+  CLMOE_GATE_OUTPUT = 0,
+  /* y_t = sum_j Expert_j(g_j * x_t) (Llama 4): dispatch scales each row by
+   * its slot's gate and combine adds the expert outputs with weight 1 */
+  CLMOE_GATE_INPUT = 1
+};
+
 typedef struct clmoe_router_desc {
   size_t struct_size;
   int32_t num_experts; /* E, 1..1024 */
@@ -451,12 +478,50 @@ typedef struct clmoe_router_desc {
    * may be float32, float16 or bfloat16. A 16-bit weight is widened exactly
    * to float32 at create: logits and softmax are computed in float32. */
   clmoe_dtype weight_dtype;
+  /* ---- Since 0.4: the routers of DeepSeek-V2/V3, Kimi K2, GLM-4.5,
+   * gpt-oss and Llama 4. Exact semantics in docs/policies.md; in short:
+   * z = x W_r (+ bias); s = softmax(z) or sigmoid(z); C = s + selection
+   * bias; the experts are split into num_groups consecutive groups, each
+   * scored by group_score over its C, and only the topk_groups best groups
+   * (ties to the lower group index) are allowed. Every policy orders the
+   * allowed experts by C descending, ties to the lower expert id ("sorted"
+   * above means this order). TOPK's gates are s of the kept experts (RAW)
+   * or s / (their sum) (RENORM; plus 1e-20 in the sum for SIGMOID, as
+   * DeepSeek-V3); the other policies read the token distribution
+   * pi_e = s_e / (sum of s over the allowed experts) (pi = P exactly for a
+   * softmax router whose allowed set is every expert): TOPP accumulates pi
+   * in the order above, RESONANCE / EXPERT_CHOICE rank by pi, and their
+   * gates are pi (RAW) or pi / (sum of the kept pi) (RENORM). Every gate is
+   * then multiplied by gate_scale. The routing's stats (mean_prob, entropy,
+   * balance loss) are computed over pi. */
+  clmoe_scoring scoring;
+  /* Optional selection bias b [E] (DeepSeek-V3's e_score_correction_bias),
+   * host float32 or a float32 tensor [E] (set at most one; copied). It
+   * steers selection only and never enters a gate. Non-finite entries are
+   * INVALID_ARGUMENT. */
+  const float *selection_bias_host;
+  const clmoe_tensor *selection_bias;
+  /* Group-limited routing: 0 or 1 = no groups. Otherwise num_groups must
+   * divide E, and topk_groups (1..num_groups; 0 = num_groups) groups are
+   * kept. k (TOPK, RESONANCE) and k_max (TOPP, IMPORTANCE; 0 = all the kept
+   * groups hold) may not exceed the experts the kept groups hold. */
+  int32_t num_groups;
+  int32_t topk_groups;
+  clmoe_group_score group_score;
+  /* Multiplies every gate (DeepSeek's routed_scaling_factor); finite and
+   * > 0; default 1. */
+  float gate_scale;
+  /* Where the gates are applied; recorded in the routing, so that
+   * clmoe_dispatch / clmoe_combine and the forward honour it on both
+   * expert paths. */
+  clmoe_gate_position gate_position;
 } clmoe_router_desc;
 
 /* Fills the first `size` bytes of *desc (at most sizeof(clmoe_router_desc))
  * with defaults: TOPK, k = 2, p = 0.4, k_min = 1, k_max = 0 (= E),
  * k_mean = 0, capacity_factor = 0, DROP_LOWEST_GATE, GATES_DEFAULT, PROB,
- * FALLBACK_NONE, no weight, no bias; struct_size is set to that size. Call it
+ * FALLBACK_NONE, no weight, no bias, SOFTMAX, no selection bias, no groups,
+ * TOP2_SUM, gate_scale 1, GATE_OUTPUT; struct_size is set to that size. Call it
  * through the clmoe_router_desc_init(desc) macro (the caller's sizeof). */
 CLMOE_API void clmoe_router_desc_init_sized(clmoe_router_desc *desc,
                                             size_t size);
@@ -468,7 +533,10 @@ CLMOE_API void(clmoe_router_desc_init)(clmoe_router_desc *desc);
 /* Creates a router. Every invalid parameter or combination is rejected here
  * with INVALID_ARGUMENT and a detail naming the field (E outside 1..1024,
  * k > E, p outside (0,1], k_min > k_max, k_mean outside [k_min, k_max],
- * COSINE without a weight, ...). Errors also: NULL_POINTER,
+ * COSINE without a weight, E not divisible by num_groups, topk_groups >
+ * num_groups, k or k_max above the experts the kept groups hold, TOP2_SUM
+ * over one-expert groups, a non-finite selection bias, gate_scale not
+ * finite and > 0, unknown scoring / group_score / gate_position, ...). Errors also: NULL_POINTER,
  * INVALID_STRUCT_SIZE, SHAPE_MISMATCH/DTYPE_MISMATCH (weight tensors),
  * CONTEXT_MISMATCH, OUT_OF_DEVICE_MEMORY, OPENCL. Thread-safe. */
 CLMOE_API clmoe_status clmoe_router_create(clmoe_context *ctx,
@@ -621,7 +689,13 @@ enum {
   CLMOE_ACTIVATION_GELU = 2,   /* tanh approximation */
   CLMOE_ACTIVATION_SILU = 3,
   CLMOE_ACTIVATION_SWIGLU = 4, /* y = (silu(x W1 + b1) * (x W3 + b3)) W2 + b2 */
-  CLMOE_ACTIVATION_GEGLU = 5   /* as SWIGLU with gelu (tanh) */
+  CLMOE_ACTIVATION_GEGLU = 5,  /* as SWIGLU with gelu (tanh) */
+  /* Since 0.4. gpt-oss's clamped SwiGLU, with L = swiglu_limit and
+   * a = swiglu_alpha (clmoe_experts_desc): g = min(x W1 + b1, L),
+   * u = clamp(x W3 + b3, -L, L), y = (g * sigmoid(a * g) * (u + 1)) W2 + b2.
+   * Gated: W1 holds the gate columns and W3 the up columns (the checkpoint
+   * loader de-interleaves gpt-oss's gate_up_proj). */
+  CLMOE_ACTIVATION_SWIGLU_OAI = 6
 };
 
 typedef int32_t clmoe_weight_layout;
@@ -688,9 +762,15 @@ typedef struct clmoe_experts_desc {
    * to const float *). Bias host arrays are float32. Weight tensors carry
    * their own dtype (F32, F16 or BF16). */
   clmoe_dtype host_dtype;
+  /* Since 0.4. SWIGLU_OAI's clamp limit L (> 0, finite; default 7.0, gpt-oss's
+   * swiglu_limit) and sigmoid scale a (finite; default 1.702). Ignored by
+   * the other activations. */
+  float swiglu_limit;
+  float swiglu_alpha;
 } clmoe_experts_desc;
 
-/* Defaults: SWIGLU, LAYOUT_IN_OUT, PATH_AUTO, everything else 0/NULL, for
+/* Defaults: SWIGLU, LAYOUT_IN_OUT, PATH_AUTO, swiglu_limit 7, swiglu_alpha
+ * 1.702, everything else 0/NULL, for
  * the first `size` bytes (at most sizeof(clmoe_experts_desc)); struct_size
  * is set to that size. Call it through the clmoe_experts_desc_init(desc)
  * macro (the caller's sizeof *desc), as for clmoe_context_desc_init. */
@@ -703,7 +783,8 @@ CLMOE_API void(clmoe_experts_desc_init)(clmoe_experts_desc *desc);
 
 /* Creates E expert FFNs. Gated kinds keep [W1 | W3] side by side per expert
  * so that one GEMM computes both. Errors: NULL_POINTER, INVALID_STRUCT_SIZE,
- * INVALID_ARGUMENT (sizes, activation, missing/extra W3, a weight given
+ * INVALID_ARGUMENT (sizes, activation, swiglu_limit <= 0 or a non-finite
+ * swiglu_alpha for SWIGLU_OAI, missing/extra W3, a weight given
  * twice), SHAPE_MISMATCH / DTYPE_MISMATCH (weight tensors), CONTEXT_MISMATCH,
  * TOO_LARGE, OUT_OF_DEVICE_MEMORY, OPENCL. Thread-safe. */
 CLMOE_API clmoe_status clmoe_experts_create(clmoe_context *ctx,

@@ -17,7 +17,11 @@ clmoe_status cm_dispatch_rows(clmoe_routing *rt, int d, int rows, cl_mem x,
             : cm_launch(rt->ctx, k, "dispatch_rows", 2, g, NULL,
                         CM_ARGS(CM_ARG(d), CM_ARG(rt->ws.buf[CM_RB_STATS]),
                                 CM_ARG(rt->ws.buf[CM_RB_ROW_TOKENS]), CM_ARG(x),
-                                CM_ARG(x_dt), CM_ARG(xs), CM_ARG(xs_dt)));
+                                CM_ARG(x_dt), CM_ARG(xs), CM_ARG(xs_dt),
+                                CM_ARG(rt->gate_input),
+                                CM_ARG(rt->ws.buf[CM_RB_TOKEN_OFFSETS]),
+                                CM_ARG(rt->ws.buf[CM_RB_SLOT_ROWS]),
+                                CM_ARG(rt->ws.buf[CM_RB_GATES])));
 }
 
 clmoe_status cm_combine_rows(clmoe_routing *rt, int d, cl_mem ys,
@@ -40,7 +44,7 @@ clmoe_status cm_combine_rows(clmoe_routing *rt, int d, cl_mem ys,
                                 CM_ARG(rt->ws.buf[CM_RB_GATES]), CM_ARG(ys),
                                 CM_ARG(ys_dt), CM_ARG(accumulate), CM_ARG(y),
                                 CM_ARG(y_dt), CM_ARG(has_shared), CM_ARG(sg),
-                                CM_ARG(sr)));
+                                CM_ARG(sr), CM_ARG(rt->gate_input)));
 }
 
 clmoe_status cm_convert_elements(clmoe_context *ctx, cm_kernels *kernels,

@@ -3,6 +3,7 @@
 #include "moe/experts.h"
 #include "moe/grouped_gemm.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,9 @@ void clmoe_experts_desc_init_sized(clmoe_experts_desc *desc, size_t size) {
                                                   CLMOE_ACTIVATION_SWIGLU,
                                               .path = CLMOE_EXPERTS_PATH_AUTO,
                                               .weight_dtype = CLMOE_DTYPE_F32,
-                                              .host_dtype = CLMOE_DTYPE_F32};
+                                              .host_dtype = CLMOE_DTYPE_F32,
+                                              .swiglu_limit = 7.0f,
+                                              .swiglu_alpha = 1.702f};
   cm_init_struct(desc, &defaults, sizeof defaults, size);
 }
 
@@ -21,7 +24,8 @@ void(clmoe_experts_desc_init)(clmoe_experts_desc *desc) {
 }
 
 int cm_is_gated(clmoe_activation a) {
-  return a == CLMOE_ACTIVATION_SWIGLU || a == CLMOE_ACTIVATION_GEGLU;
+  return a == CLMOE_ACTIVATION_SWIGLU || a == CLMOE_ACTIVATION_GEGLU ||
+         a == CLMOE_ACTIVATION_SWIGLU_OAI;
 }
 
 static const char *const FN = "clmoe_experts_create";
@@ -111,9 +115,25 @@ static clmoe_status validate_sizes(const clmoe_experts_desc *d) {
                       "d_model = %d and d_ff = %d must be >= 1", d->d_model,
                       d->d_ff);
   if (d->activation < CLMOE_ACTIVATION_RELU ||
-      d->activation > CLMOE_ACTIVATION_GEGLU)
+      d->activation > CLMOE_ACTIVATION_SWIGLU_OAI)
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN, "unknown activation %d",
                       (int)d->activation);
+  if (d->activation == CLMOE_ACTIVATION_SWIGLU_OAI) {
+    /* A caller too old for the fields cannot name SWIGLU_OAI either. */
+    if (!CM_HAS_FIELD(d, clmoe_experts_desc, swiglu_alpha))
+      return cm_fail_at(CLMOE_ERROR_INVALID_STRUCT_SIZE, FN,
+                        "SWIGLU_OAI needs a desc with swiglu_limit and "
+                        "swiglu_alpha (struct_size %zu)",
+                        d->struct_size);
+    if (!isfinite(d->swiglu_limit) || !(d->swiglu_limit > 0.0f))
+      return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                        "swiglu_limit = %g; it must be finite and > 0",
+                        (double)d->swiglu_limit);
+    if (!isfinite(d->swiglu_alpha))
+      return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                        "swiglu_alpha = %g is not finite",
+                        (double)d->swiglu_alpha);
+  }
   if (d->layout != CLMOE_LAYOUT_IN_OUT && d->layout != CLMOE_LAYOUT_OUT_IN)
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN, "unknown layout %d",
                       (int)d->layout);
@@ -136,7 +156,8 @@ static clmoe_status validate(const clmoe_experts_desc *d) {
                       "the gated activation needs w3");
   if (!cm_is_gated(d->activation) && (has_w3 || has_b3))
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
-                      "w3/b3 are only for gated activations (SWIGLU, GEGLU)");
+                      "w3/b3 are only for gated activations (SWIGLU, GEGLU, "
+                   "SWIGLU_OAI)");
   return CLMOE_SUCCESS;
 }
 
@@ -351,6 +372,10 @@ clmoe_status cm_experts_alloc(clmoe_context *ctx,
   x->f = desc->d_ff;
   x->F = cm_is_gated(desc->activation) ? 2 * x->f : x->f;
   x->activation = desc->activation;
+  if (desc->activation == CLMOE_ACTIVATION_SWIGLU_OAI) {
+    x->act_params[0] = desc->swiglu_limit;
+    x->act_params[1] = desc->swiglu_alpha;
+  }
   x->path = path;
   x->wdtype = wdtype;
   x->vw = ctx->tuning.vw;

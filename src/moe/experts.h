@@ -9,6 +9,7 @@ struct clmoe_experts {
   clmoe_context *ctx;
   int E, d, f, F; /* F = f, or 2f for gated kinds ([W1 | W3]) */
   clmoe_activation activation;
+  float act_params[2]; /* SWIGLU_OAI: {limit, alpha} */
   clmoe_experts_path path;
   /* CLBLAST path: w13 [E, d, F], w2 [E, f, d], biases as given.
    * GROUPED path: w13 and w2 packed in panels of 2 * vw columns

@@ -49,7 +49,8 @@ static clmoe_status run_clblast(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,
                    CM_ARGS(CM_ARG(N), CM_ARG(E), CM_ARG(f), CM_ARG(kind),
                            CM_ARG(rt->ws.buf[CM_RB_EXPERT_OFFSETS]), CM_ARG(h),
                            CM_ARG(has_b1), CM_ARG(b1), CM_ARG(has_b3),
-                           CM_ARG(b3), CM_ARG(act)));
+                           CM_ARG(b3), CM_ARG(act), CM_ARG(x->act_params[0]),
+                           CM_ARG(x->act_params[1])));
   for (int e = 0; e < E && !st; ++e) {
     int n = off[e + 1] - off[e];
     if (n > 0)
@@ -74,7 +75,7 @@ static clmoe_status grouped_gemm(clmoe_experts *x, clmoe_routing *rt, int rows,
                          cm_gemm_tiles_per_item(&rt->ctx->tuning),
                          rt->ws.buf[CM_RB_EXPERT_OFFSETS],
                          rt->ws.buf[CM_RB_TILE_OFFSETS], A, B, x->wdtype, epi,
-                         bias, C, n_out);
+                         bias, C, n_out, x->act_params);
 }
 
 static clmoe_status run_grouped(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,

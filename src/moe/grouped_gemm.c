@@ -68,9 +68,10 @@ clmoe_status cm_gemm_grouped(clmoe_context *ctx, cm_kernels *kernels, int E,
                              int tiles_per_item, cl_mem expert_offsets,
                              cl_mem tile_offsets, cl_mem A, cl_mem B,
                              clmoe_dtype wdtype, int epi, cl_mem bias, cl_mem C,
-                             int n_out) {
+                             int n_out, const float *act) {
   const cm_tuning *t = &ctx->tuning;
   int has_bias = bias != NULL;
+  float lim = act ? act[0] : 0.0f, alpha = act ? act[1] : 0.0f;
   size_t tiles = tiles_bound(E, rows_bound, cm_gemm_tile_rows(t));
   /* Unused when has_bias = 0, but every argument must be a valid buffer. */
   cl_mem b = has_bias ? bias : B;
@@ -80,7 +81,8 @@ clmoe_status cm_gemm_grouped(clmoe_context *ctx, cm_kernels *kernels, int E,
                                 CM_ARG(expert_offsets), CM_ARG(tile_offsets),
                                 CM_ARG(A), CM_ARG(B), CM_ARG(epi),
                                 CM_ARG(has_bias), CM_ARG(b), CM_ARG(C),
-                                CM_ARG(n_out), CM_ARG(n_out)));
+                                CM_ARG(n_out), CM_ARG(n_out), CM_ARG(lim),
+                                CM_ARG(alpha)));
   cl_kernel k;
   clmoe_status st = cm_kernel(ctx, kernels, kernel_for(wdtype, 0), &k);
   if (st)
@@ -94,5 +96,6 @@ clmoe_status cm_gemm_grouped(clmoe_context *ctx, cm_kernels *kernels, int E,
                            CM_ARG(tiles_per_item), CM_ARG(expert_offsets),
                            CM_ARG(tile_offsets), CM_ARG(A), CM_ARG(B),
                            CM_ARG(epi), CM_ARG(has_bias), CM_ARG(b), CM_ARG(C),
-                           CM_ARG(n_out), CM_ARG(n_out)));
+                           CM_ARG(n_out), CM_ARG(n_out), CM_ARG(lim),
+                           CM_ARG(alpha)));
 }

@@ -92,7 +92,8 @@ static clmoe_status router_gemm_grouped(route_call *c) {
   return cm_gemm_grouped(ctx, &rt->ws.kernels, 1, c->T, r->d, r->packed_panels,
                          1, rt->ws.buf[CM_RB_ROUTER_ROWS],
                          rt->ws.buf[CM_RB_ROUTER_TILES], c->x, r->packed,
-                         CLMOE_DTYPE_F32, CM_EPI_NONE, NULL, c->logits, c->E);
+                         CLMOE_DTYPE_F32, CM_EPI_NONE, NULL, c->logits, c->E,
+                         NULL);
 }
 
 static clmoe_status router_gemm(route_call *c) {
@@ -119,6 +120,11 @@ static clmoe_status run_select(route_call *c) {
   cl_mem imp = c->importance ? c->importance : c->logits;
   int policy = r->policy,
       budget = r->policy == CLMOE_POLICY_IMPORTANCE && r->k_mean > 0.0f;
+  int sigmoid = r->scoring == CLMOE_SCORING_SIGMOID;
+  int has_sel_bias = r->selection_bias != NULL;
+  cl_mem sel_bias = has_sel_bias ? r->selection_bias : c->logits;
+  int group_score = r->group_score, gates_from_score = r->policy ==
+                                                        CLMOE_POLICY_TOPK;
   return cm_launch(
       c->ctx, k, "route_select", 1, &global, NULL,
       CM_ARGS(CM_ARG(c->T), CM_ARG(c->E), CM_ARG(c->logits), CM_ARG(has_bias),
@@ -130,7 +136,10 @@ static clmoe_status run_select(route_call *c) {
               CM_ARG(c->rt->ws.buf[CM_RB_CAND_P]),
               CM_ARG(c->rt->ws.buf[CM_RB_PROP_COUNTS]),
               CM_ARG(c->rt->ws.buf[CM_RB_STATS]),
-              CM_ARG(c->rt->ws.buf[CM_RB_HEAP])));
+              CM_ARG(c->rt->ws.buf[CM_RB_HEAP]), CM_ARG(sigmoid),
+              CM_ARG(has_sel_bias), CM_ARG(sel_bias), CM_ARG(r->num_groups),
+              CM_ARG(r->topk_groups), CM_ARG(group_score),
+              CM_ARG(gates_from_score)));
 }
 
 static clmoe_status run_budget(route_call *c) {
@@ -222,6 +231,11 @@ static clmoe_status run_compact(route_call *c) {
                     c->rt->ws.buf[CM_RB_PARTIALS])))
     return st;
   int renorm = c->r->renorm;
+  /* DeepSeek-V3's normalisation of sigmoid top-k gates: w / (sum + 1e-20). */
+  float eps = c->r->policy == CLMOE_POLICY_TOPK &&
+                      c->r->scoring == CLMOE_SCORING_SIGMOID
+                  ? 1e-20f
+                  : 0.0f;
   if ((st = cm_kernel(ctx, ks, CM_K_COMPACT_WRITE, &k)) ||
       (st = cm_launch(ctx, k, "compact_write", 1, &g, NULL,
                       CM_ARGS(CM_ARG(c->T), CM_ARG(c->E), CM_ARG(c->kcap),
@@ -232,7 +246,8 @@ static clmoe_status run_compact(route_call *c) {
                               CM_ARG(c->rt->ws.buf[CM_RB_MASK]), CM_ARG(renorm),
                               CM_ARG(c->rt->ws.buf[CM_RB_TOKEN_OFFSETS]),
                               CM_ARG(c->rt->ws.buf[CM_RB_EXPERT_IDS]),
-                              CM_ARG(c->rt->ws.buf[CM_RB_GATES])))))
+                              CM_ARG(c->rt->ws.buf[CM_RB_GATES]), CM_ARG(eps),
+                              CM_ARG(c->r->gate_scale)))))
     return st;
   /* Proposed assignments, for the dropped count: the proposal total when a
    * capacity step ran, else the kept total. */
@@ -348,7 +363,7 @@ static int candidates_per_token(const clmoe_router *r) {
   case CLMOE_POLICY_IMPORTANCE:
     return r->k_max;
   default:
-    return r->E;
+    return r->allowed;
   }
 }
 
@@ -398,6 +413,7 @@ clmoe_status cm_route_enqueue(clmoe_router *router, const clmoe_tensor *x,
     return st;
   routing->T = c.T; /* still invalid: cm_route_finish completes it */
   routing->E = c.E;
+  routing->gate_input = router->gate_position == CLMOE_GATE_INPUT;
   if (slots_bound)
     *slots_bound = c.T * c.kcap;
   return CLMOE_SUCCESS;

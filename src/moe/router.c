@@ -13,7 +13,8 @@ void clmoe_router_desc_init_sized(clmoe_router_desc *desc, size_t size) {
                                              .k = 2,
                                              .p = 0.4f,
                                              .k_min = 1,
-                                             .weight_dtype = CLMOE_DTYPE_F32};
+                                             .weight_dtype = CLMOE_DTYPE_F32,
+                                             .gate_scale = 1.0f};
   cm_init_struct(desc, &defaults, sizeof defaults, size);
 }
 
@@ -23,7 +24,75 @@ void(clmoe_router_desc_init)(clmoe_router_desc *desc) {
 
 static const char *const FN = "clmoe_router_create";
 
-static clmoe_status validate(const clmoe_router_desc *d, int has_weight) {
+/* The 0.4 fields of a descriptor, with their defaults for an older one. */
+typedef struct router_v04 {
+  clmoe_scoring scoring;
+  int num_groups, topk_groups;
+  clmoe_group_score group_score;
+  float gate_scale;
+  clmoe_gate_position gate_position;
+  const float *bias_host;
+  const clmoe_tensor *bias;
+} router_v04;
+
+static router_v04 read_v04(const clmoe_router_desc *d) {
+  router_v04 v = {CLMOE_SCORING_SOFTMAX, 0, 0, CLMOE_GROUP_SCORE_TOP2_SUM,
+                  1.0f, CLMOE_GATE_OUTPUT, NULL, NULL};
+  if (!CM_HAS_FIELD(d, clmoe_router_desc, gate_position))
+    return v;
+  v.scoring = d->scoring;
+  v.num_groups = d->num_groups;
+  v.topk_groups = d->topk_groups;
+  v.group_score = d->group_score;
+  v.gate_scale = d->gate_scale;
+  v.gate_position = d->gate_position;
+  v.bias_host = d->selection_bias_host;
+  v.bias = d->selection_bias;
+  return v;
+}
+
+/* Scoring, groups, gate scale and position; *allowed receives the experts
+ * the kept groups hold. */
+static clmoe_status validate_v04(const router_v04 *v, int E, int *allowed) {
+  if (v->scoring != CLMOE_SCORING_SOFTMAX &&
+      v->scoring != CLMOE_SCORING_SIGMOID)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN, "unknown scoring %d",
+                      (int)v->scoring);
+  if (v->group_score != CLMOE_GROUP_SCORE_TOP2_SUM &&
+      v->group_score != CLMOE_GROUP_SCORE_MAX)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "unknown group_score %d", (int)v->group_score);
+  if (v->gate_position != CLMOE_GATE_OUTPUT &&
+      v->gate_position != CLMOE_GATE_INPUT)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "unknown gate_position %d", (int)v->gate_position);
+  if (!isfinite(v->gate_scale) || !(v->gate_scale > 0.0f))
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "gate_scale = %g; it must be finite and > 0",
+                      (double)v->gate_scale);
+  if (v->bias_host && v->bias)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "set selection_bias_host or selection_bias, not both");
+  int G = v->num_groups;
+  if (G < 0 || G > E || (G > 1 && E % G != 0))
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "num_groups = %d does not divide num_experts = %d", G, E);
+  int kept = v->topk_groups == 0 ? (G > 1 ? G : 1) : v->topk_groups;
+  if (v->topk_groups < 0 || kept > (G > 1 ? G : 1))
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "topk_groups = %d is outside 0..num_groups (%d)",
+                      v->topk_groups, G);
+  if (G > 1 && v->group_score == CLMOE_GROUP_SCORE_TOP2_SUM && E / G < 2)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "group_score TOP2_SUM needs groups of at least 2 "
+                      "experts; num_groups = %d makes groups of %d",
+                      G, E / G);
+  *allowed = G > 1 ? kept * (E / G) : E;
+  return CLMOE_SUCCESS;
+}
+
+static clmoe_status validate(const clmoe_router_desc *d, int has_weight,
+                             int allowed) {
   int E = d->num_experts;
   if (E < 1 || E > 1024)
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
@@ -54,20 +123,22 @@ static clmoe_status validate(const clmoe_router_desc *d, int has_weight) {
         "d_model = %d; it must be >= 1 with a weight (0 only for a "
         "logits-only router)",
         d->d_model);
-  int k_max = d->k_max == 0 ? E : d->k_max;
+  int k_max = d->k_max == 0 ? allowed : d->k_max;
+  const char *bound = allowed < E ? "the experts the kept groups hold"
+                                  : "num_experts";
   switch (d->policy) {
   case CLMOE_POLICY_TOPK:
   case CLMOE_POLICY_RESONANCE:
-    if (d->k < 1 || d->k > E)
+    if (d->k < 1 || d->k > allowed)
       return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
-                        "k = %d is outside 1..num_experts (%d)", d->k, E);
+                        "k = %d is outside 1..%s (%d)", d->k, bound, allowed);
     break;
   case CLMOE_POLICY_TOPP:
   case CLMOE_POLICY_IMPORTANCE:
-    if (d->k_max < 0 || k_max > E)
+    if (d->k_max < 0 || k_max > allowed)
       return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
-                        "k_max = %d is outside 0..num_experts (%d)", d->k_max,
-                        E);
+                        "k_max = %d is outside 0..%s (%d)", d->k_max, bound,
+                        allowed);
     if (d->k_min < 0 || d->k_min > k_max)
       return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
                         "k_min = %d is outside 0..k_max (%d)", d->k_min, k_max);
@@ -180,6 +251,30 @@ static clmoe_status derive_from_weight(clmoe_router *r, const float *host) {
   return st;
 }
 
+/* The selection bias, checked finite on the host (a tensor is read back
+ * once: E floats). */
+static clmoe_status upload_selection_bias(clmoe_router *r,
+                                          const router_v04 *v) {
+  float *b = malloc((size_t)r->E * sizeof *b);
+  clmoe_status st = CLMOE_SUCCESS;
+  if (!b)
+    return cm_fail_at(CLMOE_ERROR_OUT_OF_HOST_MEMORY, FN,
+                      "out of host memory");
+  if (v->bias)
+    st = clmoe_tensor_read(v->bias, b, (size_t)r->E * sizeof *b);
+  else
+    memcpy(b, v->bias_host, (size_t)r->E * sizeof *b);
+  for (int e = 0; !st && e < r->E; ++e)
+    if (!isfinite(b[e]))
+      st = cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "selection_bias[%d] = %g is not finite", e, (double)b[e]);
+  if (!st)
+    st = cm_buffer_upload(r->ctx, b, NULL, (size_t)r->E * sizeof *b,
+                          "router selection bias", &r->selection_bias);
+  free(b);
+  return st;
+}
+
 /* The router weight [d, E] as float32 on the host, from a 16-bit host array
  * or tensor. */
 static clmoe_status widen_weight(clmoe_router *r, const clmoe_router_desc *desc,
@@ -228,7 +323,10 @@ clmoe_status clmoe_router_create(clmoe_context *ctx,
   if (!has_weight && (desc->bias_host || desc->bias))
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
                       "a bias needs a weight");
-  if ((st = validate(desc, has_weight)))
+  router_v04 v = read_v04(desc);
+  int allowed = 0;
+  if ((st = validate_v04(&v, desc->num_experts, &allowed)) ||
+      (st = validate(desc, has_weight, allowed)))
     return st;
   int E = desc->num_experts, d = desc->d_model;
   clmoe_dtype host_dtype = CM_HAS_FIELD(desc, clmoe_router_desc, weight_dtype)
@@ -250,6 +348,10 @@ clmoe_status clmoe_router_create(clmoe_context *ctx,
     return st;
   if (desc->bias && (st = cm_check_tensor(desc->bias, ctx, "router bias",
                                           CLMOE_DTYPE_F32, 1, (int64_t[]){E})))
+    return st;
+  if (v.bias &&
+      (st = cm_check_tensor(v.bias, ctx, "selection_bias", CLMOE_DTYPE_F32, 1,
+                            (int64_t[]){E})))
     return st;
   if ((int64_t)d * E > INT32_MAX)
     return cm_fail(
@@ -280,6 +382,13 @@ clmoe_status clmoe_router_create(clmoe_context *ctx,
        r->policy != CLMOE_POLICY_EXPERT_CHOICE);
   r->affinity = desc->affinity;
   r->fallback = desc->fallback;
+  r->scoring = v.scoring;
+  r->num_groups = v.num_groups > 1 ? v.num_groups : 1;
+  r->topk_groups = v.topk_groups ? v.topk_groups : r->num_groups;
+  r->allowed = allowed;
+  r->group_score = v.group_score;
+  r->gate_scale = v.gate_scale;
+  r->gate_position = v.gate_position;
   /* A 16-bit weight is widened on the host first (exact). */
   float *widened = NULL;
   const float *host_w = desc->weight_host;
@@ -296,6 +405,8 @@ clmoe_status clmoe_router_create(clmoe_context *ctx,
     st = cm_buffer_upload(ctx, desc->bias_host,
                           desc->bias ? desc->bias->mem : NULL,
                           (size_t)E * sizeof(float), "router bias", &r->bias);
+  if (!st && (v.bias_host || v.bias))
+    st = upload_selection_bias(r, &v);
   if (!st && has_weight)
     st = derive_from_weight(r, host_w);
   free(widened);
@@ -312,6 +423,7 @@ void clmoe_router_destroy(clmoe_router *router) {
     return;
   cm_release_mem(&router->weight);
   cm_release_mem(&router->bias);
+  cm_release_mem(&router->selection_bias);
   cm_release_mem(&router->wnorm);
   cm_release_mem(&router->packed);
   free(router);

@@ -15,6 +15,15 @@ struct clmoe_router {
   int renorm; /* gates resolved from GATES_DEFAULT */
   clmoe_affinity affinity;
   clmoe_fallback fallback;
+  /* Since 0.4 (resolved): scoring, group-limited selection, gate scale and
+   * position. num_groups is 1 without groups; allowed = the experts the
+   * kept groups hold (E without groups). */
+  clmoe_scoring scoring;
+  int num_groups, topk_groups, allowed;
+  clmoe_group_score group_score;
+  float gate_scale;
+  clmoe_gate_position gate_position;
+  cl_mem selection_bias; /* [E] or NULL */
   cl_mem weight; /* [d, E] or NULL */
   cl_mem bias;   /* [E] or NULL */
   cl_mem wnorm;  /* [E] column norms of weight (COSINE), or NULL */

@@ -81,6 +81,7 @@ clmoe_status cm_routing_reserve(clmoe_routing *r, cm_routing_buffer which,
 void cm_routing_clear(clmoe_routing *r) {
   cm_routing_set_sizes(r, 0, 0, 0);
   r->valid = 0;
+  r->gate_input = 0;
 }
 
 void cm_routing_set_sizes(clmoe_routing *r, int T, int E, int N) {

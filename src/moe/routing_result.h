@@ -50,6 +50,9 @@ struct clmoe_routing {
   cm_workspace ws; /* buffers indexed by cm_routing_buffer, kernels */
   int valid;       /* 1 after a successful route */
   int T, E, N;
+  /* The router's gates scale the expert inputs (CLMOE_GATE_INPUT): dispatch
+   * multiplies each row by its slot's gate, combine adds with weight 1. */
+  int gate_input;
   clmoe_tensor views[CLMOE_ROUTING_ROW_TOKENS + 1];
   int *host_offsets; /* [E+1] CLBlast path's copy of expert_offsets */
   int host_offsets_cap;
