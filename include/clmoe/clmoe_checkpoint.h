@@ -123,7 +123,35 @@ enum {
                                shared_expert_gate; sparse layers per
                                decoder_sparse_step and mlp_only_layers */
   CLMOE_ARCH_QWEN3_MOE = 4, /* as Qwen2-MoE without shared experts */
-  CLMOE_ARCH_CUSTOM = 5     /* the desc's name templates and conventions */
+  CLMOE_ARCH_CUSTOM = 5,    /* the desc's name templates and conventions */
+  /* Since 0.4 (routing conventions in docs/policies.md): */
+  /* model_type "deepseek_v2": model.layers.L.mlp: gate, experts.e.{gate,up,
+   * down}_proj, shared_experts.*; softmax scores, topk_method "greedy" or
+   * "group_limited_greedy" (groups scored by their best, CLMOE_GROUP_SCORE_
+   * MAX), gates normalised iff norm_topk_prob, times routed_scaling_factor */
+  CLMOE_ARCH_DEEPSEEK_V2 = 6,
+  /* model_type "deepseek_v3" or "kimi_k2": as DEEPSEEK_V2 with sigmoid
+   * scores, gate.e_score_correction_bias as the selection bias, topk_method
+   * "noaux_tc" (groups scored by their two best) */
+  CLMOE_ARCH_DEEPSEEK_V3 = 7,
+  /* model_type "glm4_moe": DeepSeek-V3's router and names (GLM-4.5 ships
+   * without topk_method / scoring_func: noaux_tc and sigmoid) */
+  CLMOE_ARCH_GLM4_MOE = 8,
+  /* model_type "gpt_oss": mlp.router.{weight,bias}; stacked
+   * mlp.experts.gate_up_proj [E, d, 2f] (x.W order, gate/up columns
+   * interleaved, de-interleaved at load) with gate_up_proj_bias [E, 2f],
+   * down_proj [E, f, d] with down_proj_bias [E, d]; top-k of the logits,
+   * softmax over them (RENORM), CLMOE_ACTIVATION_SWIGLU_OAI with
+   * swiglu_limit from config.json and alpha 1.702 */
+  CLMOE_ARCH_GPT_OSS = 9,
+  /* model_type "llama4" (fields under "text_config") or "llama4_text":
+   * language_model.model.layers.L.feed_forward. (or model.layers.L.
+   * feed_forward.): router.weight, experts.gate_up_proj [E, d, 2f] (x.W
+   * order, gate half first), experts.down_proj [E, f, d], shared_expert.*;
+   * top-k by logit, sigmoid gate applied to the expert input
+   * (CLMOE_GATE_INPUT); MoE layers per moe_layers or
+   * interleave_moe_layer_step */
+  CLMOE_ARCH_LLAMA4 = 10
 };
 
 typedef struct clmoe_layer_desc {
@@ -136,7 +164,9 @@ typedef struct clmoe_layer_desc {
   /* The routing policy. NULL: the model's own (TOPK with its
    * num_experts_per_tok, gates RENORM or RAW as the model normalises).
    * Otherwise its policy fields (policy .. fallback) are used, and
-   * num_experts, d_model and the weights are the loader's. */
+   * num_experts, d_model, the weights and the model's routing conventions
+   * (scoring, selection bias, groups, gate_scale, gate_position) are the
+   * loader's: a dynamic policy then runs over the model's own scores. */
   const clmoe_router_desc *policy;
   clmoe_experts_path path; /* of the experts objects; AUTO by default */
   /* CUSTOM only: tensor names in which "{layer}" and "{expert}" are
@@ -174,10 +204,28 @@ typedef struct clmoe_moe_layer {
   int32_t top_k;            /* the model's num_experts_per_tok */
   int32_t renormalize;      /* the model renormalises its top-k gates */
   clmoe_dtype weight_dtype; /* of the experts */
+  /* Since 0.4: the model's routing and expert conventions, as loaded. */
+  clmoe_scoring scoring;
+  int32_t num_groups, topk_groups; /* 1, 1: no groups */
+  clmoe_group_score group_score;
+  float gate_scale; /* routed_scaling_factor; 1 for the others */
+  clmoe_gate_position gate_position;
+  int32_t has_selection_bias;  /* e_score_correction_bias loaded */
+  int32_t has_router_bias;     /* gpt-oss */
+  int32_t has_expert_biases;   /* gpt-oss */
+  clmoe_activation activation; /* of the routed experts */
+  float swiglu_limit;          /* SWIGLU_OAI only, else 0 */
 } clmoe_moe_layer;
 
-/* Sets struct_size and clears the rest. */
-CLMOE_API void clmoe_moe_layer_init(clmoe_moe_layer *layer);
+/* Sets struct_size to `size` (at most sizeof(clmoe_moe_layer)) and clears
+ * the rest; call it through the clmoe_moe_layer_init(layer) macro (the
+ * caller's sizeof). A layer of the 0.3 size receives the 0.3 fields. */
+CLMOE_API void clmoe_moe_layer_init_sized(clmoe_moe_layer *layer, size_t size);
+/* The 0.3 entry point: initialises the 0.3 fields only (up to
+ * weight_dtype). */
+CLMOE_API void(clmoe_moe_layer_init)(clmoe_moe_layer *layer);
+#define clmoe_moe_layer_init(layer)                                            \
+  clmoe_moe_layer_init_sized((layer), sizeof *(layer))
 
 /* Destroys the layer's objects and sets them to NULL. NULL is ignored. */
 CLMOE_API void clmoe_moe_layer_release(clmoe_moe_layer *layer);
@@ -193,9 +241,14 @@ CLMOE_API void clmoe_moe_layer_release(clmoe_moe_layer *layer);
  * checked against them. Errors: NOT_FOUND (a tensor, naming the nearest
  * existing one), SHAPE_MISMATCH (a tensor that disagrees with
  * config.json, both named), INVALID_ARGUMENT (a layer outside the model,
- * or one that is not an MoE layer there: Qwen's mlp_only_layers or
- * decoder_sparse_step; AUTO without config.json), UNSUPPORTED (a
- * model_type clmoe does not know, named; a stored dtype it cannot read),
+ * or one that is not an MoE layer there, naming the config field: Qwen's
+ * mlp_only_layers or decoder_sparse_step, DeepSeek's
+ * first_k_dense_replace or moe_layer_freq, Llama 4's moe_layers or
+ * interleave_moe_layer_step; AUTO without config.json; a llama4 config
+ * without text_config; a gpt-oss checkpoint without its expert or router
+ * biases, naming the tensor), UNSUPPORTED (a model_type, topk_method or
+ * scoring_func clmoe does not know, named; a quantization_config, naming
+ * its quant_method; a stored dtype it cannot read),
  * BAD_FILE (config.json not JSON or missing a needed field), and those of
  * clmoe_router_create and clmoe_experts_create. On error nothing is left
  * allocated and *out is cleared. */

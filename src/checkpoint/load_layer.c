@@ -1,17 +1,14 @@
 /* clmoe_checkpoint_load_layer: one MoE block of a Hugging Face model as a
- * router, experts and (Qwen2-MoE) shared experts. Tensor names and gate
- * conventions follow the transformers model definitions: Mixtral
- * renormalises its top-k softmax probabilities; OLMoE and Qwen renormalise
- * only with norm_topk_prob; Qwen2-MoE adds sigmoid(x . w) * shared(x);
- * Qwen's dense layers are those in mlp_only_layers or with
- * (layer + 1) % decoder_sparse_step != 0. Weights are stored [out, in] and
- * loaded expert-major with the experts' OUT_IN layout. */
-#include <jansson.h>
+ * router, experts and shared experts, from the plan families.c makes of
+ * config.json. Weights stored [out, in] (nn.Linear) are loaded with the
+ * experts' OUT_IN layout; stacked experts stored in x.W order ([E, in, out]:
+ * gpt-oss, Llama 4) are transposed one expert at a time as they stream. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/layer_plan.h"
 #include "moe/experts.h"
 #include "runtime/runtime.h"
 
@@ -23,11 +20,13 @@ void clmoe_layer_desc_init_sized(clmoe_layer_desc *desc, size_t size) {
   cm_init_struct(desc, &defaults, sizeof defaults, size);
 }
 
-void clmoe_moe_layer_init(clmoe_moe_layer *layer) {
-  if (!layer)
-    return;
-  memset(layer, 0, sizeof *layer);
-  layer->struct_size = sizeof *layer;
+void clmoe_moe_layer_init_sized(clmoe_moe_layer *layer, size_t size) {
+  static const clmoe_moe_layer zero;
+  cm_init_struct(layer, &zero, sizeof zero, size);
+}
+
+void(clmoe_moe_layer_init)(clmoe_moe_layer *layer) {
+  clmoe_moe_layer_init_sized(layer, offsetof(clmoe_moe_layer, scoring));
 }
 
 void clmoe_moe_layer_release(clmoe_moe_layer *layer) {
@@ -42,214 +41,6 @@ void clmoe_moe_layer_release(clmoe_moe_layer *layer) {
   layer->shared_gate = NULL;
 }
 
-/* Name templates of one architecture ({layer}, {expert}). */
-typedef struct arch_names {
-  const char *router, *w1, *w3, *w2, *gate_up, *down;
-  const char *shared_w1, *shared_w3, *shared_w2, *shared_gate;
-} arch_names;
-
-#define MLP "model.layers.{layer}.mlp."
-static const arch_names k_mixtral = {
-    "model.layers.{layer}.block_sparse_moe.gate.weight",
-    "model.layers.{layer}.block_sparse_moe.experts.{expert}.w1.weight",
-    "model.layers.{layer}.block_sparse_moe.experts.{expert}.w3.weight",
-    "model.layers.{layer}.block_sparse_moe.experts.{expert}.w2.weight",
-    "model.layers.{layer}.block_sparse_moe.experts.gate_up_proj",
-    "model.layers.{layer}.block_sparse_moe.experts.down_proj",
-    NULL,
-    NULL,
-    NULL,
-    NULL};
-static const arch_names k_olmoe_qwen3 = {
-    MLP "gate.weight",
-    MLP "experts.{expert}.gate_proj.weight",
-    MLP "experts.{expert}.up_proj.weight",
-    MLP "experts.{expert}.down_proj.weight",
-    MLP "experts.gate_up_proj",
-    MLP "experts.down_proj",
-    NULL,
-    NULL,
-    NULL,
-    NULL};
-static const arch_names k_qwen2 = {MLP "gate.weight",
-                                   MLP "experts.{expert}.gate_proj.weight",
-                                   MLP "experts.{expert}.up_proj.weight",
-                                   MLP "experts.{expert}.down_proj.weight",
-                                   MLP "experts.gate_up_proj",
-                                   MLP "experts.down_proj",
-                                   MLP "shared_expert.gate_proj.weight",
-                                   MLP "shared_expert.up_proj.weight",
-                                   MLP "shared_expert.down_proj.weight",
-                                   MLP "shared_expert_gate.weight"};
-#undef MLP
-
-static const struct {
-  const char *model_type;
-  clmoe_arch arch;
-} k_model_types[] = {{"mixtral", CLMOE_ARCH_MIXTRAL},
-                     {"olmoe", CLMOE_ARCH_OLMOE},
-                     {"qwen2_moe", CLMOE_ARCH_QWEN2_MOE},
-                     {"qwen3_moe", CLMOE_ARCH_QWEN3_MOE}};
-
-/* What the loader needs to know of a layer. */
-typedef struct plan {
-  arch_names names;
-  clmoe_arch arch;
-  int layer, E, d, f, fs, k, renorm;
-  clmoe_activation activation;
-} plan;
-
-/* `tmpl` with {layer} and {expert} replaced. */
-static void expand(const char *tmpl, int layer, int expert, char *out,
-                   size_t len) {
-  size_t n = 0;
-  for (const char *p = tmpl; *p && n + 1 < len;) {
-    int v = -1;
-    if (!strncmp(p, "{layer}", 7)) {
-      v = layer;
-      p += 7;
-    } else if (!strncmp(p, "{expert}", 8)) {
-      v = expert;
-      p += 8;
-    }
-    if (v >= 0) {
-      int w = snprintf(out + n, len - n, "%d", v);
-      n += w > 0 ? (size_t)w : 0;
-      if (n >= len)
-        n = len - 1;
-    } else {
-      out[n++] = *p++;
-    }
-  }
-  out[n] = 0;
-}
-
-/* ---- config.json ---- */
-
-static clmoe_status config_int(json_t *cfg, const char *key, int required,
-                               int fallback, int *out) {
-  json_t *v = json_object_get(cfg, key);
-  if (!v && !required) {
-    *out = fallback;
-    return CLMOE_SUCCESS;
-  }
-  if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-      json_integer_value(v) > INT32_MAX)
-    return cm_fail_at(CLMOE_ERROR_BAD_FILE, FN,
-                      "config.json: \"%s\" is %s; expected a non-negative "
-                      "integer",
-                      key, v ? "not one" : "missing");
-  *out = (int)json_integer_value(v);
-  return CLMOE_SUCCESS;
-}
-
-/* Sizes and conventions of layer `layer` from config.json. */
-static clmoe_status plan_from_config(json_t *cfg, clmoe_arch arch, int layer,
-                                     plan *p) {
-  int layers = 0, step = 1;
-  int qwen = arch == CLMOE_ARCH_QWEN2_MOE || arch == CLMOE_ARCH_QWEN3_MOE;
-  clmoe_status st;
-  if ((st = config_int(cfg, "hidden_size", 1, 0, &p->d)) ||
-      (st = config_int(cfg, "num_hidden_layers", 1, 0, &layers)) ||
-      (st = config_int(cfg, "num_experts_per_tok", 1, 0, &p->k)) ||
-      (st = config_int(cfg,
-                       arch == CLMOE_ARCH_MIXTRAL ? "num_local_experts"
-                                                  : "num_experts",
-                       1, 0, &p->E)) ||
-      (st =
-           config_int(cfg, qwen ? "moe_intermediate_size" : "intermediate_size",
-                      1, 0, &p->f)) ||
-      (qwen && (st = config_int(cfg, "decoder_sparse_step", 0, 1, &step))) ||
-      (arch == CLMOE_ARCH_QWEN2_MOE &&
-       (st = config_int(cfg, "shared_expert_intermediate_size", 0, 0, &p->fs))))
-    return st;
-  if (layer < 0 || layer >= layers)
-    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
-                      "layer %d is outside 0..%d (num_hidden_layers = %d)",
-                      layer, layers - 1, layers);
-  json_t *norm = json_object_get(cfg, "norm_topk_prob");
-  p->renorm = arch == CLMOE_ARCH_MIXTRAL ? 1 : json_is_true(norm);
-  if (qwen) {
-    json_t *dense = json_object_get(cfg, "mlp_only_layers");
-    size_t i;
-    json_t *v;
-    int listed = 0;
-    json_array_foreach(dense, i, v) listed |=
-        json_is_integer(v) && json_integer_value(v) == layer;
-    if (listed || p->E == 0 || step < 1 || (layer + 1) % step != 0)
-      return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
-                        "layer %d is a dense MLP in this model, not an MoE "
-                        "layer (mlp_only_layers%s, decoder_sparse_step = %d)",
-                        layer, listed ? " lists it" : "", step);
-  }
-  p->activation = CLMOE_ACTIVATION_SWIGLU;
-  return CLMOE_SUCCESS;
-}
-
-/* The architecture and its sizes: from config.json, or (CUSTOM) from the
- * desc and the tensors' shapes (filled later). */
-static clmoe_status make_plan(const clmoe_checkpoint *ck,
-                              const clmoe_layer_desc *desc, plan *p) {
-  memset(p, 0, sizeof *p);
-  p->arch = desc->arch;
-  p->layer = desc->layer;
-  if (p->arch == CLMOE_ARCH_CUSTOM) {
-    p->names = (arch_names){desc->router_name,    desc->w1_name,
-                            desc->w3_name,        desc->w2_name,
-                            desc->gate_up_name,   desc->down_name,
-                            desc->shared_w1_name, desc->shared_w3_name,
-                            desc->shared_w2_name, desc->shared_gate_name};
-    p->k = desc->top_k;
-    p->renorm = desc->renormalize != 0;
-    p->activation = desc->activation;
-    if (!p->names.router || !(p->names.w1 || p->names.gate_up) ||
-        !(p->names.w2 || p->names.down))
-      return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
-                        "CUSTOM needs router_name, w1_name or gate_up_name, "
-                        "and w2_name or down_name");
-    return CLMOE_SUCCESS;
-  }
-  const char *text = NULL;
-  clmoe_checkpoint_get_config(ck, &text);
-  if (!text)
-    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
-                      "the checkpoint has no config.json; give a model "
-                      "directory, or arch CUSTOM with names and sizes");
-  json_error_t err;
-  json_t *cfg = json_loads(text, 0, &err);
-  if (!json_is_object(cfg)) {
-    json_decref(cfg);
-    return cm_fail_at(CLMOE_ERROR_BAD_FILE, FN,
-                      "config.json is not a JSON object (%s)",
-                      cfg ? "another value" : err.text);
-  }
-  clmoe_status st = CLMOE_SUCCESS;
-  if (p->arch == CLMOE_ARCH_AUTO) {
-    const char *type = json_string_value(json_object_get(cfg, "model_type"));
-    for (size_t i = 0; type && i < sizeof k_model_types / sizeof *k_model_types;
-         ++i)
-      if (!strcmp(type, k_model_types[i].model_type))
-        p->arch = k_model_types[i].arch;
-    if (p->arch == CLMOE_ARCH_AUTO)
-      st = cm_fail_at(CLMOE_ERROR_UNSUPPORTED, FN,
-                      "config.json model_type \"%.64s\" is not one clmoe "
-                      "knows (mixtral, olmoe, qwen2_moe, qwen3_moe); use arch "
-                      "CUSTOM with tensor names",
-                      type ? type : "(missing)");
-  } else if (p->arch < CLMOE_ARCH_AUTO || p->arch > CLMOE_ARCH_CUSTOM) {
-    st = cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN, "unknown arch %d",
-                    (int)p->arch);
-  }
-  if (!st) {
-    p->names = p->arch == CLMOE_ARCH_MIXTRAL     ? k_mixtral
-               : p->arch == CLMOE_ARCH_QWEN2_MOE ? k_qwen2
-                                                 : k_olmoe_qwen3;
-    st = plan_from_config(cfg, p->arch, desc->layer, p);
-  }
-  json_decref(cfg);
-  return st;
-}
-
 /* ---- tensors ---- */
 
 /* The tensor `tmpl` names for (layer, expert), checked against `rank` and
@@ -258,7 +49,7 @@ static clmoe_status find(const clmoe_checkpoint *ck, const plan *p,
                          const char *tmpl, int expert, int rank, int64_t *dims,
                          const cm_st_tensor **out) {
   char name[512];
-  expand(tmpl, p->layer, expert, name, sizeof name);
+  cm_expand_name(tmpl, p->layer, expert, name, sizeof name);
   const cm_st_tensor *t = cm_ck_lookup(ck, name);
   if (!t)
     return cm_ck_not_found(ck, name);
@@ -292,23 +83,53 @@ static clmoe_status find(const clmoe_checkpoint *ck, const plan *p,
 static int exists(const clmoe_checkpoint *ck, const plan *p, const char *tmpl,
                   int expert) {
   char name[512];
-  expand(tmpl, p->layer, expert, name, sizeof name);
+  cm_expand_name(tmpl, p->layer, expert, name, sizeof name);
   return cm_ck_lookup(ck, name) != NULL;
 }
 
 /* Where each expert matrix lives: tensor and element offset per (matrix,
- * expert), matrices 0 W1 [f, d], 1 W3 [f, d], 2 W2 [d, f], stored
- * [out, in]. A cm_row_source over it streams rows out of the mappings. */
+ * expert), matrices 0 W1 [f, d] (gate), 1 W3 [f, d] (up), 2 W2 [d, f]
+ * (down), read as [out, in]. A cm_row_source over it streams rows out of the
+ * mappings. x.W-ordered stacks (xw) hold expert e's matrix transposed at
+ * first[m][e] ([in, cols]); their columns for matrix m are col0[m] +
+ * j * stride[m], and one expert's slab is decoded into `slab` at a time. */
 typedef struct expert_source {
   const clmoe_checkpoint *ck;
   int E, in[3];
   const cm_st_tensor **t; /* [3][E] */
   uint64_t *first;        /* [3][E] */
+  int xw, cols[3], col0[3], stride[3];
+  float *slab; /* xw: [in][cols] of slab_t at slab_e */
+  const cm_st_tensor *slab_t;
+  int slab_e;
 } expert_source;
+
+static clmoe_status source_rows_xw(expert_source *s, int m, int e, int row0,
+                                   int n, float *dst) {
+  size_t at = (size_t)m * s->E + e;
+  int in = s->in[m], cols = s->cols[m];
+  clmoe_status st;
+  if (s->slab_t != s->t[at] || s->slab_e != e) {
+    s->slab_t = NULL;
+    if ((st = cm_ck_read_range(s->ck, s->t[at], s->first[at],
+                               (uint64_t)in * cols, CLMOE_DTYPE_F32, s->slab)))
+      return st;
+    s->slab_t = s->t[at];
+    s->slab_e = e;
+  }
+  for (int r = 0; r < n; ++r) {
+    int c = s->col0[m] + (row0 + r) * s->stride[m];
+    for (int k = 0; k < in; ++k)
+      dst[(size_t)r * in + k] = s->slab[(size_t)k * cols + c];
+  }
+  return CLMOE_SUCCESS;
+}
 
 static clmoe_status source_rows(void *user, int m, int e, int row0, int n,
                                 float *dst) {
-  const expert_source *s = user;
+  expert_source *s = user;
+  if (s->xw)
+    return source_rows_xw(s, m, e, row0, n, dst);
   size_t at = (size_t)m * s->E + e;
   return cm_ck_read_range(s->ck, s->t[at],
                           s->first[at] + (uint64_t)row0 * s->in[m],
@@ -318,11 +139,43 @@ static clmoe_status source_rows(void *user, int m, int e, int row0, int n,
 static void free_source(expert_source *s) {
   free(s->t);
   free(s->first);
+  free(s->slab);
+}
+
+/* gpt-oss / Llama 4: gate_up [E, d, 2f] and down [E, f, d] in x.W order. */
+static clmoe_status find_experts_xw(const clmoe_checkpoint *ck, const plan *p,
+                                    int E, int f, expert_source *s) {
+  int d = p->d;
+  const cm_st_tensor *gu, *dn;
+  clmoe_status st;
+  if ((st = find(ck, p, p->names.gate_up, 0, 3, (int64_t[]){E, d, 2 * f},
+                 &gu)) ||
+      (st = find(ck, p, p->names.down, 0, 3, (int64_t[]){E, f, d}, &dn)))
+    return st;
+  size_t most = (size_t)d * 2 * f;
+  if (!(s->slab = malloc(sizeof *s->slab * most)))
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                   "%s: expert slab: out of host memory", FN);
+  s->xw = 1;
+  s->cols[0] = s->cols[1] = 2 * f;
+  s->cols[2] = d;
+  s->stride[0] = s->stride[1] = p->interleaved ? 2 : 1;
+  s->stride[2] = 1;
+  s->col0[0] = s->col0[2] = 0;
+  s->col0[1] = p->interleaved ? 1 : f; /* up: odd columns, or the 2nd half */
+  for (int e = 0; e < E; ++e) {
+    s->t[e] = s->t[E + e] = gu;
+    s->first[e] = s->first[E + e] = (uint64_t)e * d * 2 * f;
+    s->t[2 * E + e] = dn;
+    s->first[2 * E + e] = (uint64_t)e * f * d;
+  }
+  return CLMOE_SUCCESS;
 }
 
 /* The E experts' matrices: one tensor per expert and projection
- * (templates w1, w3, w2) or stacked (gate_up [E, 2f, d], down [E, d, f]),
- * each checked against the sizes. *stored: the first gate matrix's dtype. */
+ * (templates w1, w3, w2), stacked [E, 2f, d] / [E, d, f], or stacked in
+ * x.W order (p->xw), each checked against the sizes. *stored: the first
+ * gate matrix's dtype. */
 static clmoe_status find_experts(const clmoe_checkpoint *ck, const plan *p,
                                  const char *w1, const char *w3, const char *w2,
                                  const char *gate_up, const char *down, int E,
@@ -335,9 +188,15 @@ static clmoe_status find_experts(const clmoe_checkpoint *ck, const plan *p,
   s->t = calloc((size_t)3 * E, sizeof *s->t);
   s->first = calloc((size_t)3 * E, sizeof *s->first);
   if (!s->t || !s->first)
-    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "%s: expert table: out of host memory", FN);
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                   "%s: expert table: out of host memory", FN);
   const cm_st_tensor *t;
   clmoe_status st = CLMOE_SUCCESS;
+  if (p->xw && !w1) {
+    if (!(st = find_experts_xw(ck, p, E, f, s)))
+      *stored = s->t[0]->readable;
+    return st;
+  }
   int stacked =
       !w1 || (!exists(ck, p, w1, 0) && gate_up && exists(ck, p, gate_up, 0));
   if (stacked &&
@@ -367,21 +226,73 @@ static clmoe_status find_experts(const clmoe_checkpoint *ck, const plan *p,
   return st;
 }
 
-/* Experts from a source: streamed on the grouped path; on the CLBlast
- * path (whose layout is transposed) through whole float32 arrays. */
+/* gpt-oss's expert biases: gate_up_proj_bias [E, 2f] (interleaved like the
+ * weight) split into b1 and b3 [E, f], and down_proj_bias [E, d]; float32
+ * host arrays in b[3]. A checkpoint without them is refused: gpt-oss's
+ * experts are not the same function without. */
+static clmoe_status read_expert_biases(const clmoe_checkpoint *ck,
+                                       const plan *p, float *b[3]) {
+  const arch_names *nm = &p->names;
+  const char *tmpl[2] = {nm->gate_up_bias, nm->down_bias};
+  int64_t dims[2][2] = {{p->E, 2 * p->f}, {p->E, p->d}};
+  const cm_st_tensor *t[2];
+  for (int i = 0; i < 2; ++i)
+    if (!exists(ck, p, tmpl[i], 0)) {
+      char name[512];
+      cm_expand_name(tmpl[i], p->layer, 0, name, sizeof name);
+      return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                        "this gpt_oss checkpoint has no \"%s\": gpt-oss "
+                        "experts need their biases",
+                        name);
+    }
+  clmoe_status st;
+  if ((st = find(ck, p, tmpl[0], 0, 2, dims[0], &t[0])) ||
+      (st = find(ck, p, tmpl[1], 0, 2, dims[1], &t[1])))
+    return st;
+  size_t ef = (size_t)p->E * p->f;
+  float *gu = malloc(sizeof *gu * 2 * ef);
+  b[0] = malloc(sizeof *b[0] * ef);
+  b[1] = malloc(sizeof *b[1] * ef);
+  b[2] = malloc(sizeof *b[2] * (size_t)p->E * p->d);
+  if (!gu || !b[0] || !b[1] || !b[2])
+    st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                 "%s: expert biases: out of host memory", FN);
+  if (!st && !(st = cm_ck_read_range(ck, t[0], 0, 2 * ef, CLMOE_DTYPE_F32, gu)))
+    for (size_t i = 0; i < ef; ++i) {
+      b[0][i] = gu[2 * i];
+      b[1][i] = gu[2 * i + 1];
+    }
+  if (!st)
+    st = cm_ck_read_range(ck, t[1], 0, (uint64_t)p->E * p->d, CLMOE_DTYPE_F32,
+                          b[2]);
+  free(gu);
+  return st;
+}
+
+/* Experts from a source (and optional float32 biases b[3]): streamed on the
+ * grouped path; on the CLBlast path (whose layout is transposed) through
+ * whole float32 arrays. */
 static clmoe_status create_experts(clmoe_context *ctx, const plan *p, int E,
-                                   int f, expert_source *s, clmoe_dtype dtype,
-                                   clmoe_experts_path path,
+                                   int f, expert_source *s, float *const b[3],
+                                   clmoe_activation activation,
+                                   clmoe_dtype dtype, clmoe_experts_path path,
                                    clmoe_experts **out) {
   clmoe_experts_desc ed;
   clmoe_experts_desc_init(&ed);
   ed.num_experts = E;
   ed.d_model = p->d;
   ed.d_ff = f;
-  ed.activation = p->activation;
+  ed.activation = activation;
+  ed.swiglu_limit = p->swiglu_limit;
+  ed.swiglu_alpha = p->swiglu_alpha;
   ed.layout = CLMOE_LAYOUT_OUT_IN;
   ed.weight_dtype = dtype;
   ed.path = path;
+  if (b) {
+    ed.b1_host = b[0];
+    ed.b3_host = b[1];
+    ed.b2_host = b[2];
+  }
   clmoe_status st = cm_experts_create_from_rows(ctx, &ed, source_rows, s, out);
   if (st != CLMOE_ERROR_UNSUPPORTED)
     return st;
@@ -391,7 +302,8 @@ static clmoe_status create_experts(clmoe_context *ctx, const plan *p, int E,
                  gated ? malloc(sizeof(float) * n) : NULL,
                  malloc(sizeof(float) * n)};
   if (!w[0] || !w[2] || (gated && !w[1]))
-    st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "%s: expert weights: out of host memory", FN);
+    st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                 "%s: expert weights: out of host memory", FN);
   else
     st = CLMOE_SUCCESS;
   for (int k = 0; k < 3 && !st; ++k)
@@ -407,7 +319,22 @@ static clmoe_status create_experts(clmoe_context *ctx, const plan *p, int E,
   return st;
 }
 
-/* The router: gate [E, d] read as float32 and transposed to W_r [d, E]. */
+/* A float32 [E] vector tensor of the layer (selection or router bias). */
+static clmoe_status read_vector(const clmoe_checkpoint *ck, const plan *p,
+                                const char *tmpl, int E, float **out) {
+  const cm_st_tensor *t;
+  clmoe_status st = find(ck, p, tmpl, 0, 1, (int64_t[]){E}, &t);
+  if (st)
+    return st;
+  if (!(*out = malloc(sizeof **out * (size_t)E)))
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                   "%s: router vector: out of host memory", FN);
+  return cm_ck_read_range(ck, t, 0, (uint64_t)E, CLMOE_DTYPE_F32, *out);
+}
+
+/* The router: gate [E, d] read as float32 and transposed to W_r [d, E],
+ * with the family's scoring, selection bias, groups, scale, gate position
+ * and (gpt-oss) router bias. */
 static clmoe_status load_router(clmoe_context *ctx, const clmoe_checkpoint *ck,
                                 const clmoe_layer_desc *desc, plan *p,
                                 clmoe_router **out) {
@@ -420,27 +347,38 @@ static clmoe_status load_router(clmoe_context *ctx, const clmoe_checkpoint *ck,
   p->d = (int)dims[1];
   size_t n = (size_t)p->E * p->d;
   float *g = malloc(sizeof *g * (n ? n : 1)),
-        *w = malloc(sizeof *w * (n ? n : 1));
+        *w = malloc(sizeof *w * (n ? n : 1)), *sel = NULL, *bias = NULL;
   if (!g || !w)
-    st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "%s: router: out of host memory", FN);
+    st = cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                 "%s: router: out of host memory", FN);
   else
     st = cm_ck_read_range(ck, t, 0, n, CLMOE_DTYPE_F32, g);
   for (int e = 0; !st && e < p->E; ++e)
     for (int i = 0; i < p->d; ++i)
       w[(size_t)i * p->E + e] = g[(size_t)e * p->d + i];
+  if (!st && p->names.selection_bias)
+    st = read_vector(ck, p, p->names.selection_bias, p->E, &sel);
+  if (!st && p->names.router_bias) {
+    if (!exists(ck, p, p->names.router_bias, 0)) {
+      char name[512];
+      cm_expand_name(p->names.router_bias, p->layer, 0, name, sizeof name);
+      st = cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "this checkpoint has no router bias \"%s\", which the "
+                      "model's router adds to its logits",
+                      name);
+    } else {
+      st = read_vector(ck, p, p->names.router_bias, p->E, &bias);
+    }
+  }
   clmoe_router_desc rd;
   clmoe_router_desc_init(&rd);
   if (desc->policy) {
-    size_t copy = desc->policy->struct_size < sizeof rd
-                      ? desc->policy->struct_size
-                      : sizeof rd;
+    /* The caller's policy fields (policy .. fallback) only. */
+    size_t end = offsetof(clmoe_router_desc, weight_host);
+    size_t copy = desc->policy->struct_size < end ? desc->policy->struct_size
+                                                  : end;
     memcpy(&rd, desc->policy, copy);
     rd.struct_size = sizeof rd;
-    rd.weight_host = NULL;
-    rd.weight = NULL;
-    rd.bias_host = NULL;
-    rd.bias = NULL;
-    rd.weight_dtype = CLMOE_DTYPE_F32;
   } else {
     rd.policy = CLMOE_POLICY_TOPK;
     rd.k = p->k;
@@ -449,14 +387,25 @@ static clmoe_status load_router(clmoe_context *ctx, const clmoe_checkpoint *ck,
   rd.num_experts = p->E;
   rd.d_model = p->d;
   rd.weight_host = w;
+  rd.bias_host = bias;
+  rd.scoring = p->scoring;
+  rd.selection_bias_host = sel;
+  rd.num_groups = p->num_groups;
+  rd.topk_groups = p->topk_groups;
+  rd.group_score = p->group_score;
+  rd.gate_scale = p->gate_scale;
+  rd.gate_position = p->gate_position;
   if (!st)
     st = clmoe_router_create(ctx, &rd, out);
   free(g);
   free(w);
+  free(sel);
+  free(bias);
   return st;
 }
 
-/* Qwen2-MoE's shared expert and its gate [1, d] (as a float32 [d]). */
+/* Shared experts (Qwen2-MoE, DeepSeek, Llama 4) and Qwen2-MoE's gate
+ * [1, d] (as a float32 [d]). */
 static clmoe_status load_shared(clmoe_context *ctx, const clmoe_checkpoint *ck,
                                 const clmoe_layer_desc *desc, plan *p,
                                 clmoe_moe_layer *out) {
@@ -471,9 +420,12 @@ static clmoe_status load_shared(clmoe_context *ctx, const clmoe_checkpoint *ck,
   p->fs = (int)dims[0];
   expert_source src = {0};
   clmoe_dtype stored = 0;
-  if (!(st = find_experts(ck, p, nm->shared_w1, nm->shared_w3, nm->shared_w2,
-                          NULL, NULL, 1, p->fs, &src, &stored)))
-    st = create_experts(ctx, p, 1, p->fs, &src,
+  plan sp = *p;
+  sp.xw = 0; /* shared experts are nn.Linear in every family */
+  if (!(st = find_experts(ck, &sp, nm->shared_w1, nm->shared_w3,
+                          nm->shared_w2, NULL, NULL, 1, p->fs, &src, &stored)))
+    st = create_experts(ctx, &sp, 1, p->fs, &src, NULL,
+                        CLMOE_ACTIVATION_SWIGLU,
                         desc->weight_dtype ? desc->weight_dtype : stored,
                         desc->path, &out->shared_experts);
   free_source(&src);
@@ -481,7 +433,8 @@ static clmoe_status load_shared(clmoe_context *ctx, const clmoe_checkpoint *ck,
     return st;
   float *g = malloc(sizeof *g * (size_t)p->d);
   if (!g)
-    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY, "%s: shared gate: out of host memory", FN);
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                   "%s: shared gate: out of host memory", FN);
   if (!(st = find(ck, p, nm->shared_gate, 0, 2, (int64_t[]){1, p->d}, &t)) &&
       !(st = cm_ck_read_range(ck, t, 0, (uint64_t)p->d, CLMOE_DTYPE_F32, g)))
     st = clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 1, (int64_t[]){p->d}, g,
@@ -490,10 +443,28 @@ static clmoe_status load_shared(clmoe_context *ctx, const clmoe_checkpoint *ck,
   return st;
 }
 
+/* The model's conventions into the 0.4 fields of a large enough layer. */
+static void report(const plan *p, clmoe_moe_layer *out) {
+  if (!CM_HAS_FIELD(out, clmoe_moe_layer, swiglu_limit))
+    return;
+  out->scoring = p->scoring;
+  out->num_groups = p->num_groups;
+  out->topk_groups = p->topk_groups;
+  out->group_score = p->group_score;
+  out->gate_scale = p->gate_scale;
+  out->gate_position = p->gate_position;
+  out->has_selection_bias = p->names.selection_bias != NULL;
+  out->has_router_bias = p->names.router_bias != NULL;
+  out->has_expert_biases = p->needs_expert_biases;
+  out->activation = p->activation;
+  out->swiglu_limit =
+      p->activation == CLMOE_ACTIVATION_SWIGLU_OAI ? p->swiglu_limit : 0.0f;
+}
+
 static clmoe_status load(clmoe_context *ctx, const clmoe_checkpoint *ck,
                          const clmoe_layer_desc *desc, clmoe_moe_layer *out) {
   plan p;
-  clmoe_status st = make_plan(ck, desc, &p);
+  clmoe_status st = cm_layer_plan(ck, desc, &p);
   if (st || (st = load_router(ctx, ck, desc, &p, &out->router)))
     return st;
   if (p.arch == CLMOE_ARCH_CUSTOM) { /* d_ff from the first gate matrix */
@@ -510,14 +481,21 @@ static clmoe_status load(clmoe_context *ctx, const clmoe_checkpoint *ck,
                       "the model's top-k %d is outside 1..%d", p.k, p.E);
   expert_source src = {0};
   clmoe_dtype stored = 0;
-  if (!(st = find_experts(ck, &p, p.names.w1, p.names.w3, p.names.w2,
+  float *b[3] = {NULL, NULL, NULL};
+  if (p.needs_expert_biases)
+    st = read_expert_biases(ck, &p, b);
+  if (!st &&
+      !(st = find_experts(ck, &p, p.names.w1, p.names.w3, p.names.w2,
                           p.names.gate_up, p.names.down, p.E, p.f, &src,
                           &stored))) {
     out->weight_dtype = desc->weight_dtype ? desc->weight_dtype : stored;
-    st = create_experts(ctx, &p, p.E, p.f, &src, out->weight_dtype, desc->path,
+    st = create_experts(ctx, &p, p.E, p.f, &src, p.needs_expert_biases ? b : NULL,
+                        p.activation, out->weight_dtype, desc->path,
                         &out->experts);
   }
   free_source(&src);
+  for (int i = 0; i < 3; ++i)
+    free(b[i]);
   if (st || (st = load_shared(ctx, ck, desc, &p, out)))
     return st;
   out->arch = p.arch;
@@ -527,6 +505,7 @@ static clmoe_status load(clmoe_context *ctx, const clmoe_checkpoint *ck,
   out->shared_d_ff = out->shared_experts ? p.fs : 0;
   out->top_k = p.k;
   out->renormalize = p.renorm;
+  report(&p, out);
   return CLMOE_SUCCESS;
 }
 
@@ -537,10 +516,11 @@ clmoe_status clmoe_checkpoint_load_layer(clmoe_context *ctx,
   if (!ctx || !ck || !out)
     return cm_fail_at(CLMOE_ERROR_NULL_POINTER, FN,
                       "ctx, checkpoint or out is NULL");
-  clmoe_status st = cm_check_struct(out, sizeof *out, "layer");
+  clmoe_status st =
+      cm_check_struct(out, offsetof(clmoe_moe_layer, scoring), "layer");
   if (st)
     return st;
-  clmoe_moe_layer_init(out);
+  clmoe_moe_layer_init_sized(out, out->struct_size);
   clmoe_layer_desc defaults;
   clmoe_layer_desc_init(&defaults);
   const clmoe_layer_desc *d = desc ? desc : &defaults;

@@ -198,8 +198,6 @@ static clmoe_status upload_packed(clmoe_experts *x, const float *w1,
   x->panels_down = cm_panel_count(d, vw, 0);
   size_t n13, n2;
   weight_elems(E, d, f, gated, CLMOE_EXPERTS_PATH_GROUPED, vw, &n13, &n2);
-  size_t nb13 = (size_t)E * x->panels_up * 2 * vw;
-  size_t nb2 = (size_t)E * x->panels_down * 2 * vw;
   size_t most = n13 > n2 ? n13 : n2;
   float *buf = malloc(sizeof *buf * most);
   if (!buf)
@@ -212,13 +210,29 @@ static clmoe_status upload_packed(clmoe_experts *x, const float *w1,
     st = upload_weights(x, buf, n2, &x->w2);
   }
   x->weight_bytes = (int64_t)((n13 + n2) * cm_dtype_size(x->wdtype));
+  free(buf);
+  return st ? st : cm_experts_upload_biases(x, b1, b3, b2);
+}
+
+clmoe_status cm_experts_upload_biases(clmoe_experts *x, const float *b1,
+                                      const float *b3, const float *b2) {
+  int E = x->E, vw = x->vw, gated = cm_is_gated(x->activation);
+  size_t nb13 = (size_t)E * x->panels_up * 2 * vw;
+  size_t nb2 = (size_t)E * x->panels_down * 2 * vw;
   x->bias_bytes = (int64_t)(((b1 || b3) ? nb13 : 0) + (b2 ? nb2 : 0)) * 4;
-  if (!st && (b1 || b3)) {
-    cm_pack_panels(buf, b1, b3, gated, CLMOE_LAYOUT_IN_OUT, E, 1, f, vw);
+  if (!b1 && !b3 && !b2)
+    return CLMOE_SUCCESS;
+  float *buf = malloc(sizeof *buf * (nb13 > nb2 ? nb13 : nb2));
+  if (!buf)
+    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
+                   "clmoe_experts_create: out of host memory");
+  clmoe_status st = CLMOE_SUCCESS;
+  if (b1 || b3) {
+    cm_pack_panels(buf, b1, b3, gated, CLMOE_LAYOUT_IN_OUT, E, 1, x->f, vw);
     st = upload(x->ctx, buf, nb13, &x->b13);
   }
   if (!st && b2) {
-    cm_pack_panels(buf, b2, NULL, 0, CLMOE_LAYOUT_IN_OUT, E, 1, d, vw);
+    cm_pack_panels(buf, b2, NULL, 0, CLMOE_LAYOUT_IN_OUT, E, 1, x->d, vw);
     st = upload(x->ctx, buf, nb2, &x->b2);
   }
   free(buf);

@@ -49,6 +49,12 @@ clmoe_status cm_experts_alloc(clmoe_context *ctx,
                               clmoe_experts_path path, clmoe_dtype wdtype,
                               clmoe_experts **out);
 
+/* The grouped path's biases (float32 host b1, b3 [E, f], b2 [E, d]; any
+ * may be NULL) packed like the weight panels and uploaded; sets
+ * bias_bytes. panels_up / panels_down must be set. */
+clmoe_status cm_experts_upload_biases(clmoe_experts *x, const float *b1,
+                                      const float *b3, const float *b2);
+
 /* Rows [row0, row0 + n) of matrix `m` (0: W1, the gate; 1: W3, the up; 2:
  * W2, the down projection) of expert e, stored [out, in] as PyTorch does,
  * as float32 into dst[n][in]. */
@@ -58,8 +64,9 @@ typedef clmoe_status (*cm_row_source)(void *user, int m, int e, int row0, int n,
 /* Experts created without ever holding a whole matrix on the host: each
  * panel of the grouped kernel's packed layout is built from the rows it
  * needs and written to the device through a bounded staging buffer. The
- * desc gives shape, activation, path and weight_dtype (its weights and
- * biases are ignored: none). UNSUPPORTED when the path resolves to CLBLAST
+ * desc gives shape, activation, path and weight_dtype, and optionally
+ * float32 host biases (b1_host, b3_host, b2_host; its weights and bias
+ * tensors are ignored). UNSUPPORTED when the path resolves to CLBLAST
  * (its layout is transposed); the caller then loads arrays. */
 clmoe_status cm_experts_create_from_rows(clmoe_context *ctx,
                                          const clmoe_experts_desc *desc,

@@ -130,6 +130,9 @@ clmoe_status cm_experts_create_from_rows(clmoe_context *ctx,
     st = pack_matrix(&s, 0, gated, x->d, x->f, x->panels_up, &x->w13);
   if (!st)
     st = pack_matrix(&s, 2, 0, x->f, x->d, x->panels_down, &x->w2);
+  if (!st)
+    st = cm_experts_upload_biases(x, desc->b1_host, desc->b3_host,
+                                  desc->b2_host);
   x->weight_bytes = (int64_t)(((size_t)x->E * x->panels_up * x->d +
                                (size_t)x->E * x->panels_down * x->f) *
                               2 * vw * cm_dtype_size(wdtype));

@@ -39,7 +39,12 @@ class RouterDesc(ctypes.Structure):
                 ("overflow", c_i32), ("gates", c_i32), ("affinity", c_i32),
                 ("fallback", c_i32), ("weight_host", c_void),
                 ("weight", c_void), ("bias_host", c_void), ("bias", c_void),
-                ("weight_dtype", c_i32)]
+                ("weight_dtype", c_i32),
+                # since 0.4
+                ("scoring", c_i32), ("selection_bias_host", c_void),
+                ("selection_bias", c_void), ("num_groups", c_i32),
+                ("topk_groups", c_i32), ("group_score", c_i32),
+                ("gate_scale", ctypes.c_float), ("gate_position", c_i32)]
 
 
 class RoutingStats(ctypes.Structure):
@@ -62,7 +67,9 @@ class ExpertsDesc(ctypes.Structure):
         (name, c_void) for w in ("w1", "w3", "w2", "b1", "b3", "b2")
         for name in (w + "_host", w)] + [("path", c_i32),
                                          ("weight_dtype", c_i32),
-                                         ("host_dtype", c_i32)]
+                                         ("host_dtype", c_i32),
+                                         ("swiglu_limit", ctypes.c_float),
+                                         ("swiglu_alpha", ctypes.c_float)]
 
 
 class ScoreDesc(ctypes.Structure):
@@ -95,7 +102,14 @@ class MoELayerOut(ctypes.Structure):
                 ("shared_gate", c_void), ("arch", c_i32),
                 ("num_experts", c_i32), ("d_model", c_i32), ("d_ff", c_i32),
                 ("shared_d_ff", c_i32), ("top_k", c_i32),
-                ("renormalize", c_i32), ("weight_dtype", c_i32)]
+                ("renormalize", c_i32), ("weight_dtype", c_i32),
+                # since 0.4
+                ("scoring", c_i32), ("num_groups", c_i32),
+                ("topk_groups", c_i32), ("group_score", c_i32),
+                ("gate_scale", ctypes.c_float), ("gate_position", c_i32),
+                ("has_selection_bias", c_i32), ("has_router_bias", c_i32),
+                ("has_expert_biases", c_i32), ("activation", c_i32),
+                ("swiglu_limit", ctypes.c_float)]
 
 
 def _candidates():
@@ -185,6 +199,7 @@ _SIGNATURES = {
     "clmoe_checkpoint_get_config": (c_i32, [c_void, _P(ctypes.c_char_p)]),
     "clmoe_layer_desc_init_sized": (None, [_P(LayerDesc), c_size]),
     "clmoe_moe_layer_init": (None, [_P(MoELayerOut)]),
+    "clmoe_moe_layer_init_sized": (None, [_P(MoELayerOut), c_size]),
     "clmoe_moe_layer_release": (None, [_P(MoELayerOut)]),
     "clmoe_checkpoint_load_layer": (c_i32, [c_void, c_void, _P(LayerDesc),
                                             _P(MoELayerOut)]),

@@ -97,21 +97,30 @@ class Checkpoint:
 
 
 _ARCHS = {"auto": 0, "mixtral": 1, "olmoe": 2, "qwen2_moe": 3,
-          "qwen3_moe": 4}
+          "qwen3_moe": 4, "deepseek_v2": 6, "deepseek_v3": 7, "glm4_moe": 8,
+          "gpt_oss": 9, "llama4": 10}
+
+
+def _name(table, code):
+    return next(k for k, v in table.items() if v == code and k is not None)
 
 
 def load_moe_layer(ctx, path, layer, arch="auto", dtype=None, policy=None,
                    path_kind="auto", **policy_params):
     """MoE layer `layer` of a Hugging Face checkpoint (a model directory, or
     a Checkpoint) as a MoELayer, with shared experts where the model has
-    them (Qwen2-MoE). `arch`: "auto" (config.json's model_type), "mixtral",
-    "olmoe", "qwen2_moe" or "qwen3_moe". `dtype`: the experts' storage
-    ("f32", "f16", "bf16"; None keeps the stored dtype). `policy`: None
-    routes like the model (its top-k and gate normalisation); a clmoe
-    policy name ("top_p", "importance", ...) with its parameters
-    (policy_params, as for Router) replaces it. The returned layer's
-    `info` holds the model's sizes and conventions."""
-    from .core import (DTYPES, PATHS, Experts, MoELayer, Router, Tensor,
+    them (Qwen2-MoE, DeepSeek, GLM-4.5, Llama 4). `arch`: "auto"
+    (config.json's model_type), "mixtral", "olmoe", "qwen2_moe",
+    "qwen3_moe", "deepseek_v2", "deepseek_v3" (also Kimi K2), "glm4_moe",
+    "gpt_oss" or "llama4". `dtype`: the experts' storage ("f32", "f16",
+    "bf16"; None keeps the stored dtype). `policy`: None routes like the
+    model (its top-k and gate normalisation); a clmoe policy name
+    ("top_p", "importance", ...) with its parameters (policy_params, as for
+    Router) replaces it and runs over the model's own scores (scoring,
+    selection bias, groups, gate scale and position are kept). The
+    returned layer's `info` holds the model's sizes and conventions."""
+    from .core import (ACTIVATIONS, DTYPES, GATE_POSITIONS, GROUP_SCORES,
+                       PATHS, SCORINGS, Experts, MoELayer, Router, Tensor,
                        _choice, _fill_policy)
     ck = path if isinstance(path, Checkpoint) else Checkpoint(path)
     desc = _lib.LayerDesc()
@@ -129,7 +138,7 @@ def load_moe_layer(ctx, path, layer, arch="auto", dtype=None, policy=None,
     elif policy_params:
         raise Error(-1, "policy parameters need a policy")
     out = _lib.MoELayerOut()
-    lib.clmoe_moe_layer_init(ctypes.byref(out))
+    lib.clmoe_moe_layer_init_sized(ctypes.byref(out), ctypes.sizeof(out))
     check(lib.clmoe_checkpoint_load_layer(ctx.handle, ck._live(),
                                           ctypes.byref(desc),
                                           ctypes.byref(out)))
@@ -148,7 +157,19 @@ def load_moe_layer(ctx, path, layer, arch="auto", dtype=None, policy=None,
                    "shared_d_ff": out.shared_d_ff, "top_k": out.top_k,
                    "renormalize": bool(out.renormalize),
                    "dtype": {v: k for k, v in DTYPES.items()}[
-                       out.weight_dtype]}
+                       out.weight_dtype],
+                   "scoring": _name(SCORINGS, out.scoring),
+                   "groups": (out.num_groups, out.topk_groups),
+                   "group_score": _name(GROUP_SCORES, out.group_score),
+                   "gate_scale": out.gate_scale,
+                   "gate_position": _name(GATE_POSITIONS, out.gate_position),
+                   "selection_bias": bool(out.has_selection_bias),
+                   "router_bias": bool(out.has_router_bias),
+                   "expert_biases": bool(out.has_expert_biases),
+                   "activation": _name(ACTIVATIONS, out.activation),
+                   "shared_experts": out.shared_experts is not None}
+    if out.activation == ACTIVATIONS["swiglu_oai"]:
+        result.info["swiglu_limit"] = out.swiglu_limit
     if ck is not path:
         ck.close()
     return result

@@ -16,7 +16,11 @@ GATES = {None: 0, "default": 0, "renorm": 1, "raw": 2}
 OVERFLOW = {"drop_lowest_gate": 0, "drop_latest_token": 1}
 AFFINITY = {"prob": 0, "cosine": 1}
 FALLBACK = {"none": 0, None: 0, "top1": 1}
-ACTIVATIONS = {"relu": 1, "gelu": 2, "silu": 3, "swiglu": 4, "geglu": 5}
+ACTIVATIONS = {"relu": 1, "gelu": 2, "silu": 3, "swiglu": 4, "geglu": 5,
+               "swiglu_oai": 6}
+SCORINGS = {"softmax": 0, "sigmoid": 1}
+GROUP_SCORES = {"top2_sum": 0, "max": 1}
+GATE_POSITIONS = {"output": 0, "input": 1}
 LAYOUTS = {"in_out": 0, "out_in": 1}
 PATHS = {"auto": 0, "clblast": 1, "grouped": 2}
 
@@ -336,7 +340,17 @@ class Router:
     def __init__(self, ctx, weight=None, bias=None, policy="top_k",
                  num_experts=None, k=None, p=None, k_min=None, k_max=None,
                  k_mean=None, capacity_factor=None, overflow="drop_lowest_gate",
-                 gates=None, affinity="prob", fallback="none", dtype=None):
+                 gates=None, affinity="prob", fallback="none", dtype=None,
+                 scoring="softmax", selection_bias=None, groups=None,
+                 group_score="top2_sum", gate_scale=1.0,
+                 gate_position="output"):
+        """`scoring` ("softmax" or "sigmoid"), `selection_bias` ([E],
+        steers selection only), `groups` ((num_groups, topk_groups):
+        group-limited selection, groups scored by `group_score`
+        "top2_sum" or "max"), `gate_scale` (multiplies every gate) and
+        `gate_position` ("output", or "input": the gate scales the expert's
+        input) describe the routers of DeepSeek-V2/V3, Kimi K2, GLM-4.5,
+        gpt-oss and Llama 4; docs/policies.md has the exact semantics."""
         self.ctx, self.handle = ctx, None
         desc = _lib.RouterDesc()
         lib.clmoe_router_desc_init_sized(ctypes.byref(desc),
@@ -372,6 +386,22 @@ class Router:
                      k_mean=k_mean, capacity_factor=capacity_factor,
                      overflow=overflow, gates=gates, affinity=affinity,
                      fallback=fallback)
+        desc.scoring = _choice(SCORINGS, scoring, "scoring")
+        desc.group_score = _choice(GROUP_SCORES, group_score, "group_score")
+        desc.gate_position = _choice(GATE_POSITIONS, gate_position,
+                                     "gate_position")
+        desc.gate_scale = gate_scale
+        if groups is not None:
+            if len(groups) != 2:
+                raise Error(-1, "groups must be (num_groups, topk_groups)")
+            desc.num_groups, desc.topk_groups = (int(g) for g in groups)
+        if selection_bias is not None:
+            sb = np.ascontiguousarray(selection_bias, dtype=np.float32)
+            if sb.shape != (desc.num_experts,):
+                raise Error(-4, f"selection_bias must be [E] = "
+                            f"[{desc.num_experts}]; got shape {sb.shape}")
+            desc.selection_bias_host = sb.ctypes.data
+            self._keep.append(sb)
         self.policy = policy
         self.num_experts = desc.num_experts
         self.handle = ctypes.c_void_p()
@@ -489,11 +519,17 @@ class Experts:
 
     def __init__(self, ctx, w1, w2, w3=None, activation="swiglu",
                  b1=None, b2=None, b3=None, layout="in_out", path="auto",
-                 dtype="f32"):
+                 dtype="f32", swiglu_limit=None, swiglu_alpha=None):
         self.ctx, self.handle = ctx, None
         desc = _lib.ExpertsDesc()
         lib.clmoe_experts_desc_init_sized(ctypes.byref(desc),
                                           ctypes.sizeof(desc))
+        # activation="swiglu_oai": gpt-oss's clamped SwiGLU (defaults 7.0
+        # and 1.702).
+        if swiglu_limit is not None:
+            desc.swiglu_limit = swiglu_limit
+        if swiglu_alpha is not None:
+            desc.swiglu_alpha = swiglu_alpha
         desc.activation = _choice(ACTIVATIONS, activation, "activation")
         desc.layout = _choice(LAYOUTS, layout, "layout")
         desc.path = _choice(PATHS, path, "path")
