@@ -38,14 +38,20 @@ typedef struct st_builder {
   size_t bytes;
 } st_builder;
 
+/* A [rows, cols] tensor; cols < 0 makes it the vector [rows]. */
 static inline void st_add_f32(st_builder *b, const char *name, int rows,
                               int cols, const float *v) {
-  size_t n = (size_t)rows * cols * sizeof *v;
+  size_t n = (size_t)rows * (cols < 0 ? 1 : cols) * sizeof *v;
+  char shape[32];
+  if (cols < 0)
+    snprintf(shape, sizeof shape, "%d", rows);
+  else
+    snprintf(shape, sizeof shape, "%d,%d", rows, cols);
   b->len += (size_t)snprintf(
       b->header + b->len, sizeof b->header - b->len,
-      "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[%d,%d],\"data_offsets\":[%zu,"
+      "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[%s],\"data_offsets\":[%zu,"
       "%zu]}",
-      b->len ? "," : "{", name, rows, cols, b->bytes, b->bytes + n);
+      b->len ? "," : "{", name, shape, b->bytes, b->bytes + n);
   b->data = realloc(b->data, b->bytes + n);
   memcpy(b->data + b->bytes, v, n);
   b->bytes += n;

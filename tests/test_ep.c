@@ -75,6 +75,11 @@ static clmoe_experts *experts_of(const model *m, const int *ids, int n) {
   return x;
 }
 
+/* The router family test_bitwise runs: 0 softmax; 1 DeepSeek-V3's
+ * (sigmoid, selection bias, groups of two kept out of E / 2 ... , scaled
+ * gates); 2 Llama 4's (sigmoid gates on the expert input). */
+static int g_family = 0;
+
 static clmoe_router *router_of(const model *m, clmoe_policy policy) {
   clmoe_router_desc rd;
   clmoe_router_desc_init(&rd);
@@ -87,6 +92,20 @@ static clmoe_router *router_of(const model *m, clmoe_policy policy) {
   rd.k_min = 1;
   rd.k_max = 3;
   rd.capacity_factor = policy >= CLMOE_POLICY_RESONANCE ? 1.0f : 0.0f;
+  float bias[64];
+  for (int e = 0; e < m->E; ++e)
+    bias[e] = 0.0625f * (float)((e * 7) % 5) - 0.125f;
+  if (g_family == 1) {
+    rd.scoring = CLMOE_SCORING_SIGMOID;
+    rd.selection_bias_host = bias;
+    rd.num_groups = m->E / 2; /* groups of two experts */
+    rd.topk_groups = 2;
+    rd.gate_scale = 2.5f;
+  } else if (g_family == 2) {
+    rd.scoring = CLMOE_SCORING_SIGMOID;
+    rd.gates = CLMOE_GATES_RAW;
+    rd.gate_position = CLMOE_GATE_INPUT;
+  }
   clmoe_router *r = NULL;
   REQUIRE_OK(clmoe_router_create(test_context(), &rd, &r));
   return r;
@@ -209,6 +228,13 @@ static void test_bitwise(void) {
       for (int variant = 0; variant < 2; ++variant)
         check_layer(&m, policies[pi], variant && ei != 2 ? map : NULL,
                     (pi + variant) % 2 ? CLMOE_DTYPE_BF16 : CLMOE_DTYPE_F32);
+    /* The model families' routers: grouped sigmoid with a selection bias
+     * and scaled gates, and input-side gates. */
+    for (g_family = 1; g_family <= 2; ++g_family)
+      for (int pi = 0; pi < 2; ++pi)
+        check_layer(&m, policies[pi], ei == 0 ? map : NULL,
+                    (pi + g_family) % 2 ? CLMOE_DTYPE_BF16 : CLMOE_DTYPE_F32);
+    g_family = 0;
     free_model(&m);
   }
 }

@@ -1,7 +1,7 @@
 /* Fault injection (libclmoe_fi): fails the N-th runtime call (OpenCL,
  * CLBlast or host allocation, any kind) of a whole score -> route ->
- * forward run (and a Qwen2-MoE layer loaded from a checkpoint, run with its
- * shared expert), for N = 1, 2, ... until a run completes without reaching N.
+ * forward run (and a Qwen2-MoE and a DeepSeek-V3 layer loaded from
+ * checkpoints, each run with its shared expert), for N = 1, 2, ... until a run completes without reaching N.
  * For every N: the run returns a specific error whose detail names the
  * failed call (or absorbs the fault and still gives the reference result),
  * no OpenCL object is left alive, and the next run without faults gives the
@@ -24,6 +24,7 @@ enum { T = 24, D = 16, F = 12, E = 4, H = 2 };
 
 typedef struct outputs {
   float importance[T], y_grouped[T * D], y_clblast[T * D], y_loaded[T * D];
+  float y_deepseek[T * D];
   int64_t slots;
 } outputs;
 
@@ -33,6 +34,9 @@ static float g_x[T * D], g_probs[H * T * T], g_wr[D * E];
 static float g_w1[E * D * F], g_w3[E * D * F], g_w2[E * F * D], g_b1[E * F];
 static char g_detail[4096];
 static char g_model[64]; /* a Qwen2-MoE checkpoint directory */
+/* a DeepSeek-V3 one: sigmoid scores, selection bias, groups, scaled gates,
+ * a shared expert without a gate */
+static char g_model_ds[64];
 /* Which scenario the walk runs: 0 score -> route -> forward, 1 a layer
  * loaded from g_model. */
 static int g_part;
@@ -100,6 +104,15 @@ static clmoe_status loaded_part(clmoe_context *ctx, outputs *out) {
                            layer.shared_gate, x, NULL, y, rt, 0, 0, NULL,
                            NULL));
   TRY(clmoe_tensor_read(y, out->y_loaded, sizeof out->y_loaded));
+  clmoe_moe_layer_release(&layer);
+  clmoe_checkpoint_close(ck);
+  ck = NULL;
+  TRY(clmoe_checkpoint_open(g_model_ds, &ck));
+  TRY(clmoe_checkpoint_load_layer(ctx, ck, &ld, &layer));
+  TRY(clmoe_forward_shared(layer.router, layer.experts, layer.shared_experts,
+                           layer.shared_gate, x, NULL, y, rt, 0, 0, NULL,
+                           NULL));
+  TRY(clmoe_tensor_read(y, out->y_deepseek, sizeof out->y_deepseek));
   clmoe_moe_layer_release(&layer);
   clmoe_checkpoint_close(ck);
   clmoe_routing_destroy(rt);
@@ -345,22 +358,36 @@ static void steady_state_allocates_nothing(void) {
   clmoe_context_destroy(ctx);
 }
 
-/* A Qwen2-MoE layer 0 (router, experts, shared expert and its gate) from
- * the walk's weights, stored [out, in] as the model stores them. */
-static void write_model(void) {
-  snprintf(g_model, sizeof g_model, "/tmp/clmoe-faults-XXXXXX");
-  if (!mkdtemp(g_model))
+/* Layer 0 of a Qwen2-MoE (router, experts, shared expert and its gate) or
+ * (deepseek) a DeepSeek-V3 model (router with its selection bias, experts,
+ * shared experts) from the walk's weights, stored [out, in] as the models
+ * store them. */
+static void write_model(char *dir, size_t len, int deepseek) {
+  snprintf(dir, len, "/tmp/clmoe-faults-XXXXXX");
+  if (!mkdtemp(dir))
     exit(1);
   char path[128];
-  snprintf(path, sizeof path, "%s/config.json", g_model);
-  char config[512];
-  snprintf(config, sizeof config,
-           "{\"model_type\": \"qwen2_moe\", \"hidden_size\": %d, "
-           "\"moe_intermediate_size\": %d, \"num_experts\": %d, "
-           "\"num_experts_per_tok\": 2, \"num_hidden_layers\": 1, "
-           "\"shared_expert_intermediate_size\": %d}",
-           D, F, E, F);
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  char config[768];
+  if (deepseek)
+    snprintf(config, sizeof config,
+             "{\"model_type\": \"deepseek_v3\", \"hidden_size\": %d, "
+             "\"moe_intermediate_size\": %d, \"n_routed_experts\": %d, "
+             "\"num_experts_per_tok\": 2, \"num_hidden_layers\": 1, "
+             "\"n_shared_experts\": 1, \"n_group\": 2, \"topk_group\": 1, "
+             "\"topk_method\": \"noaux_tc\", \"scoring_func\": \"sigmoid\", "
+             "\"norm_topk_prob\": true, \"routed_scaling_factor\": 2.5, "
+             "\"first_k_dense_replace\": 0}",
+             D, F, E);
+  else
+    snprintf(config, sizeof config,
+             "{\"model_type\": \"qwen2_moe\", \"hidden_size\": %d, "
+             "\"moe_intermediate_size\": %d, \"num_experts\": %d, "
+             "\"num_experts_per_tok\": 2, \"num_hidden_layers\": 1, "
+             "\"shared_expert_intermediate_size\": %d}",
+             D, F, E, F);
   write_bytes(path, config, strlen(config));
+  const char *shared = deepseek ? "shared_experts" : "shared_expert";
   st_builder b = {0};
   float m[F * D];
   char name[128];
@@ -377,16 +404,20 @@ static void write_model(void) {
                proj[k]);
       st_add_f32(&b, name, k == 2 ? D : F, k == 2 ? F : D, m);
       if (e == 0) { /* the shared expert reuses expert 0's matrices */
-        snprintf(name, sizeof name,
-                 "model.layers.0.mlp.shared_expert.%s.weight", proj[k]);
+        snprintf(name, sizeof name, "model.layers.0.mlp.%s.%s.weight",
+                 shared, proj[k]);
         st_add_f32(&b, name, k == 2 ? D : F, k == 2 ? F : D, m);
       }
     }
   for (int i = 0; i < E * D; ++i) /* W_r [D, E] -> gate [E, D] */
     m[i] = g_wr[(i % D) * E + i / D];
   st_add_f32(&b, "model.layers.0.mlp.gate.weight", E, D, m);
-  st_add_f32(&b, "model.layers.0.mlp.shared_expert_gate.weight", 1, D, g_x);
-  snprintf(path, sizeof path, "%s/model.safetensors", g_model);
+  if (deepseek)
+    st_add_f32(&b, "model.layers.0.mlp.gate.e_score_correction_bias", E, -1,
+               g_b1);
+  else
+    st_add_f32(&b, "model.layers.0.mlp.shared_expert_gate.weight", 1, D, g_x);
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
   st_write(&b, path);
 }
 
@@ -402,7 +433,8 @@ int main(void) {
     for (int i = 0; i < T; ++i)
       for (int j = 0; j < T; ++j)
         g_probs[(h * T + i) * T + j] = j <= i ? 1.0f / (i + 1) : 0.0f;
-  write_model();
+  write_model(g_model, sizeof g_model, 0);
+  write_model(g_model_ds, sizeof g_model_ds, 1);
 
   /* CLMOE_FAULT_WALKS=warm: the warm-cache walk only (the sanitizer run,
    * where every runtime call is several times slower). */
@@ -440,8 +472,8 @@ int main(void) {
          "injected fault)\n",
          covered, g_num_path_sites, beyond);
   CHECK(covered == g_num_path_sites);
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", g_model);
+  char cmd[160];
+  snprintf(cmd, sizeof cmd, "rm -rf %s %s", g_model, g_model_ds);
   if (system(cmd))
     fprintf(stderr, "could not remove %s\n", g_model);
   clReleaseContext(g_cl);

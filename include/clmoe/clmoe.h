@@ -549,6 +549,10 @@ CLMOE_API clmoe_status clmoe_router_get_shape(const clmoe_router *router,
                                               int32_t *num_experts,
                                               int32_t *d_model,
                                               clmoe_policy *policy);
+/* Since 0.4. Where the router's gates are applied (clmoe_router_desc.
+ * gate_position). Thread-safe. Errors: NULL_POINTER. */
+CLMOE_API clmoe_status clmoe_router_get_gate_position(
+    const clmoe_router *router, clmoe_gate_position *position);
 
 /* ------------------------------------------------------------------------ */
 /* Routing result                                                            */

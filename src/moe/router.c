@@ -443,3 +443,13 @@ clmoe_status clmoe_router_get_shape(const clmoe_router *router,
     *policy = router->policy;
   return CLMOE_SUCCESS;
 }
+
+clmoe_status clmoe_router_get_gate_position(const clmoe_router *router,
+                                            clmoe_gate_position *position) {
+  if (!router || !position)
+    return cm_fail(CLMOE_ERROR_NULL_POINTER,
+                   "clmoe_router_get_gate_position: router or position is "
+                   "NULL");
+  *position = router->gate_position;
+  return CLMOE_SUCCESS;
+}

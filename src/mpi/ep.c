@@ -630,6 +630,13 @@ clmoe_status clmoe_ep_forward(clmoe_ep *ep, const clmoe_tensor *x,
                     "clmoe_ep_forward: x, y or routing is NULL");
   if (!st)
     st = check_forward(ep, x, y, &dt);
+  /* Input-side gates scale the rows in float32 before the experts: such
+   * rows travel as float32, so every rank matches the one-process
+   * forward bit for bit. */
+  clmoe_gate_position gate_at = CLMOE_GATE_OUTPUT;
+  clmoe_router_get_gate_position(ep->router, &gate_at);
+  if (gate_at == CLMOE_GATE_INPUT)
+    dt = CLMOE_DTYPE_F32;
   size_t es = dt == CLMOE_DTYPE_F32 ? 4 : 2, row = (size_t)ep->d * es;
   double t0 = MPI_Wtime();
   if (!st && !(st = alloc_ints(ep, &p, &out, &back)))

@@ -30,6 +30,14 @@ static void router(fuzz_bytes *b) {
                     : NULL;
   d.weight_host = fuzz_range(b, 0, 3) ? w : NULL;
   d.bias_host = fuzz_range(b, 0, 1) ? bias : NULL;
+  /* Since 0.4: the model families' router fields. */
+  d.scoring = fuzz_range(b, -1, 2);
+  d.selection_bias_host = fuzz_range(b, 0, 1) ? bias : NULL;
+  d.num_groups = fuzz_range(b, -1, 70);
+  d.topk_groups = fuzz_range(b, -1, 70);
+  d.group_score = fuzz_range(b, -1, 2);
+  d.gate_scale = fuzz_f32(b);
+  d.gate_position = fuzz_range(b, -1, 2);
   clmoe_router *r = (clmoe_router *)1;
   if (clmoe_router_create(fuzz_context(), &d, &r) == CLMOE_SUCCESS)
     clmoe_router_destroy(r);
@@ -46,7 +54,9 @@ static void experts(fuzz_bytes *b) {
   d.num_experts = fuzz_i32(b) % 64;
   d.d_model = fuzz_i32(b) % 64;
   d.d_ff = fuzz_i32(b) % 64;
-  d.activation = fuzz_range(b, -1, 6);
+  d.activation = fuzz_range(b, -1, 7);
+  d.swiglu_limit = fuzz_f32(b);
+  d.swiglu_alpha = fuzz_f32(b);
   d.layout = fuzz_range(b, -1, 2);
   d.path = fuzz_range(b, -1, 3);
   d.weight_dtype = fuzz_range(b, -1, 5);

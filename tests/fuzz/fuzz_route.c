@@ -20,6 +20,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   d.capacity_factor = fuzz_range(&b, 0, 1) ? 0.0f : fuzz_f32(&b);
   d.overflow = fuzz_range(&b, 0, 1);
   d.fallback = fuzz_range(&b, 0, 1);
+  /* The model families' fields: scores, groups, selection bias, scale,
+   * gate position. */
+  d.scoring = fuzz_range(&b, 0, 1);
+  d.num_groups = fuzz_range(&b, 0, 1) ? 0 : fuzz_range(&b, 0, E);
+  d.topk_groups = fuzz_range(&b, 0, d.num_groups);
+  d.group_score = fuzz_range(&b, 0, 1);
+  d.gate_scale = fuzz_range(&b, 0, 1) ? 1.0f : fuzz_f32(&b);
+  d.gate_position = fuzz_range(&b, 0, 1);
+  float *sel = fuzz_floats(&b, (size_t)E);
+  d.selection_bias_host = fuzz_range(&b, 0, 1) ? sel : NULL;
   float *z = fuzz_floats(&b, (size_t)T * E);
   float *imp = fuzz_floats(&b, (size_t)T);
   clmoe_router *r = NULL;
@@ -53,6 +63,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int64_t s = 0; s < N; ++s)
       if (ids[s] < 0 || ids[s] >= E)
         abort();
+    /* Group-limited: a token's experts lie in at most topk_groups groups. */
+    int G = d.num_groups > 1 ? d.num_groups : 1;
+    for (int t = 0; G > 1 && t < T; ++t) {
+      unsigned long long seen[16] = {0};
+      int groups = 0;
+      for (int s = off[t]; s < off[t + 1]; ++s) {
+        int g = ids[s] / (E / G);
+        if (!(seen[g / 64] >> (g % 64) & 1)) {
+          seen[g / 64] |= 1ull << (g % 64);
+          ++groups;
+        }
+      }
+      if (groups > (d.topk_groups ? d.topk_groups : G))
+        abort();
+    }
     clmoe_routing_stats st;
     clmoe_routing_stats_init(&st);
     if (clmoe_routing_read_stats(rt, &st) || st.num_slots != N)
@@ -66,5 +91,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   clmoe_router_destroy(r);
   free(z);
   free(imp);
+  free(sel);
   return 0;
 }
