@@ -12,6 +12,87 @@
 
 #define REPS 9
 
+/* A top-8 router over E experts: softmax, or DeepSeek-V3's (sigmoid
+ * scores, selection bias, 8 groups of which 4 are kept, scaled gates). */
+static clmoe_router *top8(clmoe_context *ctx, int E, int d, const float *w,
+                          const float *bias, int deepseek) {
+  clmoe_router_desc desc;
+  clmoe_router_desc_init(&desc);
+  desc.num_experts = E;
+  desc.d_model = d;
+  desc.weight_host = w;
+  desc.k = 8;
+  if (deepseek) {
+    desc.scoring = CLMOE_SCORING_SIGMOID;
+    desc.selection_bias_host = bias;
+    desc.num_groups = 8;
+    desc.topk_groups = 4;
+    desc.gate_scale = 2.5f;
+  }
+  clmoe_router *r = NULL;
+  die(clmoe_router_create(ctx, &desc, &r), "router");
+  return r;
+}
+
+/* What the sigmoid + group-limited router costs over a softmax top-k, the
+ * two timed alternately in one loop (whole route from x, and from logits:
+ * the routing kernels alone). Target: <= 1.10 at E = 256, T = 4096. */
+static void family_router_cost(clmoe_context *ctx, clmoe_tensor *xt, int T,
+                               int d) {
+  printf("\nDeepSeek-V3 router (sigmoid, selection bias, 8 groups keep 4, "
+         "scaled) vs softmax, both top-8, alternating, median of %d:\n",
+         3 * REPS);
+  printf("%5s %14s %14s %10s %14s %14s %10s\n", "E", "softmax ms",
+         "deepseek ms", "ratio", "softmax pol ms", "deepseek pol", "ratio");
+  static const int Es[] = {64, 256};
+  for (int ei = 0; ei < 2; ++ei) {
+    int E = Es[ei];
+    float *w = malloc(sizeof *w * (size_t)d * E), bias[256];
+    for (size_t i = 0; i < (size_t)d * E; ++i)
+      w[i] = (float)((i * 40503u) % 1001) / 20000.0f - 0.025f;
+    for (int e = 0; e < E; ++e)
+      bias[e] = (float)((e * 37) % 11) / 100.0f - 0.05f;
+    clmoe_router *r[2] = {top8(ctx, E, d, w, bias, 0),
+                          top8(ctx, E, d, w, bias, 1)};
+    clmoe_routing *rt = NULL;
+    clmoe_tensor *logits = NULL;
+    die(clmoe_routing_create(ctx, &rt), "routing");
+    float *z = malloc(sizeof *z * (size_t)T * E);
+    for (size_t i = 0; i < (size_t)T * E; ++i)
+      z[i] = (float)((i * 2654435761u) % 4001) / 1000.0f - 2.0f;
+    die(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, E}, z,
+                            &logits),
+        "logits");
+    enum { N = 3 * REPS };
+    double full[2][N], pol[2][N];
+    for (int rep = -2; rep < N; ++rep)
+      for (int k = 0; k < 2; ++k) {
+        double t0 = now_ms();
+        die(clmoe_route(r[k], xt, NULL, rt, 0, NULL, NULL), "route");
+        double t1 = now_ms();
+        die(clmoe_route_logits(r[k], logits, NULL, rt, 0, NULL, NULL),
+            "route");
+        double t2 = now_ms();
+        if (rep >= 0) {
+          full[k][rep] = t1 - t0;
+          pol[k][rep] = t2 - t1;
+        }
+      }
+    double f0 = median(full[0], N), f1 = median(full[1], N);
+    double p0 = median(pol[0], N), p1 = median(pol[1], N);
+    printf("%5d %14.3f %14.3f %10.3f %14.3f %14.3f %10.3f\n", E, f0, f1,
+           f1 / f0, p0, p1, p1 / p0);
+    clmoe_tensor_destroy(logits);
+    clmoe_routing_destroy(rt);
+    clmoe_router_destroy(r[0]);
+    clmoe_router_destroy(r[1]);
+    free(z);
+    free(w);
+  }
+  printf("ratio: the DeepSeek-V3 router's time over softmax top-8's (target "
+         "<= 1.10 at E = 256 for the whole route).\n");
+}
+
 int main(void) {
   const int T = 4096, d = 1024;
   clmoe_context *ctx = NULL;
@@ -91,6 +172,7 @@ int main(void) {
   }
   printf("\npolicy/gemm < 1 means the routing kernels cost less than the "
          "router GEMM.\n");
+  family_router_cost(ctx, xt, T, d);
   clmoe_tensor_destroy(xt);
   free(x);
   clmoe_context_destroy(ctx);

@@ -435,3 +435,25 @@ def test_family_errors(ctx, tmp_path):
     cfg.update(hidden_size=D)
     l4.write(m, config=cfg)
     expect_error("INVALID_ARGUMENT", "text_config", load, ctx, m, LAYER)
+
+
+@pytest.mark.parametrize("kind", ["deepseek_v3", "gpt_oss", "llama4"])
+def test_demo_prints_conventions(tmp_path, capsys, kind):
+    """python3 -m clmoe.demo --checkpoint works for the families and prints
+    their conventions."""
+    import clmoe.demo
+    rng = np.random.default_rng(12)
+    model = Family(kind, rng, **FAMILIES[kind])
+    model.write(tmp_path / "m")
+    clmoe.demo.main(["--checkpoint", str(tmp_path / "m"), "--layer",
+                     str(LAYER), "--tokens", "24"])
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("conventions:"))
+    want = {"deepseek_v3": ["sigmoid scores", "selection bias",
+                            "2 of 4 groups (top2_sum)", "gates x 2.5"],
+            "gpt_oss": ["router bias", "swiglu_oai experts with biases"],
+            "llama4": ["sigmoid scores", "gates on the expert input"]}[kind]
+    for w in want:
+        assert w in line, line
+    for name in ("model top-", "TOPP(p=0.5)", "IMPORTANCE("):
+        assert name in out

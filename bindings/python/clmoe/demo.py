@@ -64,7 +64,24 @@ def checkpoint_demo(ctx, args, rng):
           f"({'renormalised' if info['renormalize'] else 'raw'} gates), "
           f"{info['dtype']} weights"
           + (f", shared expert d_ff={info['shared_d_ff']}"
-             if info["shared_d_ff"] else "") + f"; T={T}\n")
+             if info["shared_d_ff"] else "") + f"; T={T}")
+    groups, allowed = info["groups"], info["num_experts"]
+    if groups[0] > 1:
+        allowed = allowed // groups[0] * groups[1]
+    conventions = [f"{info['scoring']} scores"]
+    if info["selection_bias"]:
+        conventions.append("selection bias")
+    if info["router_bias"]:
+        conventions.append("router bias")
+    if groups[0] > 1:
+        conventions.append(f"{groups[1]} of {groups[0]} groups "
+                           f"({info['group_score']})")
+    if info["gate_scale"] != 1.0:
+        conventions.append(f"gates x {info['gate_scale']:g}")
+    conventions.append(f"gates on the expert {info['gate_position']}")
+    conventions.append(f"{info['activation']} experts" +
+                       (" with biases" if info["expert_biases"] else ""))
+    print("conventions: " + ", ".join(conventions) + "\n")
     imp = ctx.score_attention(probs=synthetic_attention(rng, T), causal=True)
     runs = [(f"model top-{k}", base, None),
             ("TOPP(p=0.5)", clmoe.load_moe_layer(ctx, path, args.layer,
@@ -72,8 +89,7 @@ def checkpoint_demo(ctx, args, rng):
              None),
             (f"IMPORTANCE(k~{k})",
              clmoe.load_moe_layer(ctx, path, args.layer, policy="importance",
-                                  k_min=1, k_max=min(2 * k,
-                                                     info["num_experts"]),
+                                  k_min=1, k_max=min(2 * k, allowed),
                                   k_mean=float(k)), imp)]
     print(f"{'policy':<18} {'mean K':>6} {'K histogram (K=0,1,..)':<28} "
           f"{'ms':>8}")
