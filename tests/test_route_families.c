@@ -143,7 +143,8 @@ static void check_route(const char *what, const fam *f, int T, int E,
   CHECK_OK(clmoe_route_logits(r, lt, NULL, rt, 0, NULL, NULL));
   int64_t N = 0;
   clmoe_routing_get_sizes(rt, NULL, NULL, &N);
-  int *off = malloc(sizeof *off * (T + 1)), *ids = malloc(sizeof *ids * (N + 1));
+  int *off = malloc(sizeof *off * (T + 1)),
+      *ids = malloc(sizeof *ids * (N + 1));
   float *gates = malloc(sizeof *gates * (N + 1));
   const clmoe_tensor *v;
   clmoe_routing_get_array(rt, CLMOE_ROUTING_TOKEN_OFFSETS, &v);
@@ -165,8 +166,9 @@ static void check_route(const char *what, const fam *f, int T, int E,
     for (int j = 0; j < K && !bad; ++j)
       if (ids[off[t] + j] != rid[j] ||
           fabsf(gates[off[t] + j] - rg[j]) > 1e-6f * fmaxf(1, fabsf(rg[j]))) {
-        fprintf(stderr, "%s: token %d slot %d: expert %d gate %g, reference "
-                        "expert %d gate %g\n",
+        fprintf(stderr,
+                "%s: token %d slot %d: expert %d gate %g, reference "
+                "expert %d gate %g\n",
                 what, t, j, ids[off[t] + j], gates[off[t] + j], rid[j], rg[j]);
         bad = 1;
       }
@@ -185,17 +187,33 @@ static void test_routers(void) {
   enum { T = 37, E = 16 };
   float *z = rng_grid(&rng, (size_t)T * E, 1.5f, 1.0f / 8);
   float *bias = rng_grid(&rng, E, 0.4f, 1.0f / 16);
-  fam v3 = {CLMOE_SCORING_SIGMOID, 4, 2, CLMOE_GROUP_SCORE_TOP2_SUM,
-            2.5f, CLMOE_POLICY_TOPK, 4, 0, 1, bias};
+  fam v3 = {CLMOE_SCORING_SIGMOID,
+            4,
+            2,
+            CLMOE_GROUP_SCORE_TOP2_SUM,
+            2.5f,
+            CLMOE_POLICY_TOPK,
+            4,
+            0,
+            1,
+            bias};
   check_route("deepseek_v3", &v3, T, E, z);
   fam v3raw = v3;
   v3raw.renorm = 0;
   check_route("sigmoid raw", &v3raw, T, E, z);
-  fam v2 = {CLMOE_SCORING_SOFTMAX, 4, 2, CLMOE_GROUP_SCORE_MAX,
-            16.0f, CLMOE_POLICY_TOPK, 3, 0, 0, NULL};
+  fam v2 = {CLMOE_SCORING_SOFTMAX,
+            4,
+            2,
+            CLMOE_GROUP_SCORE_MAX,
+            16.0f,
+            CLMOE_POLICY_TOPK,
+            3,
+            0,
+            0,
+            NULL};
   check_route("deepseek_v2", &v2, T, E, z);
-  fam k2 = {CLMOE_SCORING_SIGMOID, 1, 1, 0, 2.827f, CLMOE_POLICY_TOPK,
-            8, 0, 1, bias};
+  fam k2 = {CLMOE_SCORING_SIGMOID, 1, 1, 0, 2.827f,
+            CLMOE_POLICY_TOPK,     8, 0, 1, bias};
   check_route("kimi_k2 (one group)", &k2, T, E, z);
   fam topp = v3;
   topp.policy = CLMOE_POLICY_TOPP;
@@ -227,8 +245,16 @@ static void test_routers(void) {
   zb[1] = 3.0f;
   b2[13] = 2.0f;
   b2[12] = 2.0f;
-  fam steer = {CLMOE_SCORING_SIGMOID, 4, 1, CLMOE_GROUP_SCORE_TOP2_SUM,
-               1.0f, CLMOE_POLICY_TOPK, 4, 0, 0, b2};
+  fam steer = {CLMOE_SCORING_SIGMOID,
+               4,
+               1,
+               CLMOE_GROUP_SCORE_TOP2_SUM,
+               1.0f,
+               CLMOE_POLICY_TOPK,
+               4,
+               0,
+               0,
+               b2};
   check_route("bias steers only", &steer, 1, E, zb);
   {
     int ids[MAXE];
@@ -336,8 +362,8 @@ static void test_forward_paths(void) {
   float *x = rng_grid(&rng, (size_t)T * FD, 1.0f, 1.0f / 64);
   clmoe_context *ctx = test_context();
   clmoe_tensor *xt = NULL, *yt = NULL;
-  REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, FD},
-                                 x, &xt));
+  REQUIRE_OK(
+      clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, FD}, x, &xt));
   REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, FD},
                                  NULL, &yt));
   clmoe_routing *rt = NULL;
@@ -453,8 +479,8 @@ static void test_forward_paths(void) {
 
 /* ---- bad input ---- */
 
-static void expect_router_error(const char *field, void (*edit)(
-                                                       clmoe_router_desc *)) {
+static void expect_router_error(const char *field,
+                                void (*edit)(clmoe_router_desc *)) {
   static float w[8 * 4], bias[8];
   clmoe_router_desc rd;
   clmoe_router_desc_init(&rd);
@@ -514,8 +540,8 @@ static void test_errors(void) {
   clmoe_context *ctx = test_context();
   float b[8] = {0, NAN};
   clmoe_tensor *bt = NULL;
-  REQUIRE_OK(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 1, (int64_t[]){8}, b,
-                                 &bt));
+  REQUIRE_OK(
+      clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 1, (int64_t[]){8}, b, &bt));
   clmoe_router_desc rd;
   clmoe_router_desc_init(&rd);
   rd.num_experts = 8;

@@ -63,13 +63,13 @@ static const arch_names k_deepseek = {
     .shared_w3 = MLP "shared_experts.up_proj.weight",
     .shared_w2 = MLP "shared_experts.down_proj.weight",
     .selection_bias = MLP "gate.e_score_correction_bias"};
-static const arch_names k_gpt_oss = {
-    .router = MLP "router.weight",
-    .router_bias = MLP "router.bias",
-    .gate_up = MLP "experts.gate_up_proj",
-    .down = MLP "experts.down_proj",
-    .gate_up_bias = MLP "experts.gate_up_proj_bias",
-    .down_bias = MLP "experts.down_proj_bias"};
+static const arch_names k_gpt_oss = {.router = MLP "router.weight",
+                                     .router_bias = MLP "router.bias",
+                                     .gate_up = MLP "experts.gate_up_proj",
+                                     .down = MLP "experts.down_proj",
+                                     .gate_up_bias =
+                                         MLP "experts.gate_up_proj_bias",
+                                     .down_bias = MLP "experts.down_proj_bias"};
 #undef MLP
 #define LLAMA4_NAMES(P)                                                        \
   {                                                                            \
@@ -303,8 +303,8 @@ static clmoe_status plan_gpt_oss(json_t *cfg, plan *p) {
 static clmoe_status plan_llama4(const clmoe_checkpoint *ck, json_t *top,
                                 plan *p) {
   const char *type = config_string(top, "model_type", "");
-  json_t *cfg = strcmp(type, "llama4_text") ? json_object_get(top, "text_config")
-                                            : top;
+  json_t *cfg =
+      strcmp(type, "llama4_text") ? json_object_get(top, "text_config") : top;
   if (!json_is_object(cfg))
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
                       "config.json of a llama4 model has no \"text_config\" "

@@ -457,3 +457,63 @@ def test_demo_prints_conventions(tmp_path, capsys, kind):
         assert w in line, line
     for name in ("model top-", "TOPP(p=0.5)", "IMPORTANCE("):
         assert name in out
+
+
+def test_router_fields_from_python(ctx):
+    """clmoe.Router's scoring / selection_bias / groups / group_score /
+    gate_scale on logits, against numpy: DeepSeek-V3's routing."""
+    rng = np.random.default_rng(31)
+    T, E, K, G, TG = 40, 32, 4, 8, 3
+    z = (np.round(rng.normal(size=(T, E)) * 8) / 8).astype(np.float32)
+    b = (np.round(rng.normal(size=E) * 16) / 64).astype(np.float32)
+    r = clmoe.Router(ctx, num_experts=E, k=K, gates="renorm",
+                     scoring="sigmoid", selection_bias=b, groups=(G, TG),
+                     group_score="top2_sum", gate_scale=2.5)
+    routing = r.route_logits(z)
+    s = sigmoid(z.astype(np.float64))
+    c = s + b
+    top2 = np.sort(c.reshape(T, G, E // G), axis=2)[:, :, -2:].sum(axis=2)
+    for t in range(T):
+        kept = np.argsort(-top2[t], kind="stable")[:TG]
+        allowed = np.repeat(np.isin(np.arange(G), kept), E // G)
+        idx = np.argsort(-np.where(allowed, c[t], -np.inf), kind="stable")[:K]
+        w = s[t, idx] / (s[t, idx].sum() + 1e-20) * 2.5
+        o = routing.offsets
+        assert routing.experts[o[t]:o[t + 1]].tolist() == idx.tolist()
+        assert np.allclose(routing.gates[o[t]:o[t + 1]], w, rtol=1e-6)
+    with pytest.raises(clmoe.Error) as e:
+        clmoe.Router(ctx, num_experts=E, groups=(5, 2))
+    assert "num_groups" in e.value.detail
+
+
+def test_swiglu_oai_experts_from_python(ctx):
+    """clmoe.Experts(activation="swiglu_oai") with biases and its limit and
+    alpha, behind a gpt-oss-style router (bias, top-k, renormalised)."""
+    rng = np.random.default_rng(32)
+    T, E, F, K, L, A = 17, 4, 12, 2, 3.0, 1.5
+    w1, w3 = (rng.normal(size=(E, D, F)).astype(np.float32) for _ in "ab")
+    w2 = (rng.normal(size=(E, F, D)) * 0.2).astype(np.float32)
+    b1, b3 = (rng.normal(size=(E, F)).astype(np.float32) for _ in "ab")
+    b2 = rng.normal(size=(E, D)).astype(np.float32)
+    wr = rng.normal(size=(D, E)).astype(np.float32)
+    br = rng.normal(size=E).astype(np.float32)
+    layer = clmoe.MoELayer(
+        clmoe.Router(ctx, weight=wr, bias=br, k=K, gates="renorm"),
+        clmoe.Experts(ctx, w1=w1, w2=w2, w3=w3, b1=b1, b2=b2, b3=b3,
+                      activation="swiglu_oai", swiglu_limit=L,
+                      swiglu_alpha=A))
+    x = rng.normal(size=(T, D)).astype(np.float32)
+    y, _ = layer(x)
+    xd = x.astype(np.float64)
+    z = xd @ wr + br
+    want = np.zeros_like(xd)
+    for t in range(T):
+        idx = np.argsort(-z[t], kind="stable")[:K]
+        g = np.exp(z[t, idx] - z[t, idx].max())
+        g /= g.sum()
+        for e, ge in zip(idx, g):
+            gate = np.minimum(xd[t] @ w1[e] + b1[e], L)
+            up = np.clip(xd[t] @ w3[e] + b3[e], -L, L)
+            a = gate * sigmoid(A * gate) * (up + 1)
+            want[t] += ge * (a @ w2[e] + b2[e])
+    assert rel_err(y, want) <= 1e-5
