@@ -187,33 +187,20 @@ static void test_routers(void) {
   enum { T = 37, E = 16 };
   float *z = rng_grid(&rng, (size_t)T * E, 1.5f, 1.0f / 8);
   float *bias = rng_grid(&rng, E, 0.4f, 1.0f / 16);
-  fam v3 = {CLMOE_SCORING_SIGMOID,
-            4,
-            2,
-            CLMOE_GROUP_SCORE_TOP2_SUM,
-            2.5f,
-            CLMOE_POLICY_TOPK,
-            4,
-            0,
-            1,
-            bias};
+  fam v3 = {.scoring = CLMOE_SCORING_SIGMOID, .G = 4, .TG = 2,
+            .gs = CLMOE_GROUP_SCORE_TOP2_SUM, .scale = 2.5f,
+            .policy = CLMOE_POLICY_TOPK, .k = 4, .renorm = 1, .bias = bias};
   check_route("deepseek_v3", &v3, T, E, z);
   fam v3raw = v3;
   v3raw.renorm = 0;
   check_route("sigmoid raw", &v3raw, T, E, z);
-  fam v2 = {CLMOE_SCORING_SOFTMAX,
-            4,
-            2,
-            CLMOE_GROUP_SCORE_MAX,
-            16.0f,
-            CLMOE_POLICY_TOPK,
-            3,
-            0,
-            0,
-            NULL};
+  fam v2 = {.scoring = CLMOE_SCORING_SOFTMAX, .G = 4, .TG = 2,
+            .gs = CLMOE_GROUP_SCORE_MAX, .scale = 16.0f,
+            .policy = CLMOE_POLICY_TOPK, .k = 3};
   check_route("deepseek_v2", &v2, T, E, z);
-  fam k2 = {CLMOE_SCORING_SIGMOID, 1, 1, 0, 2.827f,
-            CLMOE_POLICY_TOPK,     8, 0, 1, bias};
+  fam k2 = {.scoring = CLMOE_SCORING_SIGMOID, .G = 1, .TG = 1,
+            .scale = 2.827f, .policy = CLMOE_POLICY_TOPK, .k = 8,
+            .renorm = 1, .bias = bias};
   check_route("kimi_k2 (one group)", &k2, T, E, z);
   fam topp = v3;
   topp.policy = CLMOE_POLICY_TOPP;
@@ -245,16 +232,9 @@ static void test_routers(void) {
   zb[1] = 3.0f;
   b2[13] = 2.0f;
   b2[12] = 2.0f;
-  fam steer = {CLMOE_SCORING_SIGMOID,
-               4,
-               1,
-               CLMOE_GROUP_SCORE_TOP2_SUM,
-               1.0f,
-               CLMOE_POLICY_TOPK,
-               4,
-               0,
-               0,
-               b2};
+  fam steer = {.scoring = CLMOE_SCORING_SIGMOID, .G = 4, .TG = 1,
+               .gs = CLMOE_GROUP_SCORE_TOP2_SUM, .scale = 1.0f,
+               .policy = CLMOE_POLICY_TOPK, .k = 4, .bias = b2};
   check_route("bias steers only", &steer, 1, E, zb);
   {
     int ids[MAXE];

@@ -33,36 +33,25 @@ static const arch_names k_mixtral = {
     .w2 = "model.layers.{layer}.block_sparse_moe.experts.{expert}.w2.weight",
     .gate_up = "model.layers.{layer}.block_sparse_moe.experts.gate_up_proj",
     .down = "model.layers.{layer}.block_sparse_moe.experts.down_proj"};
-static const arch_names k_olmoe_qwen3 = {
-    .router = MLP "gate.weight",
-    .w1 = MLP "experts.{expert}.gate_proj.weight",
-    .w3 = MLP "experts.{expert}.up_proj.weight",
-    .w2 = MLP "experts.{expert}.down_proj.weight",
-    .gate_up = MLP "experts.gate_up_proj",
-    .down = MLP "experts.down_proj"};
+/* The router and experts of the model.layers.L.mlp families. */
+#define MLP_EXPERTS                                                            \
+  .router = MLP "gate.weight", .w1 = MLP "experts.{expert}.gate_proj.weight",  \
+  .w3 = MLP "experts.{expert}.up_proj.weight",                                 \
+  .w2 = MLP "experts.{expert}.down_proj.weight",                               \
+  .gate_up = MLP "experts.gate_up_proj", .down = MLP "experts.down_proj"
+static const arch_names k_olmoe_qwen3 = {MLP_EXPERTS};
 static const arch_names k_qwen2 = {
-    .router = MLP "gate.weight",
-    .w1 = MLP "experts.{expert}.gate_proj.weight",
-    .w3 = MLP "experts.{expert}.up_proj.weight",
-    .w2 = MLP "experts.{expert}.down_proj.weight",
-    .gate_up = MLP "experts.gate_up_proj",
-    .down = MLP "experts.down_proj",
-    .shared_w1 = MLP "shared_expert.gate_proj.weight",
+    MLP_EXPERTS, .shared_w1 = MLP "shared_expert.gate_proj.weight",
     .shared_w3 = MLP "shared_expert.up_proj.weight",
     .shared_w2 = MLP "shared_expert.down_proj.weight",
     .shared_gate = MLP "shared_expert_gate.weight"};
 /* DeepSeek-V2/V3, Kimi K2, GLM-4.5. */
 static const arch_names k_deepseek = {
-    .router = MLP "gate.weight",
-    .w1 = MLP "experts.{expert}.gate_proj.weight",
-    .w3 = MLP "experts.{expert}.up_proj.weight",
-    .w2 = MLP "experts.{expert}.down_proj.weight",
-    .gate_up = MLP "experts.gate_up_proj",
-    .down = MLP "experts.down_proj",
-    .shared_w1 = MLP "shared_experts.gate_proj.weight",
+    MLP_EXPERTS, .shared_w1 = MLP "shared_experts.gate_proj.weight",
     .shared_w3 = MLP "shared_experts.up_proj.weight",
     .shared_w2 = MLP "shared_experts.down_proj.weight",
     .selection_bias = MLP "gate.e_score_correction_bias"};
+#undef MLP_EXPERTS
 static const arch_names k_gpt_oss = {.router = MLP "router.weight",
                                      .router_bias = MLP "router.bias",
                                      .gate_up = MLP "experts.gate_up_proj",

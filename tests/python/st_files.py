@@ -35,3 +35,23 @@ def write_safetensors(path, tensors, pad=0, metadata=True):
         offset += len(raw)
     text = json.dumps(header).encode()
     path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def write_model_dir(directory, stored, config, shards=1):
+    """A Hugging Face model directory: config.json and `stored` (as for
+    write_safetensors) in one file or `shards` files with an index."""
+    directory.mkdir(exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(config))
+    if shards == 1:
+        write_safetensors(directory / "model.safetensors", stored)
+        return directory
+    names = sorted(stored)
+    weight_map = {}
+    for s in range(shards):
+        shard = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
+        part = names[s::shards]
+        write_safetensors(directory / shard, {n: stored[n] for n in part})
+        weight_map.update({n: shard for n in part})
+    (directory / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": weight_map}))
+    return directory

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import clmoe
-from st_files import bf16_bits, bf16_values, write_safetensors
+from st_files import bf16_bits, bf16_values, write_model_dir
 
 E, D, F, FS, K, LAYERS, LAYER = 6, 32, 48, 40, 2, 3, 1
 
@@ -79,21 +79,7 @@ class Model:
         return c
 
     def write(self, directory, shards=1):
-        directory.mkdir(exist_ok=True)
-        (directory / "config.json").write_text(json.dumps(self.config()))
-        names = sorted(self.stored)
-        if shards == 1:
-            write_safetensors(directory / "model.safetensors", self.stored)
-            return
-        weight_map = {}
-        for s in range(shards):
-            shard = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
-            part = names[s::shards]
-            write_safetensors(directory / shard,
-                              {n: self.stored[n] for n in part})
-            weight_map.update({n: shard for n in part})
-        (directory / "model.safetensors.index.json").write_text(
-            json.dumps({"metadata": {}, "weight_map": weight_map}))
+        write_model_dir(directory, self.stored, self.config(), shards)
 
     def expert(self, e, x):
         v, p = self.values, self.prefix

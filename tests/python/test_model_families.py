@@ -8,13 +8,12 @@ group-limited greedy; top-k of biased logits with a softmax over them;
 top-1 sigmoid on the expert input), the experts (SwiGLU; gpt-oss's clamped
 SwiGLU with biases and interleaved gate/up columns; Llama 4's x.W stacks)
 and the shared experts."""
-import json
 
 import numpy as np
 import pytest
 
 import clmoe
-from st_files import bf16_bits, bf16_values, write_safetensors
+from st_files import bf16_bits, bf16_values, write_model_dir
 
 D, LAYERS, LAYER = 24, 3, 1
 
@@ -138,20 +137,8 @@ class Family:
         return c  # glm4_moe ships without topk_method / scoring_func
 
     def write(self, directory, shards=2, config=None):
-        directory.mkdir(exist_ok=True)
-        (directory / "config.json").write_text(
-            json.dumps(config or self.config()))
-        names = sorted(self.stored)
-        weight_map = {}
-        for s in range(shards):
-            shard = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
-            part = names[s::shards]
-            write_safetensors(directory / shard,
-                              {n: self.stored[n] for n in part})
-            weight_map.update({n: shard for n in part})
-        (directory / "model.safetensors.index.json").write_text(
-            json.dumps({"metadata": {}, "weight_map": weight_map}))
-        return directory
+        return write_model_dir(directory, self.stored,
+                               config or self.config(), shards)
 
     # ---- the model's block in float64 ----
 
