@@ -6,10 +6,10 @@
  * Build parameters (-D, from the device's tuning entry; no defaults here):
  *   GEMM_RM  rows of C per work-item (1..16)
  *   GEMM_VW  vector width along N (4, 8 or 16)
- *   GEMM_WTYPE  storage of the packed weights: 0 float32, 1 float16 (read
- *            with vload_half, core OpenCL: no cl_khr_fp16 needed), 2
- *            bfloat16 (the upper 16 bits of a float32: a shift). Weights are
- *            widened to float32 in registers; every product and sum is fp32.
+ *   GEMM_WTYPE  storage of the packed weights (cl/weight_formats.cl, which
+ *            precedes this file in the program): float32, float16,
+ *            bfloat16 or a quantized format. Weights are widened to float32
+ *            in registers; every product and sum is fp32.
  * Each work-item owns an RM x (2 * VW) tile held in 2 * RM vector
  * accumulators: on CPUs (pocl) that maps each accumulator onto one SIMD
  * register, with full-width FMAs and no spills. The rows are spelled out as
@@ -17,48 +17,10 @@
  * arrays in memory and ran 3x slower. Rows >= RM are compile-time dead.
  *
  * B is packed once at clmoe_experts_create into panels of 2 * VW columns,
- * B_packed[e][panel][k][2 * VW], zero-padded past N, so the inner loop reads
- * two aligned vectors per k at a short, fixed stride. For gated kinds a
+ * B_packed[e][panel][k][row of 2 * VW columns], zero-padded past N, so the
+ * inner loop reads two aligned vectors per k at a short, fixed stride. For gated kinds a
  * panel holds VW columns of W1 followed by the same VW columns of W3, so the
  * epilogue computes act(x W1 + b1) * (x W3 + b3) without writing x [W1|W3]. */
-
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
-#define floatV CAT(float, GEMM_VW)
-#define vloadV CAT(vload, GEMM_VW)
-#define vstoreV CAT(vstore, GEMM_VW)
-#define GEMM_TN (2 * GEMM_VW)
-
-/* wtype: one packed weight element; LOAD_B(p, b0, b1): the tile row at p
- * (2 * VW weights) widened to two floatV. float16 uses vload_half (core
- * OpenCL, no cl_khr_fp16; pocl ran it faster than integer widening).
- * bfloat16 panels interleave the two halves (uint j holds column j in its
- * low and column VW + j in its high 16 bits), so one uint vector load feeds
- * both and widening is a shift or a mask. */
-#if GEMM_WTYPE == 1
-typedef half wtype;
-#define LOAD_B(p, b0, b1)                                                      \
-  {                                                                            \
-    b0 = CAT(vload_half, GEMM_VW)(0, p);                                       \
-    b1 = CAT(vload_half, GEMM_VW)(1, p);                                       \
-  }
-#elif GEMM_WTYPE == 2
-typedef ushort wtype;
-#define uintV CAT(uint, GEMM_VW)
-#define LOAD_B(p, b0, b1)                                                      \
-  {                                                                            \
-    uintV w_ = vloadV(0, (const global uint *)(p));                            \
-    b0 = CAT(as_float, GEMM_VW)(w_ << 16);                                     \
-    b1 = CAT(as_float, GEMM_VW)(w_ & (uintV)(0xffff0000u));                    \
-  }
-#else
-typedef float wtype;
-#define LOAD_B(p, b0, b1)                                                      \
-  {                                                                            \
-    b0 = vloadV(0, p);                                                         \
-    b1 = vloadV(1, p);                                                         \
-  }
-#endif
 
 /* Work units: a unit is up to `tiles_per_item` consecutive row tiles of
  * tile_rows rows of one expert (0: all of them), run by one work-item per
@@ -152,18 +114,21 @@ typedef struct panel_out {
   const global wtype *b;
   floatV bias_lo, bias_hi;
   int col0, n_lo, n_hi;
-  float lim, alpha; /* SWIGLU_OAI's parameters */
+  float lim, alpha;       /* SWIGLU_OAI's parameters */
+  const global float *s; /* quantized: the panel's scales [groups][TN] */
 } panel_out;
 
 inline panel_out panel_at(int e, int panel, int num_panels, int K,
                           const global wtype *B, int has_bias,
                           const global float *bias, int gated, int n_out,
-                          float lim, float alpha) {
+                          float lim, float alpha, const global float *scales,
+                          int groups) {
   panel_out p;
   p.lim = lim;
   p.alpha = alpha;
   size_t at = (size_t)e * num_panels + panel;
-  p.b = B + at * K * GEMM_TN;
+  p.b = B + at * K * B_ROW;
+  p.s = scales + at * groups * GEMM_TN;
   p.bias_lo = has_bias ? vloadV(0, bias + at * GEMM_TN) : (floatV)(0.0f);
   p.bias_hi = has_bias ? vloadV(1, bias + at * GEMM_TN) : (floatV)(0.0f);
   p.col0 = panel * (gated ? GEMM_VW : GEMM_TN);
@@ -175,9 +140,9 @@ inline panel_out panel_at(int e, int panel, int num_panels, int K,
 /* One RM x 2VW tile of C: rows [row0, row0 + rows) (rows <= RM) against the
  * expert's panel b, bias added, epilogue applied. Rows past `rows` re-read
  * the last row and are not stored, so the inner loop has no branch. */
-inline void gemm_tile(int K, const global float *A, panel_out p, int row0,
-                      int rows, int epi, int gated, global float *C, int ldc,
-                      const global char *pf, int pf_step) {
+inline void gemm_tile(int K, int qgroup, const global float *A, panel_out p,
+                      int row0, int rows, int epi, int gated, global float *C,
+                      int ldc, const global char *pf, int pf_step) {
   const global wtype *b = p.b;
   const global float *a_base = A + (size_t)row0 * K;
   int last = rows - 1;
@@ -193,14 +158,30 @@ inline void gemm_tile(int K, const global float *A, panel_out p, int row0,
     lo##i = fma(av, b0, lo##i);                                                \
     hi##i = fma(av, b1, hi##i);                                                \
   }
+/* Quantized weights: the k loop runs group by group, each with its
+ * scales (QG = qgroup consecutive k). */
+#ifdef GEMM_QUANT
+#define K_LOOP                                                                 \
+  for (int k0 = 0, g = 0; k0 < K; k0 += qgroup, ++g) {                         \
+    floatV s_lo = vloadV(2 * g, p.s), s_hi = vloadV(2 * g + 1, p.s);           \
+    for (int k = k0; k < min(K, k0 + qgroup); ++k) {                           \
+      floatV b0, b1;                                                           \
+      PREFETCH_NEXT;                                                           \
+      LOAD_B(b, s_lo, s_hi, b0, b1);                                           \
+      b += B_ROW;                                                              \
+      FOR_ROWS(ROW_FMA)                                                        \
+    }                                                                          \
+  }
+#else
 #define K_LOOP                                                                 \
   for (int k = 0; k < K; ++k) {                                                \
     floatV b0, b1;                                                             \
     PREFETCH_NEXT;                                                             \
-    LOAD_B(b, b0, b1);                                                         \
+    LOAD_B(b, 0, 0, b0, b1);                                                   \
     b += GEMM_TN;                                                              \
     FOR_ROWS(ROW_FMA)                                                          \
   }
+#endif
   if (rows <= 2) {
 #define ROWS_LIMIT 2
     K_LOOP
@@ -225,10 +206,10 @@ inline void gemm_tile(int K, const global float *A, panel_out p, int row0,
  * independent FMA chains for small (decode) tiles, whose single-panel loop
  * waits on FMA latency, and each output element still sums in k order, so
  * results equal gemm_tile's bit for bit. */
-inline void gemm_tile_pair(int K, const global float *A, panel_out p,
-                           panel_out q, int row0, int rows, int epi, int gated,
-                           global float *C, int ldc, const global char *pf,
-                           int pf_step) {
+inline void gemm_tile_pair(int K, int qgroup, const global float *A,
+                           panel_out p, panel_out q, int row0, int rows,
+                           int epi, int gated, global float *C, int ldc,
+                           const global char *pf, int pf_step) {
   const global wtype *bp = p.b, *bq = q.b;
   const global float *a_base = A + (size_t)row0 * K;
   int last = rows - 1;
@@ -246,16 +227,33 @@ inline void gemm_tile_pair(int K, const global float *A, panel_out p,
     qlo##i = fma(av, q0, qlo##i);                                              \
     qhi##i = fma(av, q1, qhi##i);                                              \
   }
+#ifdef GEMM_QUANT
+#define PAIR_LOOP                                                              \
+  for (int k0 = 0, g = 0; k0 < K; k0 += qgroup, ++g) {                         \
+    floatV ps_lo = vloadV(2 * g, p.s), ps_hi = vloadV(2 * g + 1, p.s);         \
+    floatV qs_lo = vloadV(2 * g, q.s), qs_hi = vloadV(2 * g + 1, q.s);         \
+    for (int k = k0; k < min(K, k0 + qgroup); ++k) {                           \
+      floatV p0, p1, q0, q1;                                                   \
+      PREFETCH_NEXT;                                                           \
+      LOAD_B(bp, ps_lo, ps_hi, p0, p1);                                        \
+      LOAD_B(bq, qs_lo, qs_hi, q0, q1);                                        \
+      bp += B_ROW;                                                             \
+      bq += B_ROW;                                                             \
+      FOR_ROWS4(PAIR_FMA)                                                      \
+    }                                                                          \
+  }
+#else
 #define PAIR_LOOP                                                              \
   for (int k = 0; k < K; ++k) {                                                \
     floatV p0, p1, q0, q1;                                                     \
     PREFETCH_NEXT;                                                             \
-    LOAD_B(bp, p0, p1);                                                        \
-    LOAD_B(bq, q0, q1);                                                        \
+    LOAD_B(bp, 0, 0, p0, p1);                                                  \
+    LOAD_B(bq, 0, 0, q0, q1);                                                  \
     bp += GEMM_TN;                                                             \
     bq += GEMM_TN;                                                             \
     FOR_ROWS4(PAIR_FMA)                                                        \
   }
+#endif
   if (rows <= 2) {
 #define ROWS_LIMIT 2
     PAIR_LOOP
@@ -287,13 +285,15 @@ inline void gemm_tile_pair(int K, const global float *A, panel_out p,
  * (plain, + bias when has_bias), an activation of both halves, or a gated
  * pair. bias is packed like B's panels ([E][panels][2 * VW]). ldc is C's
  * row stride; n_out the number of valid output columns (f for gated, else
- * N); act_limit and act_alpha parametrise SWIGLU_OAI. */
+ * N); act_limit and act_alpha parametrise SWIGLU_OAI; scales and qgroup
+ * are a quantized B's (cl/weight_formats.cl; unused otherwise). */
 kernel void gemm_grouped(int E, int K, int num_panels, int tiles_per_item,
                          global const int *expert_offsets,
                          global const int *unit_offsets, global const float *A,
                          global const wtype *B, int epi, int has_bias,
                          global const float *bias, global float *C, int ldc,
-                         int n_out, float act_limit, float act_alpha) {
+                         int n_out, float act_limit, float act_alpha,
+                         global const float *scales, int qgroup) {
   int unit = get_global_id(0), panel = 2 * (int)get_global_id(1);
   if (unit >= unit_offsets[E] || panel >= num_panels)
     return;
@@ -305,17 +305,19 @@ kernel void gemm_grouped(int E, int K, int num_panels, int tiles_per_item,
   int end = tiles_per_item ? min(tiles, first + tiles_per_item) : tiles;
   int gated = epi == ACT_SWIGLU || epi == ACT_GEGLU || epi == ACT_SWIGLU_OAI;
   int two = panel + 1 < num_panels;
+  int groups = (K + qgroup - 1) / qgroup;
   panel_out p = panel_at(e, panel, num_panels, K, B, has_bias, bias, gated,
-                         n_out, act_limit, act_alpha);
+                         n_out, act_limit, act_alpha, scales, groups);
   panel_out q = panel_at(e, two ? panel + 1 : panel, num_panels, K, B, has_bias,
-                         bias, gated, n_out, act_limit, act_alpha);
+                         bias, gated, n_out, act_limit, act_alpha, scales,
+                         groups);
   /* What the unit warms (PREFETCH_NEXT): the same panels of the next
    * expert, which pocl's work-group order hands to the same core next. */
   const global char *next =
       (const global char *)(B +
                             ((size_t)min(e + 1, E - 1) * num_panels + panel) *
-                                K * GEMM_TN);
-  long panel_bytes = (long)K * GEMM_TN * sizeof(wtype);
+                                K * B_ROW);
+  long panel_bytes = (long)K * B_ROW * sizeof(wtype);
   if (!tiles_per_item && two && r1 - r0 > 4) {
     /* Panel-major: all the expert's tiles against p, then against q, so
      * only one panel and the expert's rows need to stay in cache; q is
@@ -326,7 +328,8 @@ kernel void gemm_grouped(int E, int K, int num_panels, int tiles_per_item,
       const global char *pf = side ? next : (const global char *)q.b;
       for (int t = 0; t < tiles; ++t) {
         int row0 = r0 + t * GEMM_RM, rows = min(GEMM_RM, r1 - row0);
-        gemm_tile(K, A, cur, row0, rows, epi, gated, C, ldc, pf, step);
+        gemm_tile(K, qgroup, A, cur, row0, rows, epi, gated, C, ldc, pf,
+                  step);
         pf += (long)step * K;
       }
     }
@@ -342,12 +345,13 @@ kernel void gemm_grouped(int E, int K, int num_panels, int tiles_per_item,
     int calls = two && rows > 4 ? 2 : 1;
     int step = (int)min(64L, region / ntiles / ((long)calls * K));
     if (two && rows <= 4) {
-      gemm_tile_pair(K, A, p, q, row0, rows, epi, gated, C, ldc, pf, step);
+      gemm_tile_pair(K, qgroup, A, p, q, row0, rows, epi, gated, C, ldc, pf,
+                     step);
     } else {
-      gemm_tile(K, A, p, row0, rows, epi, gated, C, ldc, pf, step);
+      gemm_tile(K, qgroup, A, p, row0, rows, epi, gated, C, ldc, pf, step);
       if (two)
-        gemm_tile(K, A, q, row0, rows, epi, gated, C, ldc, pf + (long)step * K,
-                  step);
+        gemm_tile(K, qgroup, A, q, row0, rows, epi, gated, C, ldc,
+                  pf + (long)step * K, step);
     }
     pf += (long)step * K * calls;
   }

@@ -6,7 +6,8 @@
  * A work-group computes one block of C: LM_BM rows of one expert against
  * LM_NP weight panels (LM_NP * 2 * VW columns). Per k tile of LM_BK it
  * stages the block's rows of A and its panel rows of B in local memory (B
- * four stored elements per load, 16-bit weights widened on the way in),
+ * four columns per load, widened and, quantized, scaled on the way in by
+ * wf_load4 of cl/weight_formats.cl),
  * then every work-item accumulates LM_TM rows x LM_TN columns of each
  * panel half in fp32 registers. Work-item (tx, ty) owns rows ty + i *
  * ROWS_T and columns tx % CPP + j * CPP of panel tx / CPP, so neighbouring
@@ -31,29 +32,6 @@
 #define LM_ITEMS (LM_COLS_T * LM_ROWS_T)
 #define LM_B_LOADS (LM_NP * LM_BK * LM_PANEL / 4) /* 4 elements each */
 
-/* The panel column of stored element m of a panel row: bfloat16 panels
- * interleave their halves (see LOAD_B), the others store columns in order. */
-inline int lm_column(int m) {
-#if GEMM_WTYPE == 2
-  return (m & 1) ? GEMM_VW + (m >> 1) : m >> 1;
-#else
-  return m;
-#endif
-}
-
-/* Stored elements m..m+3 of a panel row, widened to float32. */
-inline float4 lm_load4(const global wtype *p) {
-#if GEMM_WTYPE == 1
-  return vload_half4(0, p);
-#elif GEMM_WTYPE == 2
-  uint2 w = vload2(0, (const global uint *)p);
-  return (float4)(as_float(w.x << 16), as_float(w.x & 0xffff0000u),
-                  as_float(w.y << 16), as_float(w.y & 0xffff0000u));
-#else
-  return vload4(0, p);
-#endif
-}
-
 inline float act_s(int kind, float v) {
   if (kind == ACT_RELU)
     return fmax(v, 0.0f);
@@ -73,7 +51,8 @@ gemm_grouped_local(int E, int K, int num_panels,
                    global const int *tile_offsets, global const float *A,
                    global const wtype *B, int epi, int has_bias,
                    global const float *bias, global float *C, int ldc,
-                   int n_out, float act_limit, float act_alpha) {
+                   int n_out, float act_limit, float act_alpha,
+                   global const float *scales, int qgroup) {
   /* +1: the transposed A tile's columns fall on different banks. */
   local float As[LM_BK][LM_BM + 1];
   local float Bs[LM_BK][LM_NP * LM_PANEL];
@@ -88,7 +67,10 @@ gemm_grouped_local(int E, int K, int num_panels,
   int tx = get_local_id(0), ty = get_local_id(1);
   int lid = ty * LM_COLS_T + tx;
   int my_panel = tx / LM_CPP, my_col = tx % LM_CPP;
-  const global wtype *Be = B + ((size_t)e * num_panels + panel0) * K * LM_PANEL;
+  const global wtype *Be = B + ((size_t)e * num_panels + panel0) * K * B_ROW;
+  int groups = (K + qgroup - 1) / qgroup;
+  const global float *Se =
+      scales + ((size_t)e * num_panels + panel0) * groups * LM_PANEL;
   const global float *Ab = A + (size_t)row0 * K;
 
   float lo[LM_TM][LM_TN], hi[LM_TM][LM_TN];
@@ -108,14 +90,14 @@ gemm_grouped_local(int E, int K, int num_panels,
     for (int at = lid; at < LM_B_LOADS; at += LM_ITEMS) {
       int m = at * 4 % LM_PANEL, kk = at * 4 / LM_PANEL % LM_BK,
           p = at * 4 / (LM_PANEL * LM_BK);
+      int k = k0 + kk;
       float4 w = p < panels && kk < kn
-                     ? lm_load4(Be + ((size_t)p * K + k0 + kk) * LM_PANEL + m)
+                     ? wf_load4(Be + ((size_t)p * K + k) * B_ROW,
+                                Se + ((size_t)p * groups + k / qgroup) *
+                                         LM_PANEL,
+                                m)
                      : (float4)(0.0f);
-      local float *dst = &Bs[kk][p * LM_PANEL];
-      dst[lm_column(m)] = w.x;
-      dst[lm_column(m + 1)] = w.y;
-      dst[lm_column(m + 2)] = w.z;
-      dst[lm_column(m + 3)] = w.w;
+      vstore4(w, 0, &Bs[kk][p * LM_PANEL + m]);
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int kk = 0; kk < kn; ++kk) {

@@ -289,18 +289,61 @@ enum {
   CLMOE_DTYPE_F32 = 1,
   CLMOE_DTYPE_I32 = 2,
   CLMOE_DTYPE_F16 = 3, /* since 0.3 */
-  CLMOE_DTYPE_BF16 = 4 /* since 0.3 */
+  CLMOE_DTYPE_BF16 = 4, /* since 0.3 */
+  /* Since 0.4: quantized storage of expert weights
+   * (clmoe_experts_desc.weight_dtype; not tensor dtypes). Each expert
+   * matrix is taken in its logical [out, in] form ("in" is the contraction
+   * dimension); a weight is code * scale, and every product and sum is
+   * float32. Exact definitions in docs/quantization.md of the source tree.
+   *   F8_E4M3  one byte per weight, e4m3fn (bias 7, subnormals, 0x7F and
+   *            0xFF NaN, no Inf, max 448), one scale per 128 x 128 block
+   *            (edge blocks partial); clmoe's quantizer: s = amax / 448
+   *            (1 when amax = 0), code = RNE(w / s) saturating to +-448.
+   *   MXFP4    E2M1 codes {0, .5, 1, 1.5, 2, 3, 4, 6} and their negatives,
+   *            two per byte (element k of a group in byte k / 2, the low
+   *            nibble for even k), one e8m0 scale 2^(b - 127) per 32
+   *            consecutive "in" elements; quantizer: e = floor(log2(amax))
+   *            - 2 clamped to [-127, 127] (-127 when amax = 0), code =
+   *            RNE(w / 2^e) saturating to +-6. Needs in % 32 == 0.
+   *   I8       int8 codes in [-127, 127], one float32 scale per output row
+   *            (amax / 127, 1 when amax = 0), code = RNE(w / s).
+   *   I4       int4 codes in [-7, 7] (two's complement nibbles, packed as
+   *            MXFP4), one float32 scale per 32 "in" elements (amax / 7, 1
+   *            when amax = 0). Needs in % 32 == 0. */
+  CLMOE_DTYPE_F8_E4M3 = 5,
+  CLMOE_DTYPE_MXFP4 = 6,
+  CLMOE_DTYPE_I8 = 7,
+  CLMOE_DTYPE_I4 = 8,
+  /* Since 0.4, decode only (clmoe_convert, checkpoint tensors): */
+  CLMOE_DTYPE_F8_E5M2 = 9, /* e5m2: bias 15, Inf and NaN as IEEE */
+  CLMOE_DTYPE_U8 = 10,     /* unsigned byte */
+  CLMOE_DTYPE_E8M0 = 11    /* MX scale byte: 2^(b - 127); 0xFF NaN */
 };
 
 /* Converts `count` elements between F32, F16 and BF16 on the host
  * (src_dtype == dst_dtype copies). Narrowing rounds to nearest even; NaN
  * stays NaN (sign and leading payload bits kept), +-Inf stays Inf, -0 stays
- * -0, subnormals are rounded exactly. A finite value that would round to Inf
- * is an error: INVALID_ARGUMENT naming the element (dst is then partly
- * written). Errors also: NULL_POINTER. Thread-safe. */
+ * -0, subnormals are rounded exactly. A finite value too large for the
+ * destination becomes +-Inf, as IEEE, numpy and torch round it (since 0.4;
+ * clmoe_convert_ex with CLMOE_CONVERT_STRICT keeps the 0.3 error). Since
+ * 0.4 it also decodes the element codes of F8_E4M3, F8_E5M2, MXFP4 and I4
+ * (4-bit codes two per byte, element i in byte i / 2, the low nibble for
+ * even i), I8, U8 and E8M0 into F32, without any scale (dst_dtype must be
+ * F32). Errors: INVALID_ARGUMENT (other dtype pairs, a negative count),
+ * NULL_POINTER. Thread-safe. */
 CLMOE_API clmoe_status clmoe_convert(clmoe_dtype src_dtype, const void *src,
                                      clmoe_dtype dst_dtype, void *dst,
                                      int64_t count);
+
+enum {
+  /* clmoe_convert_ex: a finite value that would round to Inf is an error
+   * (INVALID_ARGUMENT naming the element; dst is then partly written) */
+  CLMOE_CONVERT_STRICT = 1u << 0
+};
+/* Since 0.4. clmoe_convert with flags (CLMOE_CONVERT_*). */
+CLMOE_API clmoe_status clmoe_convert_ex(clmoe_dtype src_dtype, const void *src,
+                                        clmoe_dtype dst_dtype, void *dst,
+                                        int64_t count, uint32_t flags);
 
 #define CLMOE_MAX_RANK 4
 
@@ -771,6 +814,21 @@ typedef struct clmoe_experts_desc {
    * the other activations. */
   float swiglu_limit;
   float swiglu_alpha;
+  /* Since 0.4. Already-quantized weights for a quantized weight_dtype
+   * (F8_E4M3, MXFP4, I8, I4), as checkpoints store them: per matrix in
+   * [E, out, in] form whatever `layout` says (W1, W3: out = d_ff, in =
+   * d_model; W2: out = d_model, in = d_ff). Codes: F8_E4M3 one e4m3fn byte
+   * per weight; MXFP4 and I4 two per byte ([E, out, in / 2], the low nibble
+   * first); I8 one int8. Scales: F8_E4M3 float32 [E, ceil(out / 128),
+   * ceil(in / 128)] (a checkpoint's weight_scale_inv: w = code * scale);
+   * MXFP4 e8m0 bytes [E, out, in / 32]; I8 float32 [E, out]; I4 float32
+   * [E, out, in / 32]. Give these instead of w1/w3/w2 (codes and scales of
+   * W3 only for gated kinds); copied at create. A NaN code or scale is
+   * INVALID_ARGUMENT. Quantized experts run on the grouped path (AUTO picks
+   * it; CLBLAST is UNSUPPORTED); float weights with a quantized
+   * weight_dtype are quantized by clmoe's rule (see clmoe_dtype). */
+  const void *w1_codes, *w3_codes, *w2_codes;
+  const void *w1_scales, *w3_scales, *w2_scales;
 } clmoe_experts_desc;
 
 /* Defaults: SWIGLU, LAYOUT_IN_OUT, PATH_AUTO, swiglu_limit 7, swiglu_alpha
@@ -802,13 +860,14 @@ CLMOE_API clmoe_status clmoe_experts_get_path(const clmoe_experts *experts,
 
 /* Device bytes held by the experts object: *weight_bytes for the weight
  * matrices in their storage dtype and device layout (half of F32's for the
- * 16-bit dtypes), *bias_bytes for the biases; either pointer may be NULL.
- * Since 0.3. Errors: NULL_POINTER. */
+ * 16-bit dtypes; codes plus scales for the quantized ones), *bias_bytes
+ * for the biases; either pointer may be NULL. Since 0.3. Errors:
+ * NULL_POINTER. */
 CLMOE_API clmoe_status clmoe_experts_get_bytes(const clmoe_experts *experts,
                                                int64_t *weight_bytes,
                                                int64_t *bias_bytes);
-/* The storage dtype of the weights (F32, F16 or BF16). Since 0.3. Errors:
- * NULL_POINTER. */
+/* The storage dtype of the weights (F32, F16, BF16, or since 0.4 a
+ * quantized one). Since 0.3. Errors: NULL_POINTER. */
 CLMOE_API clmoe_status clmoe_experts_get_weight_dtype(
     const clmoe_experts *experts, clmoe_dtype *dtype);
 /* Since 0.3. The experts' E, d, d_ff and activation; any out pointer may

@@ -2,6 +2,7 @@
  * packing for the grouped kernel, upload. */
 #include "moe/experts.h"
 #include "moe/grouped_gemm.h"
+#include "quant/formats.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -143,14 +144,50 @@ static clmoe_status validate_sizes(const clmoe_experts_desc *d) {
   return CLMOE_SUCCESS;
 }
 
+/* Whether the desc gives already-quantized codes (0.4 fields). */
+static int has_codes(const clmoe_experts_desc *d) {
+  return CM_HAS_FIELD(d, clmoe_experts_desc, w2_scales) &&
+         (d->w1_codes || d->w3_codes || d->w2_codes || d->w1_scales ||
+          d->w3_scales || d->w2_scales);
+}
+
+/* Codes and scales of a quantized desc: all of W1 and W2 (and W3 when
+ * gated), no float weights beside them. */
+static clmoe_status validate_codes(const clmoe_experts_desc *d, int gated) {
+  if (d->w1_host || d->w1 || d->w3_host || d->w3 || d->w2_host || d->w2)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "give float weights or quantized codes, not both");
+  if (!cm_is_quant_dtype(d->weight_dtype))
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "codes need a quantized weight_dtype (F8_E4M3, "
+                      "MXFP4, I8, I4); it is %d",
+                      (int)d->weight_dtype);
+  if (!d->w1_codes || !d->w1_scales || !d->w2_codes || !d->w2_scales)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "w1_codes, w1_scales, w2_codes and w2_scales are "
+                      "required");
+  if (gated != (d->w3_codes && d->w3_scales) || (!gated && (d->w3_codes ||
+                                                            d->w3_scales)))
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      gated ? "the gated activation needs w3_codes and "
+                              "w3_scales"
+                            : "w3 codes are only for gated activations");
+  return CLMOE_SUCCESS;
+}
+
 static clmoe_status validate(const clmoe_experts_desc *d) {
   clmoe_status st = validate_sizes(d);
   if (st)
     return st;
   int has_w3 = d->w3_host || d->w3, has_b3 = d->b3_host || d->b3;
-  if (!(d->w1_host || d->w1) || !(d->w2_host || d->w2))
+  if (has_codes(d)) {
+    if ((st = validate_codes(d, cm_is_gated(d->activation))))
+      return st;
+    has_w3 = d->w3_codes != NULL;
+  } else if (!(d->w1_host || d->w1) || !(d->w2_host || d->w2)) {
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
                       "w1 and w2 are required");
+  }
   if (cm_is_gated(d->activation) && !has_w3)
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
                       "the gated activation needs w3");
@@ -175,7 +212,8 @@ static void lay_out_plain(float *dst, const float *w, const float *w_hi,
 }
 
 /* Elements of the up ([W1|W3]) and down (W2) weight buffers in the path's
- * device layout. */
+ * device layout (quantized: their codes' bytes are elements * bits / 8,
+ * plus the scales). */
 static void weight_elems(int E, int d, int f, int gated,
                          clmoe_experts_path path, int vw, size_t *up,
                          size_t *down) {
@@ -279,7 +317,9 @@ static clmoe_status check_device_limit(const clmoe_context *ctx,
   size_t up, down;
   weight_elems(d->num_experts, d->d_model, d->d_ff, cm_is_gated(d->activation),
                path, ctx->tuning.vw, &up, &down);
-  size_t most = (up > down ? up : down) * cm_dtype_size(wdtype);
+  size_t most = cm_is_quant_dtype(wdtype)
+                    ? (up > down ? up : down) * cm_code_bits(wdtype) / 8
+                    : (up > down ? up : down) * cm_dtype_size(wdtype);
   if (most > ctx->info.max_alloc_bytes)
     return cm_fail(CLMOE_ERROR_TOO_LARGE,
                    "clmoe_experts_create: a weight matrix needs %zu bytes in "
@@ -313,11 +353,19 @@ static clmoe_status resolve(const clmoe_context *ctx,
   if (a->path < CLMOE_EXPERTS_PATH_AUTO || a->path > CLMOE_EXPERTS_PATH_GROUPED)
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN, "unknown path %d",
                       (int)a->path);
-  if (!cm_is_float_dtype(a->wdtype) || !cm_is_float_dtype(a->host_dtype))
+  int quant = cm_is_quant_dtype(a->wdtype);
+  if ((!cm_is_float_dtype(a->wdtype) && !quant) ||
+      !cm_is_float_dtype(a->host_dtype))
     return cm_fail_at(CLMOE_ERROR_DTYPE_MISMATCH, FN,
-                      "weight_dtype %s and host_dtype %s must each be F32, "
-                      "F16 or BF16",
+                      "weight_dtype %s must be F32, F16, BF16, F8_E4M3, "
+                      "MXFP4, I8 or I4, and host_dtype %s F32, F16 or BF16",
                       cm_dtype_name(a->wdtype), cm_dtype_name(a->host_dtype));
+  if ((a->wdtype == CLMOE_DTYPE_MXFP4 || a->wdtype == CLMOE_DTYPE_I4) &&
+      (desc->d_model % 32 || desc->d_ff % 32))
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "%s groups 32 input elements: d_model = %d and d_ff = "
+                      "%d must be multiples of 32",
+                      cm_dtype_name(a->wdtype), desc->d_model, desc->d_ff);
   if (a->path == CLMOE_EXPERTS_PATH_CLBLAST && a->wdtype != CLMOE_DTYPE_F32)
     return cm_fail_at(CLMOE_ERROR_UNSUPPORTED, FN,
                       "%s weights run on the grouped path only: CLBlast's "
@@ -327,6 +375,10 @@ static clmoe_status resolve(const clmoe_context *ctx,
   if (a->path == CLMOE_EXPERTS_PATH_AUTO)
     a->path = a->wdtype != CLMOE_DTYPE_F32 ? CLMOE_EXPERTS_PATH_GROUPED
                                            : ctx->tuning.path;
+  if (has_codes(desc) && !quant)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "codes need a quantized weight_dtype (F8_E4M3, MXFP4, "
+                      "I8, I4)");
   return check_device_limit(ctx, desc, a->path, a->wdtype);
 }
 
@@ -364,8 +416,13 @@ static clmoe_status fetch_all(clmoe_context *ctx,
                   &h->b3)) ||
       (st = fetch(ctx, desc->b2_host, f32, desc->b2, "b2", 2, (int64_t[]){E, d},
                   &h->b2)) ||
-      (st = cm_round_to_dtype(h->w1, n, a->wdtype, "clmoe_experts_create: w1")))
+      (st = cm_is_quant_dtype(a->wdtype) || !h->w1
+                 ? CLMOE_SUCCESS /* quantized by its own rule */
+                 : cm_round_to_dtype(h->w1, n, a->wdtype,
+                                     "clmoe_experts_create: w1")))
     return st;
+  if (cm_is_quant_dtype(a->wdtype))
+    return CLMOE_SUCCESS;
   if (h->w3 &&
       (st = cm_round_to_dtype(h->w3, n, a->wdtype, "clmoe_experts_create: w3")))
     return st;
@@ -428,9 +485,17 @@ clmoe_status clmoe_experts_create(clmoe_context *ctx,
   if ((st = fetch_all(ctx, desc, &a, &h)) ||
       (st = cm_experts_alloc(ctx, desc, a.path, a.wdtype, &x)))
     goto done;
-  st = x->path == CLMOE_EXPERTS_PATH_GROUPED
-           ? upload_packed(x, h.w1, h.w3, h.w2, h.b1, h.b3, h.b2, desc->layout)
-           : upload_plain(x, h.w1, h.w3, h.w2, h.b1, h.b3, h.b2, desc->layout);
+  if (cm_is_quant_dtype(a.wdtype)) {
+    if (!(st = cm_experts_upload_quantized(x, desc, h.w1, h.w3, h.w2,
+                                           desc->layout)))
+      st = cm_experts_upload_biases(x, h.b1, h.b3, h.b2);
+  } else {
+    st = x->path == CLMOE_EXPERTS_PATH_GROUPED
+             ? upload_packed(x, h.w1, h.w3, h.w2, h.b1, h.b3, h.b2,
+                             desc->layout)
+             : upload_plain(x, h.w1, h.w3, h.w2, h.b1, h.b3, h.b2,
+                            desc->layout);
+  }
   if (st)
     clmoe_experts_destroy(x);
   else
@@ -449,6 +514,8 @@ void clmoe_experts_destroy(clmoe_experts *experts) {
   cm_release_mem(&experts->b3);
   cm_release_mem(&experts->b2);
   cm_release_mem(&experts->b13);
+  cm_release_mem(&experts->s13);
+  cm_release_mem(&experts->s2);
   free(experts);
 }
 

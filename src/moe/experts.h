@@ -18,6 +18,10 @@ struct clmoe_experts {
   cl_mem w13, w2;
   cl_mem b1, b3, b2; /* CLBLAST path */
   cl_mem b13;        /* GROUPED path: b1 | b3 packed (b2 reuses b2) */
+  /* Quantized weights: float32 scales per column and group of `group_*`
+   * consecutive k, [E][panels][groups][2 * vw] (cl/weight_formats.cl). */
+  cl_mem s13, s2;
+  int group_up, group_down;
   int vw, panels_up, panels_down;
   clmoe_dtype wdtype; /* storage dtype of w13 and w2: F32, F16 or BF16 */
   int64_t weight_bytes, bias_bytes;
@@ -54,6 +58,15 @@ clmoe_status cm_experts_alloc(clmoe_context *ctx,
  * bias_bytes. panels_up / panels_down must be set. */
 clmoe_status cm_experts_upload_biases(clmoe_experts *x, const float *b1,
                                       const float *b3, const float *b2);
+
+/* Quantized experts (experts_quant.c): W1, W3 [E, d, f] and W2 [E, f, d]
+ * in `lay` as float32 host arrays (quantized by clmoe's rule), or, when
+ * w1 is NULL, the desc's codes and scales; packed into the grouped
+ * kernel's panels with their scales and uploaded. Sets weight_bytes. */
+clmoe_status cm_experts_upload_quantized(clmoe_experts *x,
+                                         const clmoe_experts_desc *desc,
+                                         const float *w1, const float *w3,
+                                         const float *w2, int lay);
 
 /* Rows [row0, row0 + n) of matrix `m` (0: W1, the gate; 1: W3, the up; 2:
  * W2, the down projection) of expert e, stored [out, in] as PyTorch does,

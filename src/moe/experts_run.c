@@ -67,15 +67,18 @@ static clmoe_status run_clblast(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,
   return st;
 }
 
-/* One grouped launch: C[rows of e, :n_out] = epi(A[rows of e] * B_e + b_e). */
+/* One grouped launch: C[rows of e, :n_out] = epi(A[rows of e] * B_e + b_e),
+ * with B's scales when it is quantized (S NULL otherwise). */
 static clmoe_status grouped_gemm(clmoe_experts *x, clmoe_routing *rt, int rows,
-                                 int K, int panels, cl_mem A, cl_mem B, int epi,
-                                 cl_mem bias, cl_mem C, int n_out) {
+                                 int K, int panels, cl_mem A, cl_mem B,
+                                 cl_mem S, int group, int epi, cl_mem bias,
+                                 cl_mem C, int n_out) {
+  cm_gemm_scales scales = {S, group};
   return cm_gemm_grouped(rt->ctx, &rt->ws.kernels, x->E, rows, K, panels,
                          cm_gemm_tiles_per_item(&rt->ctx->tuning),
                          rt->ws.buf[CM_RB_EXPERT_OFFSETS],
                          rt->ws.buf[CM_RB_TILE_OFFSETS], A, B, x->wdtype, epi,
-                         bias, C, n_out, x->act_params);
+                         bias, C, n_out, x->act_params, S ? &scales : NULL);
 }
 
 static clmoe_status run_grouped(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,
@@ -98,10 +101,11 @@ static clmoe_status run_grouped(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,
                               CM_ARG(rt->ws.buf[CM_RB_STATS]),
                               CM_ARG(rt->ws.buf[CM_RB_EXPERT_OFFSETS]),
                               CM_ARG(rt->ws.buf[CM_RB_TILE_OFFSETS])))) ||
-      (st = grouped_gemm(x, rt, N, d, x->panels_up, xs, x->w13, x->activation,
-                         x->b13, act, f)))
+      (st = grouped_gemm(x, rt, N, d, x->panels_up, xs, x->w13, x->s13,
+                         x->group_up, x->activation, x->b13, act, f)))
     return st;
-  return grouped_gemm(x, rt, N, f, x->panels_down, act, x->w2, 0, x->b2, ys, d);
+  return grouped_gemm(x, rt, N, f, x->panels_down, act, x->w2, x->s2,
+                      x->group_down, 0, x->b2, ys, d);
 }
 
 clmoe_status cm_experts_run(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,

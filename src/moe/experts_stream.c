@@ -8,6 +8,7 @@
 
 #include "moe/experts.h"
 #include "moe/grouped_gemm.h"
+#include "quant/formats.h"
 
 /* Panels are flushed to the device in batches of at most this many bytes. */
 #define STAGE_BYTES (8u << 20)
@@ -102,8 +103,10 @@ clmoe_status cm_experts_create_from_rows(clmoe_context *ctx,
   clmoe_status st = cm_experts_resolve(ctx, desc, &path, &wdtype);
   if (st)
     return st;
-  if (path != CLMOE_EXPERTS_PATH_GROUPED)
-    return CLMOE_ERROR_UNSUPPORTED; /* the caller loads arrays instead */
+  /* The caller loads arrays instead: the CLBlast layout is transposed, and
+   * quantized blocks span more rows than a panel. */
+  if (path != CLMOE_EXPERTS_PATH_GROUPED || cm_is_quant_dtype(wdtype))
+    return CLMOE_ERROR_UNSUPPORTED;
   stream s = {0};
   if ((st = cm_experts_alloc(ctx, desc, path, wdtype, &s.x)))
     return st;

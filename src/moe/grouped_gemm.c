@@ -39,10 +39,21 @@ static size_t tiles_bound(int E, int rows_bound, int tile_rows) {
 
 /* The program variant that widens `wdtype` panels, in either shape. */
 static cm_kernel_id kernel_for(clmoe_dtype wdtype, int local) {
-  if (wdtype == CLMOE_DTYPE_F16)
-    return local ? CM_K_GEMM_GROUPED_LOCAL_F16 : CM_K_GEMM_GROUPED_F16;
-  if (wdtype == CLMOE_DTYPE_BF16)
-    return local ? CM_K_GEMM_GROUPED_LOCAL_BF16 : CM_K_GEMM_GROUPED_BF16;
+  static const struct {
+    clmoe_dtype dtype;
+    cm_kernel_id private_shape, local_shape;
+  } k[] = {
+      {CLMOE_DTYPE_F16, CM_K_GEMM_GROUPED_F16, CM_K_GEMM_GROUPED_LOCAL_F16},
+      {CLMOE_DTYPE_BF16, CM_K_GEMM_GROUPED_BF16, CM_K_GEMM_GROUPED_LOCAL_BF16},
+      {CLMOE_DTYPE_F8_E4M3, CM_K_GEMM_GROUPED_F8, CM_K_GEMM_GROUPED_LOCAL_F8},
+      {CLMOE_DTYPE_MXFP4, CM_K_GEMM_GROUPED_MXFP4,
+       CM_K_GEMM_GROUPED_LOCAL_MXFP4},
+      {CLMOE_DTYPE_I8, CM_K_GEMM_GROUPED_I8, CM_K_GEMM_GROUPED_LOCAL_I8},
+      {CLMOE_DTYPE_I4, CM_K_GEMM_GROUPED_I4, CM_K_GEMM_GROUPED_LOCAL_I4},
+  };
+  for (size_t i = 0; i < sizeof k / sizeof *k; ++i)
+    if (k[i].dtype == wdtype)
+      return local ? k[i].local_shape : k[i].private_shape;
   return local ? CM_K_GEMM_GROUPED_LOCAL : CM_K_GEMM_GROUPED;
 }
 
@@ -68,10 +79,14 @@ clmoe_status cm_gemm_grouped(clmoe_context *ctx, cm_kernels *kernels, int E,
                              int tiles_per_item, cl_mem expert_offsets,
                              cl_mem tile_offsets, cl_mem A, cl_mem B,
                              clmoe_dtype wdtype, int epi, cl_mem bias, cl_mem C,
-                             int n_out, const float *act) {
+                             int n_out, const float *act,
+                             const cm_gemm_scales *scales) {
   const cm_tuning *t = &ctx->tuning;
   int has_bias = bias != NULL;
   float lim = act ? act[0] : 0.0f, alpha = act ? act[1] : 0.0f;
+  /* Unquantized: one group of all K, scales never read. */
+  cl_mem sbuf = scales ? scales->buf : B;
+  int qgroup = scales ? scales->group : (K > 0 ? K : 1);
   size_t tiles = tiles_bound(E, rows_bound, cm_gemm_tile_rows(t));
   /* Unused when has_bias = 0, but every argument must be a valid buffer. */
   cl_mem b = has_bias ? bias : B;
@@ -82,7 +97,7 @@ clmoe_status cm_gemm_grouped(clmoe_context *ctx, cm_kernels *kernels, int E,
                                 CM_ARG(A), CM_ARG(B), CM_ARG(epi),
                                 CM_ARG(has_bias), CM_ARG(b), CM_ARG(C),
                                 CM_ARG(n_out), CM_ARG(n_out), CM_ARG(lim),
-                                CM_ARG(alpha)));
+                                CM_ARG(alpha), CM_ARG(sbuf), CM_ARG(qgroup)));
   cl_kernel k;
   clmoe_status st = cm_kernel(ctx, kernels, kernel_for(wdtype, 0), &k);
   if (st)
@@ -97,5 +112,5 @@ clmoe_status cm_gemm_grouped(clmoe_context *ctx, cm_kernels *kernels, int E,
                            CM_ARG(tile_offsets), CM_ARG(A), CM_ARG(B),
                            CM_ARG(epi), CM_ARG(has_bias), CM_ARG(b), CM_ARG(C),
                            CM_ARG(n_out), CM_ARG(n_out), CM_ARG(lim),
-                           CM_ARG(alpha)));
+                           CM_ARG(alpha), CM_ARG(sbuf), CM_ARG(qgroup)));
 }

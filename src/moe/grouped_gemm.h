@@ -39,12 +39,18 @@ int cm_gemm_tiles_per_item(const cm_tuning *t);
  * gemm_tile_offsets with cm_gemm_tile_rows and the same tiles_per_item (or
  * written exactly); the local kernel always runs one tile per work-group.
  * rows_bound >= the rows of all groups sizes the launch. bias may be NULL.
- * act[2] = {limit, alpha} of the SWIGLU_OAI epilogue (NULL for the others). */
+ * act[2] = {limit, alpha} of the SWIGLU_OAI epilogue (NULL for the others).
+ * scales: a quantized B's (NULL for float32 and 16-bit B). */
+typedef struct cm_gemm_scales {
+  cl_mem buf; /* [E][panels][groups][2 * vw] float32 (cl/weight_formats.cl) */
+  int group;  /* consecutive k per scale */
+} cm_gemm_scales;
 clmoe_status cm_gemm_grouped(clmoe_context *ctx, cm_kernels *kernels, int E,
                              int rows_bound, int K, int panels,
                              int tiles_per_item, cl_mem expert_offsets,
                              cl_mem tile_offsets, cl_mem A, cl_mem B,
                              clmoe_dtype wdtype, int epi, cl_mem bias, cl_mem C,
-                             int n_out, const float *act);
+                             int n_out, const float *act,
+                             const cm_gemm_scales *scales);
 
 #endif /* CLMOE_GROUPED_GEMM_H */

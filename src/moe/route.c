@@ -93,7 +93,7 @@ static clmoe_status router_gemm_grouped(route_call *c) {
                          1, rt->ws.buf[CM_RB_ROUTER_ROWS],
                          rt->ws.buf[CM_RB_ROUTER_TILES], c->x, r->packed,
                          CLMOE_DTYPE_F32, CM_EPI_NONE, NULL, c->logits, c->E,
-                         NULL);
+                         NULL, NULL);
 }
 
 static clmoe_status router_gemm(route_call *c) {

@@ -1,10 +1,13 @@
 /* Element conversions between float32 and the 16-bit storage types (IEEE
  * binary16 and bfloat16), on the host: round to nearest even, NaN stays NaN
  * (sign and leading payload bits kept, quiet bit set where the payload would
- * vanish), Inf stays Inf, and a finite value that would round to Inf is an
- * error, never a silent Inf. */
+ * vanish), Inf stays Inf; a finite value that would round to Inf becomes
+ * Inf in clmoe_convert (as IEEE rounds it) and is an error where a weight
+ * is stored (cm_encode, cm_round_to_dtype) or CLMOE_CONVERT_STRICT asks.
+ * Quantized element codes are decoded by quant/formats.c. */
 #include <string.h>
 
+#include "quant/formats.h"
 #include "runtime/runtime.h"
 
 static uint32_t f32_bits(float f) {
@@ -141,25 +144,41 @@ clmoe_status cm_round_to_dtype(float *v, size_t n, clmoe_dtype dtype,
   return CLMOE_SUCCESS;
 }
 
-clmoe_status clmoe_convert(clmoe_dtype src_dtype, const void *src,
-                           clmoe_dtype dst_dtype, void *dst, int64_t count) {
+clmoe_status clmoe_convert_ex(clmoe_dtype src_dtype, const void *src,
+                              clmoe_dtype dst_dtype, void *dst, int64_t count,
+                              uint32_t flags) {
   static const char *const fn = "clmoe_convert";
-  if (!cm_is_float_dtype(src_dtype) || !cm_is_float_dtype(dst_dtype))
+  int codes = cm_is_code_dtype(src_dtype);
+  if (!(codes && dst_dtype == CLMOE_DTYPE_F32) &&
+      (!cm_is_float_dtype(src_dtype) || !cm_is_float_dtype(dst_dtype)))
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, fn,
-                      "dtypes %d and %d: both must be F32, F16 or BF16",
+                      "dtypes %d and %d: both must be F32, F16 or BF16, or "
+                      "a code dtype decoded to F32",
                       (int)src_dtype, (int)dst_dtype);
   if (count < 0)
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, fn, "count = %lld < 0",
                       (long long)count);
   if (count > 0 && (!src || !dst))
     return cm_fail_at(CLMOE_ERROR_NULL_POINTER, fn, "src or dst is NULL");
-  for (int64_t i = 0; i < count; ++i) {
+  if (flags & ~(uint32_t)CLMOE_CONVERT_STRICT)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, fn, "unknown flags 0x%x",
+                      (unsigned)flags);
+  for (int64_t i = 0; codes && i < count; ++i)
+    ((float *)dst)[i] = cm_code_value(src_dtype, src, (size_t)i);
+  for (int64_t i = 0; !codes && i < count; ++i) {
     float v = cm_to_f32(src_dtype, src, (size_t)i);
-    if (cm_from_f32(dst_dtype, v, dst, (size_t)i))
+    /* The narrowing functions store +-Inf on overflow and say so. */
+    if (cm_from_f32(dst_dtype, v, dst, (size_t)i) &&
+        (flags & CLMOE_CONVERT_STRICT))
       return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, fn,
                         "element %lld = %g overflows %s (it would round to "
                         "Inf)",
                         (long long)i, (double)v, cm_dtype_name(dst_dtype));
   }
   return CLMOE_SUCCESS;
+}
+
+clmoe_status clmoe_convert(clmoe_dtype src_dtype, const void *src,
+                           clmoe_dtype dst_dtype, void *dst, int64_t count) {
+  return clmoe_convert_ex(src_dtype, src, dst_dtype, dst, count, 0);
 }

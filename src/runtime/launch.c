@@ -49,6 +49,18 @@ static const struct {
                                      "gemm_grouped_local"},
     [CM_K_GEMM_GROUPED_LOCAL_BF16] = {CM_PROG_GROUPED_GEMM_BF16,
                                       "gemm_grouped_local"},
+    [CM_K_GEMM_GROUPED_F8] = {CM_PROG_GROUPED_GEMM_F8, "gemm_grouped"},
+    [CM_K_GEMM_GROUPED_MXFP4] = {CM_PROG_GROUPED_GEMM_MXFP4, "gemm_grouped"},
+    [CM_K_GEMM_GROUPED_I8] = {CM_PROG_GROUPED_GEMM_I8, "gemm_grouped"},
+    [CM_K_GEMM_GROUPED_I4] = {CM_PROG_GROUPED_GEMM_I4, "gemm_grouped"},
+    [CM_K_GEMM_GROUPED_LOCAL_F8] = {CM_PROG_GROUPED_GEMM_F8,
+                                    "gemm_grouped_local"},
+    [CM_K_GEMM_GROUPED_LOCAL_MXFP4] = {CM_PROG_GROUPED_GEMM_MXFP4,
+                                       "gemm_grouped_local"},
+    [CM_K_GEMM_GROUPED_LOCAL_I8] = {CM_PROG_GROUPED_GEMM_I8,
+                                    "gemm_grouped_local"},
+    [CM_K_GEMM_GROUPED_LOCAL_I4] = {CM_PROG_GROUPED_GEMM_I4,
+                                    "gemm_grouped_local"},
 };
 
 clmoe_status cm_kernel(clmoe_context *ctx, cm_kernels *ks, cm_kernel_id id,

@@ -14,26 +14,35 @@ static const char *const k_build_options = "-cl-std=CL1.2";
 
 typedef struct cm_program_spec {
   const char *name;
-  const char *sources[4]; /* embedded files concatenated, NULL-terminated */
+  const char *sources[6]; /* embedded files concatenated, NULL-terminated */
+  /* grouped GEMM programs: GEMM_WTYPE + 1 (cl/weight_formats.cl); 0 for
+   * the others */
+  int gemm_wtype;
 } cm_program_spec;
 
+#define GROUPED_GEMM(name, wtype)                                              \
+  {                                                                            \
+    name, {"common", "weight_formats", "grouped_gemm", "grouped_gemm_local",   \
+           NULL},                                                              \
+        (wtype) + 1                                                            \
+  }
 static const cm_program_spec k_programs[CM_PROG_COUNT] = {
-    [CM_PROG_ROUTE] = {"route", {"common", "route", NULL}},
-    [CM_PROG_GROUP] = {"group", {"common", "group", NULL}},
+    [CM_PROG_ROUTE] = {"route", {"common", "route", NULL}, 0},
+    [CM_PROG_GROUP] = {"group", {"common", "group", NULL}, 0},
     [CM_PROG_DISPATCH_COMBINE] = {"dispatch_combine",
-                                  {"common", "dispatch_combine", NULL}},
-    [CM_PROG_EXPERTS_RUN] = {"experts_run", {"common", "experts_run", NULL}},
-    [CM_PROG_SCORE] = {"score", {"common", "score", "score_local", NULL}},
-    [CM_PROG_GROUPED_GEMM] = {"grouped_gemm",
-                              {"common", "grouped_gemm", "grouped_gemm_local",
-                               NULL}},
-    [CM_PROG_GROUPED_GEMM_F16] = {"grouped_gemm_f16",
-                                  {"common", "grouped_gemm",
-                                   "grouped_gemm_local", NULL}},
-    [CM_PROG_GROUPED_GEMM_BF16] = {"grouped_gemm_bf16",
-                                   {"common", "grouped_gemm",
-                                    "grouped_gemm_local", NULL}},
+                                  {"common", "dispatch_combine", NULL}, 0},
+    [CM_PROG_EXPERTS_RUN] = {"experts_run", {"common", "experts_run", NULL},
+                             0},
+    [CM_PROG_SCORE] = {"score", {"common", "score", "score_local", NULL}, 0},
+    [CM_PROG_GROUPED_GEMM] = GROUPED_GEMM("grouped_gemm", 0),
+    [CM_PROG_GROUPED_GEMM_F16] = GROUPED_GEMM("grouped_gemm_f16", 1),
+    [CM_PROG_GROUPED_GEMM_BF16] = GROUPED_GEMM("grouped_gemm_bf16", 2),
+    [CM_PROG_GROUPED_GEMM_F8] = GROUPED_GEMM("grouped_gemm_f8", 3),
+    [CM_PROG_GROUPED_GEMM_MXFP4] = GROUPED_GEMM("grouped_gemm_mxfp4", 4),
+    [CM_PROG_GROUPED_GEMM_I8] = GROUPED_GEMM("grouped_gemm_i8", 5),
+    [CM_PROG_GROUPED_GEMM_I4] = GROUPED_GEMM("grouped_gemm_i4", 6),
 };
+#undef GROUPED_GEMM
 
 /* The on-disk entry: header, then the binary. Every field is checked on load;
  * anything unexpected means the file is ignored and rebuilt. */
@@ -105,11 +114,9 @@ static void program_options(const clmoe_context *ctx, cm_program_id id,
   size_t used = n > 0 ? (size_t)n : 0;
   if (used < len)
     used += cm_kernel_defines(out + used, len - used);
-  /* GEMM_WTYPE: the weight panels' storage, 0 float32, 1 float16, 2
-   * bfloat16. */
-  int wtype = id == CM_PROG_GROUPED_GEMM_F16    ? 1
-              : id == CM_PROG_GROUPED_GEMM_BF16 ? 2
-                                                : 0;
+  /* GEMM_WTYPE: the weight panels' storage (cl/weight_formats.cl). */
+  int gemm = k_programs[id].gemm_wtype != 0,
+      wtype = k_programs[id].gemm_wtype - 1;
   if (id == CM_PROG_SCORE && used < len)
     used +=
         (size_t)snprintf(out + used, len - used, " -DSCORE_RM=%d -DSCORE_VW=%d",
@@ -117,16 +124,16 @@ static void program_options(const clmoe_context *ctx, cm_program_id id,
   if (id == CM_PROG_SCORE && ctx->tuning.score_dc && used < len)
     used += (size_t)snprintf(out + used, len - used, " -DSCORE_DC=%d",
                              ctx->tuning.score_dc);
-  if ((id == CM_PROG_GROUPED_GEMM || wtype) && used < len)
+  if (gemm && used < len)
     used += (size_t)snprintf(out + used, len - used,
                              " -DGEMM_RM=%d -DGEMM_VW=%d -DGEMM_WTYPE=%d",
                              ctx->tuning.rm, ctx->tuning.vw, wtype);
-  if ((id == CM_PROG_GROUPED_GEMM || wtype) && ctx->tuning.pn && used < len)
+  if (gemm && ctx->tuning.pn && used < len)
     used += (size_t)snprintf(out + used, len - used, " -DGEMM_PN=1");
   /* The work-group (local-memory) kernel is compiled only where the entry
    * picks it. */
   const cm_tuning *t = &ctx->tuning;
-  if ((id == CM_PROG_GROUPED_GEMM || wtype) && t->local_kernel && used < len)
+  if (gemm && t->local_kernel && used < len)
     snprintf(out + used, len - used,
              " -DLM_BM=%d -DLM_NP=%d -DLM_BK=%d -DLM_TM=%d "
              "-DLM_TN=%d",

@@ -67,6 +67,10 @@ typedef enum cm_program_id {
   CM_PROG_GROUPED_GEMM,      /* grouped expert GEMM (tuned -D parameters) */
   CM_PROG_GROUPED_GEMM_F16,  /* the same, widening float16 weight panels */
   CM_PROG_GROUPED_GEMM_BF16, /* the same, widening bfloat16 weight panels */
+  CM_PROG_GROUPED_GEMM_F8,    /* ... decoding quantized panels: F8_E4M3 */
+  CM_PROG_GROUPED_GEMM_MXFP4, /* MXFP4 */
+  CM_PROG_GROUPED_GEMM_I8,    /* I8 */
+  CM_PROG_GROUPED_GEMM_I4,    /* I4 */
   CM_PROG_COUNT
 } cm_program_id;
 

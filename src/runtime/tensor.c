@@ -28,6 +28,14 @@ const char *cm_dtype_name(clmoe_dtype dtype) {
     return "float16";
   case CLMOE_DTYPE_BF16:
     return "bfloat16";
+  case CLMOE_DTYPE_F8_E4M3:
+    return "F8_E4M3";
+  case CLMOE_DTYPE_MXFP4:
+    return "MXFP4";
+  case CLMOE_DTYPE_I8:
+    return "I8";
+  case CLMOE_DTYPE_I4:
+    return "I4";
   default:
     return "unknown";
   }

@@ -48,9 +48,15 @@ def test_to_bf16_bits_matches_numpy():
         np.array([np.nan], np.float32)))).all()
 
 
-def test_bf16_overflow_is_an_error():
+def test_bf16_overflow_rounds_to_inf():
+    """As IEEE, numpy and torch: 3.4e38 rounds up to +Inf in bfloat16; the
+    strict flag keeps the 0.3 error."""
+    bits = clmoe.to_bf16_bits(np.array([1.0, 3.4028235e38, -3.4e38],
+                                       np.float32))
+    assert bits[1] == 0x7F80 and bits[2] == 0xFF80
     with pytest.raises(clmoe.Error) as e:
-        clmoe.to_bf16_bits(np.array([1.0, 3.4028235e38], np.float32))
+        clmoe.to_bf16_bits(np.array([1.0, 3.4028235e38], np.float32),
+                           strict=True)
     assert "element 1" in e.value.detail
 
 
@@ -71,9 +77,12 @@ def test_f16_conversion_matches_numpy():
     assert np.isnan(nan).all()
     widened = core._convert(core.F16, want, core.F32, np.float32)
     np.testing.assert_array_equal(widened, want.astype(np.float32))
+    big = np.array([0, 65520, -1e6], np.float32)
+    np.testing.assert_array_equal(
+        core._convert(core.F32, big, core.F16, np.float16).view(np.uint16),
+        big.astype(np.float16).view(np.uint16))  # +-Inf, as numpy
     with pytest.raises(clmoe.Error) as e:
-        core._convert(core.F32, np.array([0, 65520], np.float32), core.F16,
-                      np.float16)
+        core._convert(core.F32, big, core.F16, np.float16, strict=True)
     assert "element 1" in e.value.detail
 
 

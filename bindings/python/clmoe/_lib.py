@@ -180,6 +180,8 @@ _SIGNATURES = {
     "clmoe_experts_get_bytes": (c_i32, [c_void, _P(c_i64), _P(c_i64)]),
     "clmoe_experts_get_weight_dtype": (c_i32, [c_void, _P(c_i32)]),
     "clmoe_convert": (c_i32, [c_i32, c_void, c_i32, c_void, c_i64]),
+    "clmoe_convert_ex": (c_i32, [c_i32, c_void, c_i32, c_void, c_i64,
+                                 ctypes.c_uint32]),
     "clmoe_experts_create": (c_i32, [c_void, _P(ExpertsDesc), _P(c_void)]),
     "clmoe_experts_destroy": (None, [c_void]),
     "clmoe_forward": (c_i32, [c_void, c_void, c_void, c_void, c_void, c_void,

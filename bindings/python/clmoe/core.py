@@ -45,23 +45,25 @@ def version():
     return lib.clmoe_version_string().decode()
 
 
-def _convert(src_code, src, dst_code, dst_np_dtype):
+def _convert(src_code, src, dst_code, dst_np_dtype, strict=False):
     src = np.ascontiguousarray(src)
     out = np.empty(src.shape, dst_np_dtype)
-    check(lib.clmoe_convert(src_code, src.ctypes.data if src.size else None,
-                            dst_code, out.ctypes.data if out.size else None,
-                            src.size))
+    check(lib.clmoe_convert_ex(src_code,
+                               src.ctypes.data if src.size else None,
+                               dst_code, out.ctypes.data if out.size else None,
+                               src.size, 1 if strict else 0))
     return out
 
 
-def to_bf16_bits(a):
+def to_bf16_bits(a, strict=False):
     """float32 (or float16) values -> uint16 bfloat16 bit patterns, rounded
-    to nearest even by the library (NaN stays NaN; a finite value that would
-    round to Inf raises Error)."""
+    to nearest even by the library (NaN stays NaN; a finite value too large
+    becomes +-Inf, as numpy and torch round it; strict=True raises Error
+    instead)."""
     a = np.asarray(a)
     code = F16 if a.dtype == np.float16 else F32
     a = a if code == F16 else np.asarray(a, np.float32)
-    return _convert(code, a, BF16, np.uint16)
+    return _convert(code, a, BF16, np.uint16, strict)
 
 
 def from_bf16_bits(u):
