@@ -34,7 +34,9 @@ typedef struct clmoe_checkpoint_tensor {
   /* The stored dtype as safetensors spells it ("F32", "BF16", "I64", ...). */
   char dtype[8];
   /* CLMOE_DTYPE_F32, _F16 or _BF16 for stored F32, F16 and BF16 (the dtypes
-   * clmoe_checkpoint_read converts from); 0 for any other. */
+   * clmoe_checkpoint_read converts from); since 0.4 also _F8_E4M3,
+   * _F8_E5M2, _I8 and _U8 for those (read as their bytes, or decoded to a
+   * float dtype); 0 for any other. */
   clmoe_dtype readable_dtype;
   int32_t rank; /* 0 (a scalar) .. CLMOE_CHECKPOINT_MAX_RANK */
   int64_t shape[CLMOE_CHECKPOINT_MAX_RANK];
@@ -87,7 +89,10 @@ clmoe_checkpoint_find_tensor(const clmoe_checkpoint *ck, const char *name,
 /* Copies tensor `name` into dst (dst_bytes must be exactly its element
  * count times the size of `dtype`; dst may be NULL for an empty tensor),
  * converted to `dtype`: F32, F16 or
- * BF16, from stored F32, F16 or BF16. Widening is exact; narrowing rounds
+ * BF16, from stored F32, F16 or BF16 (since 0.4 also from F8_E4M3,
+ * F8_E5M2, I8 and U8, whose element codes are decoded without any scale;
+ * or `dtype` equal to such a stored dtype: its bytes as stored). Widening
+ * is exact; narrowing rounds
  * to nearest even and keeps NaN and Inf, and a finite value that would
  * become Inf is INVALID_ARGUMENT naming the tensor and the element. The
  * copy streams through a small buffer (no allocation of the tensor's

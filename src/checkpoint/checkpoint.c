@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "checkpoint/checkpoint.h"
+#include "quant/formats.h"
 #include "runtime/runtime.h"
 
 /* config.json is read whole; a real one is a few kB. */
@@ -387,23 +388,24 @@ clmoe_status clmoe_checkpoint_read(const clmoe_checkpoint *ck, const char *name,
     return cm_ck_not_found(ck, name);
   if (!t->readable)
     return cm_fail(CLMOE_ERROR_UNSUPPORTED,
-                   "tensor \"%s\" is stored as %s; clmoe reads F32, F16 and "
-                   "BF16",
+                   "tensor \"%s\" is stored as %s; clmoe reads F32, F16, "
+                   "BF16, F8_E4M3, F8_E5M2, I8 and U8",
                    name, t->dtype);
-  if (dtype != CLMOE_DTYPE_F32 && dtype != CLMOE_DTYPE_F16 &&
-      dtype != CLMOE_DTYPE_BF16)
+  int raw = dtype == t->readable && cm_is_code_dtype(dtype);
+  if (!cm_is_float_dtype(dtype) && !raw)
     return cm_fail(CLMOE_ERROR_UNSUPPORTED,
-                   "clmoe_checkpoint_read: target dtype %d is not F32, F16 or "
-                   "BF16",
+                   "clmoe_checkpoint_read: target dtype %d is not F32, F16, "
+                   "BF16 or the stored code dtype",
                    (int)dtype);
   uint64_t n = cm_st_elements(t);
-  if (n > SIZE_MAX / 4 || dst_bytes != n * cm_dtype_size(dtype))
+  size_t esize = raw ? 1 : cm_dtype_size(dtype);
+  if (n > SIZE_MAX / 4 || dst_bytes != n * esize)
     return cm_fail(CLMOE_ERROR_SHAPE_MISMATCH,
                    "tensor \"%s\" has %llu elements: %llu bytes as %s, not "
                    "%zu",
                    name, (unsigned long long)n,
-                   (unsigned long long)(n * cm_dtype_size(dtype)),
-                   cm_dtype_name(dtype), dst_bytes);
+                   (unsigned long long)(n * esize),
+                   raw ? t->dtype : cm_dtype_name(dtype), dst_bytes);
   return cm_ck_read_range(ck, t, 0, n, dtype, dst);
 }
 
@@ -442,14 +444,16 @@ static clmoe_status convert(const cm_st_tensor *t, const unsigned char *src,
   for (uint64_t at = 0; at < n; at += CHUNK) {
     size_t m = n - at < CHUNK ? (size_t)(n - at) : CHUNK;
     memcpy(chunk_in, src + at * in_size, m * in_size);
-    for (size_t i = 0; i < m; ++i)
-      if (cm_from_f32(dtype, cm_to_f32(t->readable, chunk_in, i), dst,
-                      (size_t)at + i))
+    for (size_t i = 0; i < m; ++i) {
+      float v = cm_is_code_dtype(t->readable)
+                    ? cm_code_value(t->readable, chunk_in, i)
+                    : cm_to_f32(t->readable, chunk_in, i);
+      if (cm_from_f32(dtype, v, dst, (size_t)at + i))
         return cm_fail(CLMOE_ERROR_INVALID_ARGUMENT,
                        "tensor \"%s\" element %llu (%g) overflows %s", t->name,
-                       (unsigned long long)(first + at + i),
-                       (double)cm_to_f32(t->readable, chunk_in, i),
+                       (unsigned long long)(first + at + i), (double)v,
                        cm_dtype_name(dtype));
+    }
   }
   return CLMOE_SUCCESS;
 }

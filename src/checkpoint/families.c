@@ -340,24 +340,43 @@ static clmoe_status plan_llama4(const clmoe_checkpoint *ck, json_t *top,
   return CLMOE_SUCCESS;
 }
 
-/* Quantized checkpoints wait for the quantized expert formats. */
-static clmoe_status refuse_quantized(json_t *cfg) {
+/* The quantization clmoe loads as stored: FP8 e4m3 with 128 x 128 block
+ * scales (DeepSeek-V3, Kimi K2, Qwen3-FP8) and MXFP4 (gpt-oss). */
+static clmoe_status check_quantization(json_t *cfg) {
   json_t *q = json_object_get(cfg, "quantization_config");
   if (!q)
     return CLMOE_SUCCESS;
   const char *method = config_string(q, "quant_method", "?");
+  if (!strcmp(method, "mxfp4"))
+    return CLMOE_SUCCESS;
+  if (!strcmp(method, "fp8")) {
+    const char *fmt = config_string(q, "fmt", "e4m3");
+    json_t *block = json_object_get(q, "weight_block_size");
+    int blocks_ok = !block || (json_array_size(block) == 2 &&
+                               json_integer_value(json_array_get(block, 0)) ==
+                                   128 &&
+                               json_integer_value(json_array_get(block, 1)) ==
+                                   128);
+    if (!strcmp(fmt, "e4m3") && blocks_ok)
+      return CLMOE_SUCCESS;
+    return cm_fail_at(CLMOE_ERROR_UNSUPPORTED, FN,
+                      "config.json quantization_config: fp8 with fmt "
+                      "\"%.16s\" and weight_block_size other than [128, "
+                      "128]; clmoe loads e4m3 with 128 x 128 blocks",
+                      fmt);
+  }
   return cm_fail_at(CLMOE_ERROR_UNSUPPORTED, FN,
-                    "config.json has a quantization_config (quant_method "
-                    "\"%.32s\"); clmoe loads float32, float16 and bfloat16 "
-                    "experts only",
+                    "config.json quantization_config has quant_method "
+                    "\"%.32s\"; clmoe loads fp8 (e4m3, 128 x 128 blocks) and "
+                    "mxfp4",
                     method);
 }
 
 static clmoe_status plan_from_config(const clmoe_checkpoint *ck, json_t *cfg,
                                      plan *p) {
   json_t *text = json_object_get(cfg, "text_config");
-  clmoe_status st = refuse_quantized(cfg);
-  if (st || (json_is_object(text) && (st = refuse_quantized(text))))
+  clmoe_status st = check_quantization(cfg);
+  if (st || (json_is_object(text) && (st = check_quantization(text))))
     return st;
   switch (p->arch) {
   case CLMOE_ARCH_DEEPSEEK_V2:

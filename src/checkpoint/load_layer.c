@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "checkpoint/checkpoint.h"
-#include "checkpoint/layer_plan.h"
+#include "checkpoint/expert_source.h"
 #include "moe/experts.h"
 #include "runtime/runtime.h"
 
@@ -41,191 +41,6 @@ void clmoe_moe_layer_release(clmoe_moe_layer *layer) {
   layer->shared_gate = NULL;
 }
 
-/* ---- tensors ---- */
-
-/* The tensor `tmpl` names for (layer, expert), checked against `rank` and
- * dims (< 0: any, then filled in). */
-static clmoe_status find(const clmoe_checkpoint *ck, const plan *p,
-                         const char *tmpl, int expert, int rank, int64_t *dims,
-                         const cm_st_tensor **out) {
-  char name[512];
-  cm_expand_name(tmpl, p->layer, expert, name, sizeof name);
-  const cm_st_tensor *t = cm_ck_lookup(ck, name);
-  if (!t)
-    return cm_ck_not_found(ck, name);
-  if (!t->readable)
-    return cm_fail_at(CLMOE_ERROR_UNSUPPORTED, FN,
-                      "tensor \"%s\" is stored as %s; clmoe loads F32, F16 "
-                      "and BF16",
-                      name, t->dtype);
-  int ok = t->rank == rank;
-  for (int i = 0; ok && i < rank; ++i)
-    ok = dims[i] < 0 || dims[i] == t->shape[i];
-  if (!ok) {
-    char want[96] = "", got[96] = "";
-    for (int i = 0; i < rank; ++i)
-      snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld",
-               i ? ", " : "", (long long)dims[i]);
-    for (int i = 0; i < t->rank; ++i)
-      snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld",
-               i ? ", " : "", (long long)t->shape[i]);
-    return cm_fail_at(CLMOE_ERROR_SHAPE_MISMATCH, FN,
-                      "tensor \"%s\" has shape [%s]; the model's config "
-                      "says [%s] (-1 = any)",
-                      name, got, want);
-  }
-  for (int i = 0; i < rank; ++i)
-    dims[i] = t->shape[i];
-  *out = t;
-  return CLMOE_SUCCESS;
-}
-
-static int exists(const clmoe_checkpoint *ck, const plan *p, const char *tmpl,
-                  int expert) {
-  char name[512];
-  cm_expand_name(tmpl, p->layer, expert, name, sizeof name);
-  return cm_ck_lookup(ck, name) != NULL;
-}
-
-/* Where each expert matrix lives: tensor and element offset per (matrix,
- * expert), matrices 0 W1 [f, d] (gate), 1 W3 [f, d] (up), 2 W2 [d, f]
- * (down), read as [out, in]. A cm_row_source over it streams rows out of the
- * mappings. x.W-ordered stacks (xw) hold expert e's matrix transposed at
- * first[m][e] ([in, cols]); their columns for matrix m are col0[m] +
- * j * stride[m], and one expert's slab is decoded into `slab` at a time. */
-typedef struct expert_source {
-  const clmoe_checkpoint *ck;
-  int E, in[3];
-  const cm_st_tensor **t; /* [3][E] */
-  uint64_t *first;        /* [3][E] */
-  int xw, cols[3], col0[3], stride[3];
-  float *slab; /* xw: [in][cols] of slab_t at slab_e */
-  const cm_st_tensor *slab_t;
-  int slab_e;
-} expert_source;
-
-static clmoe_status source_rows_xw(expert_source *s, int m, int e, int row0,
-                                   int n, float *dst) {
-  size_t at = (size_t)m * s->E + e;
-  int in = s->in[m], cols = s->cols[m];
-  clmoe_status st;
-  if (s->slab_t != s->t[at] || s->slab_e != e) {
-    s->slab_t = NULL;
-    if ((st = cm_ck_read_range(s->ck, s->t[at], s->first[at],
-                               (uint64_t)in * cols, CLMOE_DTYPE_F32, s->slab)))
-      return st;
-    s->slab_t = s->t[at];
-    s->slab_e = e;
-  }
-  for (int r = 0; r < n; ++r) {
-    int c = s->col0[m] + (row0 + r) * s->stride[m];
-    for (int k = 0; k < in; ++k)
-      dst[(size_t)r * in + k] = s->slab[(size_t)k * cols + c];
-  }
-  return CLMOE_SUCCESS;
-}
-
-static clmoe_status source_rows(void *user, int m, int e, int row0, int n,
-                                float *dst) {
-  expert_source *s = user;
-  if (s->xw)
-    return source_rows_xw(s, m, e, row0, n, dst);
-  size_t at = (size_t)m * s->E + e;
-  return cm_ck_read_range(s->ck, s->t[at],
-                          s->first[at] + (uint64_t)row0 * s->in[m],
-                          (uint64_t)n * s->in[m], CLMOE_DTYPE_F32, dst);
-}
-
-static void free_source(expert_source *s) {
-  free(s->t);
-  free(s->first);
-  free(s->slab);
-}
-
-/* gpt-oss / Llama 4: gate_up [E, d, 2f] and down [E, f, d] in x.W order. */
-static clmoe_status find_experts_xw(const clmoe_checkpoint *ck, const plan *p,
-                                    int E, int f, expert_source *s) {
-  int d = p->d;
-  const cm_st_tensor *gu, *dn;
-  clmoe_status st;
-  if ((st = find(ck, p, p->names.gate_up, 0, 3, (int64_t[]){E, d, 2 * f},
-                 &gu)) ||
-      (st = find(ck, p, p->names.down, 0, 3, (int64_t[]){E, f, d}, &dn)))
-    return st;
-  size_t most = (size_t)d * 2 * f;
-  if (!(s->slab = malloc(sizeof *s->slab * most)))
-    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
-                   "%s: expert slab: out of host memory", FN);
-  s->xw = 1;
-  s->cols[0] = s->cols[1] = 2 * f;
-  s->cols[2] = d;
-  s->stride[0] = s->stride[1] = p->interleaved ? 2 : 1;
-  s->stride[2] = 1;
-  s->col0[0] = s->col0[2] = 0;
-  s->col0[1] = p->interleaved ? 1 : f; /* up: odd columns, or the 2nd half */
-  for (int e = 0; e < E; ++e) {
-    s->t[e] = s->t[E + e] = gu;
-    s->first[e] = s->first[E + e] = (uint64_t)e * d * 2 * f;
-    s->t[2 * E + e] = dn;
-    s->first[2 * E + e] = (uint64_t)e * f * d;
-  }
-  return CLMOE_SUCCESS;
-}
-
-/* The E experts' matrices: one tensor per expert and projection
- * (templates w1, w3, w2), stacked [E, 2f, d] / [E, d, f], or stacked in
- * x.W order (p->xw), each checked against the sizes. *stored: the first
- * gate matrix's dtype. */
-static clmoe_status find_experts(const clmoe_checkpoint *ck, const plan *p,
-                                 const char *w1, const char *w3, const char *w2,
-                                 const char *gate_up, const char *down, int E,
-                                 int f, expert_source *s, clmoe_dtype *stored) {
-  int gated = w3 || gate_up, d = p->d;
-  s->ck = ck;
-  s->E = E;
-  s->in[0] = s->in[1] = d;
-  s->in[2] = f;
-  s->t = calloc((size_t)3 * E, sizeof *s->t);
-  s->first = calloc((size_t)3 * E, sizeof *s->first);
-  if (!s->t || !s->first)
-    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
-                   "%s: expert table: out of host memory", FN);
-  const cm_st_tensor *t;
-  clmoe_status st = CLMOE_SUCCESS;
-  if (p->xw && !w1) {
-    if (!(st = find_experts_xw(ck, p, E, f, s)))
-      *stored = s->t[0]->readable;
-    return st;
-  }
-  int stacked =
-      !w1 || (!exists(ck, p, w1, 0) && gate_up && exists(ck, p, gate_up, 0));
-  if (stacked &&
-      !(st = find(ck, p, gate_up, 0, 3, (int64_t[]){E, 2 * f, d}, &t)))
-    for (int e = 0; e < E; ++e) {
-      s->t[e] = s->t[E + e] = t;
-      s->first[e] = (uint64_t)e * 2 * f * d;
-      s->first[E + e] = s->first[e] + (uint64_t)f * d;
-    }
-  for (int e = 0; !stacked && e < E && !st; ++e)
-    if (!(st = find(ck, p, w1, e, 2, (int64_t[]){f, d}, &s->t[e])) && gated)
-      st = find(ck, p, w3, e, 2, (int64_t[]){f, d}, &s->t[E + e]);
-  if (st)
-    return st;
-  *stored = s->t[0]->readable;
-  if (!w2 || (!exists(ck, p, w2, 0) && down && exists(ck, p, down, 0))) {
-    if ((st = find(ck, p, down, 0, 3, (int64_t[]){E, d, f}, &t)))
-      return st;
-    for (int e = 0; e < E; ++e) {
-      s->t[2 * E + e] = t;
-      s->first[2 * E + e] = (uint64_t)e * d * f;
-    }
-    return CLMOE_SUCCESS;
-  }
-  for (int e = 0; e < E && !st; ++e)
-    st = find(ck, p, w2, e, 2, (int64_t[]){d, f}, &s->t[2 * E + e]);
-  return st;
-}
-
 /* gpt-oss's expert biases: gate_up_proj_bias [E, 2f] (interleaved like the
  * weight) split into b1 and b3 [E, f], and down_proj_bias [E, d]; float32
  * host arrays in b[3]. A checkpoint without them is refused: gpt-oss's
@@ -237,7 +52,7 @@ static clmoe_status read_expert_biases(const clmoe_checkpoint *ck,
   int64_t dims[2][2] = {{p->E, 2 * p->f}, {p->E, p->d}};
   const cm_st_tensor *t[2];
   for (int i = 0; i < 2; ++i)
-    if (!exists(ck, p, tmpl[i], 0)) {
+    if (!cm_layer_exists(ck, p, tmpl[i], 0)) {
       char name[512];
       cm_expand_name(tmpl[i], p->layer, 0, name, sizeof name);
       return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
@@ -246,8 +61,8 @@ static clmoe_status read_expert_biases(const clmoe_checkpoint *ck,
                         name);
     }
   clmoe_status st;
-  if ((st = find(ck, p, tmpl[0], 0, 2, dims[0], &t[0])) ||
-      (st = find(ck, p, tmpl[1], 0, 2, dims[1], &t[1])))
+  if ((st = cm_layer_find(ck, p, tmpl[0], 0, 2, dims[0], &t[0])) ||
+      (st = cm_layer_find(ck, p, tmpl[1], 0, 2, dims[1], &t[1])))
     return st;
   size_t ef = (size_t)p->E * p->f;
   float *gu = malloc(sizeof *gu * 2 * ef);
@@ -266,6 +81,32 @@ static clmoe_status read_expert_biases(const clmoe_checkpoint *ck,
     st = cm_ck_read_range(ck, t[1], 0, (uint64_t)p->E * p->d, CLMOE_DTYPE_F32,
                           b[2]);
   free(gu);
+  return st;
+}
+
+/* Experts kept in their stored quantized format: the source's codes and
+ * scales handed over as the experts desc's pre-quantized fields. */
+static clmoe_status create_quantized(clmoe_context *ctx,
+                                     clmoe_experts_desc *ed, expert_source *s,
+                                     clmoe_experts **out) {
+  void *codes[3] = {NULL, NULL, NULL}, *scales[3] = {NULL, NULL, NULL};
+  int gated = cm_is_gated(ed->activation);
+  clmoe_status st = CLMOE_SUCCESS;
+  for (int m = 0; m < 3 && !st; ++m)
+    if (m != 1 || gated)
+      st = cm_source_codes(s, m, &codes[m], &scales[m]);
+  ed->w1_codes = codes[0];
+  ed->w3_codes = codes[1];
+  ed->w2_codes = codes[2];
+  ed->w1_scales = scales[0];
+  ed->w3_scales = scales[1];
+  ed->w2_scales = scales[2];
+  if (!st)
+    st = clmoe_experts_create(ctx, ed, out);
+  for (int m = 0; m < 3; ++m) {
+    free(codes[m]);
+    free(scales[m]);
+  }
   return st;
 }
 
@@ -293,7 +134,10 @@ static clmoe_status create_experts(clmoe_context *ctx, const plan *p, int E,
     ed.b3_host = b[1];
     ed.b2_host = b[2];
   }
-  clmoe_status st = cm_experts_create_from_rows(ctx, &ed, source_rows, s, out);
+  if (s->codes && dtype == s->codes)
+    return create_quantized(ctx, &ed, s, out);
+  clmoe_status st =
+      cm_experts_create_from_rows(ctx, &ed, cm_source_rows, s, out);
   if (st != CLMOE_ERROR_UNSUPPORTED)
     return st;
   size_t m = (size_t)f * p->d, n = (size_t)E * m;
@@ -308,7 +152,7 @@ static clmoe_status create_experts(clmoe_context *ctx, const plan *p, int E,
     st = CLMOE_SUCCESS;
   for (int k = 0; k < 3 && !st; ++k)
     for (int e = 0; w[k] && e < E && !st; ++e)
-      st = source_rows(s, k, e, 0, k == 2 ? p->d : f, w[k] + e * m);
+      st = cm_source_rows(s, k, e, 0, k == 2 ? p->d : f, w[k] + e * m);
   ed.w1_host = w[0];
   ed.w3_host = w[1];
   ed.w2_host = w[2];
@@ -323,7 +167,7 @@ static clmoe_status create_experts(clmoe_context *ctx, const plan *p, int E,
 static clmoe_status read_vector(const clmoe_checkpoint *ck, const plan *p,
                                 const char *tmpl, int E, float **out) {
   const cm_st_tensor *t;
-  clmoe_status st = find(ck, p, tmpl, 0, 1, (int64_t[]){E}, &t);
+  clmoe_status st = cm_layer_find(ck, p, tmpl, 0, 1, (int64_t[]){E}, &t);
   if (st)
     return st;
   if (!(*out = malloc(sizeof **out * (size_t)E)))
@@ -340,7 +184,7 @@ static clmoe_status load_router(clmoe_context *ctx, const clmoe_checkpoint *ck,
                                 clmoe_router **out) {
   int64_t dims[2] = {p->E ? p->E : -1, p->d ? p->d : -1};
   const cm_st_tensor *t;
-  clmoe_status st = find(ck, p, p->names.router, 0, 2, dims, &t);
+  clmoe_status st = cm_layer_find(ck, p, p->names.router, 0, 2, dims, &t);
   if (st)
     return st;
   p->E = (int)dims[0];
@@ -359,7 +203,7 @@ static clmoe_status load_router(clmoe_context *ctx, const clmoe_checkpoint *ck,
   if (!st && p->names.selection_bias)
     st = read_vector(ck, p, p->names.selection_bias, p->E, &sel);
   if (!st && p->names.router_bias) {
-    if (!exists(ck, p, p->names.router_bias, 0)) {
+    if (!cm_layer_exists(ck, p, p->names.router_bias, 0)) {
       char name[512];
       cm_expand_name(p->names.router_bias, p->layer, 0, name, sizeof name);
       st = cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
@@ -414,7 +258,9 @@ static clmoe_status load_shared(clmoe_context *ctx, const clmoe_checkpoint *ck,
     return CLMOE_SUCCESS;
   const cm_st_tensor *t;
   int64_t dims[2] = {p->fs ? p->fs : -1, p->d};
-  clmoe_status st = find(ck, p, nm->shared_w1, 0, 2, dims, &t);
+  char name[512]; /* the weight may be stored quantized (DeepSeek-V3 FP8) */
+  cm_expand_name(nm->shared_w1, p->layer, 0, name, sizeof name);
+  clmoe_status st = cm_layer_find_codes(ck, name, 2, dims, &t);
   if (st)
     return st;
   p->fs = (int)dims[0];
@@ -422,20 +268,20 @@ static clmoe_status load_shared(clmoe_context *ctx, const clmoe_checkpoint *ck,
   clmoe_dtype stored = 0;
   plan sp = *p;
   sp.xw = 0; /* shared experts are nn.Linear in every family */
-  if (!(st = find_experts(ck, &sp, nm->shared_w1, nm->shared_w3,
+  if (!(st = cm_find_experts(ck, &sp, nm->shared_w1, nm->shared_w3,
                           nm->shared_w2, NULL, NULL, 1, p->fs, &src, &stored)))
     st = create_experts(ctx, &sp, 1, p->fs, &src, NULL,
                         CLMOE_ACTIVATION_SWIGLU,
                         desc->weight_dtype ? desc->weight_dtype : stored,
                         desc->path, &out->shared_experts);
-  free_source(&src);
+  cm_free_source(&src);
   if (st || !nm->shared_gate)
     return st;
   float *g = malloc(sizeof *g * (size_t)p->d);
   if (!g)
     return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
                    "%s: shared gate: out of host memory", FN);
-  if (!(st = find(ck, p, nm->shared_gate, 0, 2, (int64_t[]){1, p->d}, &t)) &&
+  if (!(st = cm_layer_find(ck, p, nm->shared_gate, 0, 2, (int64_t[]){1, p->d}, &t)) &&
       !(st = cm_ck_read_range(ck, t, 0, (uint64_t)p->d, CLMOE_DTYPE_F32, g)))
     st = clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 1, (int64_t[]){p->d}, g,
                              &out->shared_gate);
@@ -470,9 +316,12 @@ static clmoe_status load(clmoe_context *ctx, const clmoe_checkpoint *ck,
   if (p.arch == CLMOE_ARCH_CUSTOM) { /* d_ff from the first gate matrix */
     const cm_st_tensor *t;
     int64_t dims[3] = {p.E, -1, p.d};
-    int per_expert = p.names.w1 && exists(ck, &p, p.names.w1, 0);
-    if ((st = per_expert ? find(ck, &p, p.names.w1, 0, 2, dims + 1, &t)
-                         : find(ck, &p, p.names.gate_up, 0, 3, dims, &t)))
+    int per_expert = p.names.w1 && cm_layer_exists(ck, &p, p.names.w1, 0);
+    char name[512]; /* the weight may be stored quantized */
+    cm_expand_name(per_expert ? p.names.w1 : p.names.gate_up, p.layer, 0, name,
+                   sizeof name);
+    if ((st = per_expert ? cm_layer_find_codes(ck, name, 2, dims + 1, &t)
+                         : cm_layer_find_codes(ck, name, 3, dims, &t)))
       return st;
     p.f = (int)(per_expert ? dims[1] : dims[1] / 2);
   }
@@ -485,7 +334,7 @@ static clmoe_status load(clmoe_context *ctx, const clmoe_checkpoint *ck,
   if (p.needs_expert_biases)
     st = read_expert_biases(ck, &p, b);
   if (!st &&
-      !(st = find_experts(ck, &p, p.names.w1, p.names.w3, p.names.w2,
+      !(st = cm_find_experts(ck, &p, p.names.w1, p.names.w3, p.names.w2,
                           p.names.gate_up, p.names.down, p.E, p.f, &src,
                           &stored))) {
     out->weight_dtype = desc->weight_dtype ? desc->weight_dtype : stored;
@@ -493,7 +342,7 @@ static clmoe_status load(clmoe_context *ctx, const clmoe_checkpoint *ck,
                         p.activation, out->weight_dtype, desc->path,
                         &out->experts);
   }
-  free_source(&src);
+  cm_free_source(&src);
   for (int i = 0; i < 3; ++i)
     free(b[i]);
   if (st || (st = load_shared(ctx, ck, desc, &p, out)))

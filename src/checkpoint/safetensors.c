@@ -34,14 +34,14 @@ static const struct {
     {"I64", 8, 0},
     {"I32", 4, 0},
     {"I16", 2, 0},
-    {"I8", 1, 0},
+    {"I8", 1, CLMOE_DTYPE_I8},
     {"U64", 8, 0},
     {"U32", 4, 0},
     {"U16", 2, 0},
-    {"U8", 1, 0},
+    {"U8", 1, CLMOE_DTYPE_U8},
     {"BOOL", 1, 0},
-    {"F8_E4M3", 1, 0},
-    {"F8_E5M2", 1, 0},
+    {"F8_E4M3", 1, CLMOE_DTYPE_F8_E4M3},
+    {"F8_E5M2", 1, CLMOE_DTYPE_F8_E5M2},
 };
 
 uint64_t cm_st_elements(const cm_st_tensor *t) {

@@ -12,7 +12,7 @@ typedef struct cm_st_tensor {
   char *name;           /* owned */
   char dtype[8];        /* as stored: "F32", "BF16", ... */
   int elem_size;        /* bytes per element */
-  clmoe_dtype readable; /* F32/F16/BF16, or 0 */
+  clmoe_dtype readable; /* F32/F16/BF16, F8_E4M3/F8_E5M2/I8/U8, or 0 */
   int rank;
   int64_t shape[CLMOE_CHECKPOINT_MAX_RANK];
   uint64_t begin, end; /* within the data region */

@@ -387,8 +387,7 @@ def test_family_errors(ctx, tmp_path):
     ds.write(m, config=cfg)
     expect_error("SHAPE_MISMATCH", "gate_proj", load, ctx, m, LAYER)
     cfg = ds.config()
-    cfg["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3",
-                                  "weight_block_size": [128, 128]}
+    cfg["quantization_config"] = {"quant_method": "awq", "bits": 4}
     ds.write(m, config=cfg)
     expect_error("UNSUPPORTED", "quantization_config", load, ctx, m, LAYER)
     cfg = ds.config()

@@ -77,7 +77,8 @@ class Checkpoint:
 
     def read(self, name, dtype="f32"):
         """Tensor `name` converted to "f32", "f16" or "bf16" (round to
-        nearest even; a value that overflows is an error)."""
+        nearest even; a value that overflows is an error). F8_E4M3, F8_E5M2,
+        I8 and U8 tensors are decoded element by element (no scale)."""
         if dtype not in _READ:
             raise Error(-1, f"unknown dtype {dtype!r}; expected one of "
                         f"{sorted(_READ)}")
@@ -119,15 +120,16 @@ def load_moe_layer(ctx, path, layer, arch="auto", dtype=None, policy=None,
     Router) replaces it and runs over the model's own scores (scoring,
     selection bias, groups, gate scale and position are kept). The
     returned layer's `info` holds the model's sizes and conventions."""
-    from .core import (ACTIVATIONS, DTYPES, GATE_POSITIONS, GROUP_SCORES,
-                       PATHS, SCORINGS, Experts, MoELayer, Router, Tensor,
-                       _choice, _fill_policy)
+    from .core import (ACTIVATIONS, GATE_POSITIONS, GROUP_SCORES, PATHS,
+                       SCORINGS, WEIGHT_DTYPES, Experts, MoELayer, Router,
+                       Tensor, _choice, _fill_policy)
     ck = path if isinstance(path, Checkpoint) else Checkpoint(path)
     desc = _lib.LayerDesc()
     lib.clmoe_layer_desc_init_sized(ctypes.byref(desc), ctypes.sizeof(desc))
     desc.layer = layer
     desc.arch = _choice(_ARCHS, arch, "arch")
-    desc.weight_dtype = 0 if dtype is None else _choice(DTYPES, dtype, "dtype")
+    desc.weight_dtype = 0 if dtype is None else _choice(WEIGHT_DTYPES, dtype,
+                                                         "dtype")
     desc.path = _choice(PATHS, path_kind, "path_kind")
     rd = None
     if policy is not None:
@@ -156,7 +158,7 @@ def load_moe_layer(ctx, path, layer, arch="auto", dtype=None, policy=None,
                    "num_experts": E, "d_model": d, "d_ff": out.d_ff,
                    "shared_d_ff": out.shared_d_ff, "top_k": out.top_k,
                    "renormalize": bool(out.renormalize),
-                   "dtype": {v: k for k, v in DTYPES.items()}[
+                   "dtype": {v: k for k, v in WEIGHT_DTYPES.items()}[
                        out.weight_dtype],
                    "scoring": _name(SCORINGS, out.scoring),
                    "groups": (out.num_groups, out.topk_groups),

@@ -9,6 +9,8 @@ from ._lib import lib
 F32, I32, F16, BF16 = 1, 2, 3, 4
 # Storage dtypes by name; bfloat16 travels in numpy as uint16 bit patterns.
 DTYPES = {"f32": F32, "f16": F16, "bf16": BF16}
+# Expert weight storage: the float dtypes and the quantized formats.
+WEIGHT_DTYPES = dict(DTYPES, fp8_e4m3=5, mxfp4=6, int8=7, int4=8)
 
 POLICIES = {"top_k": 1, "top_p": 2, "importance": 3, "resonance": 4,
             "expert_choice": 5}
@@ -535,7 +537,7 @@ class Experts:
         desc.activation = _choice(ACTIVATIONS, activation, "activation")
         desc.layout = _choice(LAYOUTS, layout, "layout")
         desc.path = _choice(PATHS, path, "path")
-        desc.weight_dtype = _choice(DTYPES, dtype, "dtype")
+        desc.weight_dtype = _choice(WEIGHT_DTYPES, dtype, "dtype")
         weights = [v for v in (w1, w2, w3) if v is not None]
         codes = {_host_code(v) for v in weights}
         # One host dtype for the three matrices: mixed inputs go as float32.
@@ -573,11 +575,12 @@ class Experts:
 
     @property
     def dtype(self):
-        """The weights' device storage: "f32", "f16" or "bf16"."""
+        """The weights' device storage: "f32", "f16", "bf16", "fp8_e4m3",
+        "mxfp4", "int8" or "int4"."""
         code = ctypes.c_int32()
         check(lib.clmoe_experts_get_weight_dtype(self.handle,
                                                  ctypes.byref(code)))
-        return {v: k for k, v in DTYPES.items()}[code.value]
+        return {v: k for k, v in WEIGHT_DTYPES.items()}[code.value]
 
     @property
     def weight_bytes(self):
