@@ -5,12 +5,13 @@
  * expert of equal FLOPs). Ratios are the results; absolute figures are
  * context. Usage:
  *   clmoe-bench [--json FILE] [--runs N] [--only W1|W2|W3|W4] [--quick]
- *               [--experts-only] [--weights f32,bf16,f16] [--load]
+ *               [--experts-only] [--weights f32,bf16,f16,fp8_e4m3,mxfp4,
+ *                int8,int4] [--load]
  * --quick runs tiny shapes (a smoke test of the benchmark itself);
  * --load only measures loading a generated checkpoint (load_checkpoint.c);
  * --experts-only times just the expert GEMMs of both paths (bench/tune);
  * --weights times the grouped experts with each weight storage dtype
- * (default all three; "" none) against the device's streaming read
+ * (default the three float ones; "" none) against the device's streaming read
  * bandwidth measured in the same run. W4 (prefill) runs on GPUs, or with
  * --only W4; on GPUs the GPU targets (expert GEMMs against one dense CLBlast
  * SGEMM, W3 against the CLBlast path) are added. */
@@ -48,15 +49,20 @@ enum { NUM_WORKLOADS = 4 };
 /* The device is a GPU: W4 runs by default and the GPU targets apply. */
 static int g_gpu = 0;
 
-enum { MAX_POLICIES = 5, MAX_WDTYPES = 3 };
+enum { MAX_POLICIES = 5, MAX_WDTYPES = 7 };
 
 /* Weight storage dtypes --weights may name. */
 static const struct {
   const char *name;
   clmoe_dtype dtype;
-} k_wdtypes[MAX_WDTYPES] = {{"f32", CLMOE_DTYPE_F32},
-                            {"bf16", CLMOE_DTYPE_BF16},
-                            {"f16", CLMOE_DTYPE_F16}};
+} k_wdtypes[MAX_WDTYPES] = {
+    {"f32", CLMOE_DTYPE_F32},        {"bf16", CLMOE_DTYPE_BF16},
+    {"f16", CLMOE_DTYPE_F16},        {"fp8_e4m3", CLMOE_DTYPE_F8_E4M3},
+    {"mxfp4", CLMOE_DTYPE_MXFP4},    {"int8", CLMOE_DTYPE_I8},
+    {"int4", CLMOE_DTYPE_I4}};
+/* The quantized formats' W3 (decode) goals over bf16 (k_wdtypes order from
+ * index 3): a byte per weight, half a byte, a byte, half a byte. */
+static const double k_quant_w3_goal[4] = {0.60, 0.40, 0.60, 0.45};
 
 typedef struct result {
   workload w;
@@ -80,7 +86,8 @@ typedef struct result {
 
 static int g_runs = 9;
 static int g_experts_only = 0;
-static int g_weights[MAX_WDTYPES] = {1, 1, 1}; /* --weights selection */
+/* --weights selection (default the float dtypes) */
+static int g_weights[MAX_WDTYPES] = {1, 1, 1, 0, 0, 0, 0};
 static double g_bandwidth;                     /* GB/s, measured once */
 static clmoe_context *g_ctx;
 
@@ -382,7 +389,9 @@ static void time_weight_dtypes(const workload *w, result *res, const float *w1,
     die(clmoe_experts_get_bytes(ex[i], &bytes, NULL), "experts bytes");
     res->weights_streamed[i] = (double)bytes * used / w->E;
   }
-  clmoe_routing *rts[MAX_WDTYPES] = {rt, rt, rt};
+  clmoe_routing *rts[MAX_WDTYPES];
+  for (int i = 0; i < MAX_WDTYPES; ++i)
+    rts[i] = rt;
   time_alternating(MAX_WDTYPES, ex, rts, xs, ys, res->weights_ms);
   for (int i = 0; i < MAX_WDTYPES; ++i)
     clmoe_experts_destroy(ex[i]);
@@ -530,7 +539,7 @@ static void print_result(const result *r, const char *path,
     if (!r->weights_ms[i])
       continue;
     double gbs = r->weights_streamed[i] / (r->weights_ms[i] * 1e6);
-    printf("  grouped experts, %-4s weights: %8.3f ms  %7.1f GFLOP/s  %6.1f "
+    printf("  grouped experts, %-8s weights: %8.3f ms  %7.1f GFLOP/s  %6.1f "
            "MiB streamed at %6.1f GB/s = %5.1f %% of bandwidth\n",
            k_wdtypes[i].name, r->weights_ms[i],
            gflops(r->flops, r->weights_ms[i]),
@@ -545,8 +554,9 @@ typedef struct target {
 } target;
 
 /* Room for every target collect_targets adds (23 with all four workloads on a
- * GPU, and weight dtypes); add_target ignores any past it. */
-enum { MAX_TARGETS = 32 };
+ * GPU, weight dtypes, and 12 for the quantized formats); add_target ignores
+ * any past it. */
+enum { MAX_TARGETS = 48 };
 
 static int add_target(target *t, int n, const char *name, double measured,
                       double goal, int higher) {
@@ -568,6 +578,37 @@ static const result *find(const result *rs, int n, const char *name) {
     if (!strcmp(rs[i].w.name, name))
       return &rs[i];
   return NULL;
+}
+
+/* The quantized formats: at W1 (compute-bound) each within 1.15 of f32, the
+ * dequantization hidden under the FMAs; at W3 (decode) their time over
+ * bf16's by their bytes, and their weights plus scales streamed at >= 60 %
+ * of the measured bandwidth. */
+static int quant_targets(const result *r, int wi, target *t, int m) {
+  char name[96];
+  double f32 = r->weights_ms[0], bf16 = r->weights_ms[1];
+  for (int q = 3; q < MAX_WDTYPES; ++q) {
+    double ms = r->weights_ms[q];
+    if (ms <= 0)
+      continue;
+    if (wi == 0 && f32 > 0) {
+      snprintf(name, sizeof name, "W1 experts, %s / f32 weights <= 1.15",
+               k_wdtypes[q].name);
+      m = add_target(t, m, name, ms / f32, 1.15, 0);
+    }
+    if (wi != 2)
+      continue;
+    if (bf16 > 0) {
+      snprintf(name, sizeof name, "W3 experts, %s / bf16 weights <= %.2f",
+               k_wdtypes[q].name, k_quant_w3_goal[q - 3]);
+      m = add_target(t, m, name, ms / bf16, k_quant_w3_goal[q - 3], 0);
+    }
+    snprintf(name, sizeof name, "W3 %s weight stream / bandwidth >= 0.60",
+             k_wdtypes[q].name);
+    m = add_target(t, m, name,
+                   r->weights_streamed[q] / (ms * 1e6) / g_bandwidth, 0.60, 1);
+  }
+  return m;
 }
 
 /* --weights: bf16 over f32 experts per workload, f16 against bf16, and
@@ -594,6 +635,7 @@ static int weight_targets(const result *rs, int n, target *t, int m) {
       m = add_target(t, m, "W3 bf16 weight stream / memory bandwidth >= 0.70",
                      r->weights_streamed[1] / (bf16 * 1e6) / g_bandwidth, 0.70,
                      1);
+    m = quant_targets(r, wi, t, m);
   }
   return m;
 }
@@ -731,7 +773,7 @@ static void write_json(const char *file, const clmoe_device_info *info,
 static void parse_weights(const char *list) {
   for (int i = 0; i < MAX_WDTYPES; ++i)
     g_weights[i] = 0;
-  char buf[64];
+  char buf[128];
   snprintf(buf, sizeof buf, "%s", list);
   for (char *save, *tok = strtok_r(buf, ",", &save); tok;
        tok = strtok_r(NULL, ",", &save)) {
@@ -740,7 +782,9 @@ static void parse_weights(const char *list) {
       if (!strcmp(tok, k_wdtypes[i].name))
         g_weights[i] = found = 1;
     if (!found) {
-      fprintf(stderr, "--weights: unknown dtype \"%s\" (f32, bf16, f16)\n",
+      fprintf(stderr,
+              "--weights: unknown dtype \"%s\" (f32, bf16, f16, fp8_e4m3, "
+              "mxfp4, int8, int4)\n",
               tok);
       exit(2);
     }

@@ -46,6 +46,11 @@ static void free_model(model *m) {
   free(m->w2);
 }
 
+/* The weight storage of the experts objects test_bitwise makes (F32, or a
+ * quantized format: each expert quantizes alone, so a rank's subset holds
+ * the same codes as the whole). */
+static clmoe_dtype g_wdtype = CLMOE_DTYPE_F32;
+
 /* Experts `ids` (ascending) of the model, on the grouped path. */
 static clmoe_experts *experts_of(const model *m, const int *ids, int n) {
   if (!n)
@@ -67,6 +72,7 @@ static clmoe_experts *experts_of(const model *m, const int *ids, int n) {
   ed.w3_host = w3;
   ed.w2_host = w2;
   ed.path = CLMOE_EXPERTS_PATH_GROUPED;
+  ed.weight_dtype = g_wdtype;
   clmoe_experts *x = NULL;
   REQUIRE_OK(clmoe_experts_create(test_context(), &ed, &x));
   free(w1);
@@ -235,6 +241,14 @@ static void test_bitwise(void) {
         check_layer(&m, policies[pi], ei == 0 ? map : NULL,
                     (pi + g_family) % 2 ? CLMOE_DTYPE_BF16 : CLMOE_DTYPE_F32);
     g_family = 0;
+    /* Quantized experts (sizes allow the 8-bit formats' partial blocks). */
+    static const clmoe_dtype quant[2] = {CLMOE_DTYPE_F8_E4M3, CLMOE_DTYPE_I8};
+    for (int qi = 0; qi < 2 && ei < 2; ++qi) {
+      g_wdtype = quant[qi];
+      check_layer(&m, policies[qi], ei == 0 ? map : NULL,
+                  qi ? CLMOE_DTYPE_BF16 : CLMOE_DTYPE_F32);
+    }
+    g_wdtype = CLMOE_DTYPE_F32;
     free_model(&m);
   }
 }
