@@ -38,10 +38,11 @@ typedef struct st_builder {
   size_t bytes;
 } st_builder;
 
-/* A [rows, cols] tensor; cols < 0 makes it the vector [rows]. */
-static inline void st_add_f32(st_builder *b, const char *name, int rows,
-                              int cols, const float *v) {
-  size_t n = (size_t)rows * (cols < 0 ? 1 : cols) * sizeof *v;
+/* A [rows, cols] tensor of `dtype` (safetensors' name, `esize` bytes an
+ * element); cols < 0 makes it the vector [rows]. */
+static inline void st_add(st_builder *b, const char *name, const char *dtype,
+                          int esize, int rows, int cols, const void *v) {
+  size_t n = (size_t)rows * (cols < 0 ? 1 : cols) * (size_t)esize;
   char shape[32];
   if (cols < 0)
     snprintf(shape, sizeof shape, "%d", rows);
@@ -49,12 +50,17 @@ static inline void st_add_f32(st_builder *b, const char *name, int rows,
     snprintf(shape, sizeof shape, "%d,%d", rows, cols);
   b->len += (size_t)snprintf(
       b->header + b->len, sizeof b->header - b->len,
-      "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[%s],\"data_offsets\":[%zu,"
+      "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[%s],\"data_offsets\":[%zu,"
       "%zu]}",
-      b->len ? "," : "{", name, shape, b->bytes, b->bytes + n);
+      b->len ? "," : "{", name, dtype, shape, b->bytes, b->bytes + n);
   b->data = realloc(b->data, b->bytes + n);
   memcpy(b->data + b->bytes, v, n);
   b->bytes += n;
+}
+
+static inline void st_add_f32(st_builder *b, const char *name, int rows,
+                              int cols, const float *v) {
+  st_add(b, name, "F32", 4, rows, cols, v);
 }
 
 static inline void st_write(st_builder *b, const char *path) {

@@ -35,7 +35,7 @@ static float g_w1[E * D * F], g_w3[E * D * F], g_w2[E * F * D], g_b1[E * F];
 static char g_detail[4096];
 static char g_model[64]; /* a Qwen2-MoE checkpoint directory */
 /* a DeepSeek-V3 one: sigmoid scores, selection bias, groups, scaled gates,
- * a shared expert without a gate */
+ * a shared expert without a gate, FP8 experts with block scales */
 static char g_model_ds[64];
 /* Which scenario the walk runs: 0 score -> route -> forward, 1 a layer
  * loaded from g_model. */
@@ -377,7 +377,9 @@ static void write_model(char *dir, size_t len, int deepseek) {
              "\"n_shared_experts\": 1, \"n_group\": 2, \"topk_group\": 1, "
              "\"topk_method\": \"noaux_tc\", \"scoring_func\": \"sigmoid\", "
              "\"norm_topk_prob\": true, \"routed_scaling_factor\": 2.5, "
-             "\"first_k_dense_replace\": 0}",
+             "\"first_k_dense_replace\": 0, \"quantization_config\": "
+             "{\"quant_method\": \"fp8\", \"fmt\": \"e4m3\", "
+             "\"weight_block_size\": [128, 128]}}",
              D, F, E);
   else
     snprintf(config, sizeof config,
@@ -400,13 +402,29 @@ static void write_model(char *dir, size_t len, int deepseek) {
                        (size_t)e * D * F;
       for (int i = 0; i < F * D; ++i) /* [in, out] -> [out, in] */
         m[i] = k == 2 ? w[(i % F) * D + i / F] : w[(i % D) * F + i / D];
-      snprintf(name, sizeof name, "model.layers.0.mlp.experts.%d.%s.weight", e,
-               proj[k]);
-      st_add_f32(&b, name, k == 2 ? D : F, k == 2 ? F : D, m);
-      if (e == 0) { /* the shared expert reuses expert 0's matrices */
-        snprintf(name, sizeof name, "model.layers.0.mlp.%s.%s.weight",
-                 shared, proj[k]);
-        st_add_f32(&b, name, k == 2 ? D : F, k == 2 ? F : D, m);
+      /* DeepSeek-V3's experts as FP8 codes (from the weights' magnitudes,
+       * never NaN) with one F32 block scale each, as the release stores
+       * them. */
+      uint8_t codes[F * D];
+      for (int i = 0; i < F * D; ++i)
+        codes[i] = (uint8_t)(((int)(fabsf(m[i]) * 300) % 0x70) |
+                             (m[i] < 0 ? 0x80 : 0));
+      const float scale = 1.0f / 64;
+      for (int copy = 0; copy < (e == 0 ? 2 : 1); ++copy) {
+        /* the shared expert reuses expert 0's matrices */
+        if (copy)
+          snprintf(name, sizeof name, "model.layers.0.mlp.%s.%s.weight",
+                   shared, proj[k]);
+        else
+          snprintf(name, sizeof name,
+                   "model.layers.0.mlp.experts.%d.%s.weight", e, proj[k]);
+        if (!deepseek) {
+          st_add_f32(&b, name, k == 2 ? D : F, k == 2 ? F : D, m);
+          continue;
+        }
+        st_add(&b, name, "F8_E4M3", 1, k == 2 ? D : F, k == 2 ? F : D, codes);
+        strncat(name, "_scale_inv", sizeof name - strlen(name) - 1);
+        st_add_f32(&b, name, 1, 1, &scale);
       }
     }
   for (int i = 0; i < E * D; ++i) /* W_r [D, E] -> gate [E, D] */

@@ -11,7 +11,7 @@ target_compile_definitions(clmoe_fuzzlib PRIVATE CLMOE_BUILDING)
 target_compile_options(clmoe_fuzzlib PRIVATE ${CLMOE_FUZZ_FLAGS})
 target_link_libraries(clmoe_fuzzlib PUBLIC OpenCL::OpenCL clblast PkgConfig::JANSSON
   Threads::Threads m)
-foreach(h desc tensor route score checkpoint)
+foreach(h desc tensor route score checkpoint quant_layer)
   add_executable(fuzz_${h} ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_${h}.c)
   target_compile_options(fuzz_${h} PRIVATE ${CLMOE_FUZZ_FLAGS})
   target_link_options(fuzz_${h} PRIVATE -fsanitize=fuzzer,address,undefined)

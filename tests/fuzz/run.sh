@@ -10,12 +10,12 @@ seconds=${FUZZ_SECONDS:-60}
 CC=clang cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DCLMOE_FUZZ=ON \
   -DCLMOE_BUILD_TESTS=OFF -DCLMOE_BUILD_BENCH=OFF >/dev/null
 cmake --build "$build" -j"$(nproc)" --target fuzz_desc fuzz_tensor fuzz_route \
-  fuzz_score fuzz_checkpoint >/dev/null
+  fuzz_score fuzz_checkpoint fuzz_quant_layer >/dev/null
 export CLMOE_CACHE_DIR="$build/kernel-cache"
 export ASAN_OPTIONS=detect_leaks=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export LSAN_OPTIONS="suppressions=$root/tests/lsan.supp"
-for h in desc tensor route score checkpoint; do
+for h in desc tensor route score checkpoint quant_layer; do
   work="$build/corpus-$h"
   mkdir -p "$work"
   echo "fuzz_$h: ${seconds} s"
