@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README command 2: installs what is missing, builds, runs every test:
-# ctest, pytest on the Python binding, the C suite again under ASan + UBSan +
+# ctest, pytest on the Python binding, cargo test on the Rust crate, the C
+# suite again under ASan + UBSan +
 # LSan, the thread test under TSan, and the libFuzzer harnesses for
 # FUZZ_SECONDS (default 60) each. CI=true makes warnings errors.
 set -euo pipefail
@@ -11,6 +12,13 @@ ctest --output-on-failure -j2
 cd "$root"
 CLMOE_LIBRARY="$build_dir/libclmoe.so" CLMOE_CACHE_DIR="$build_dir/kernel-cache" \
   /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python
+
+# The Rust crate (bindings/rust) with Debian's cargo and rustc, offline,
+# against the library just built (another rustc first on PATH is not used).
+(cd "$root/bindings/rust" &&
+  CLMOE_LIB_DIR="$build_dir" CLMOE_CACHE_DIR="$build_dir/kernel-cache" \
+  CARGO_TARGET_DIR="$build_dir/rust-target" RUSTC=/usr/bin/rustc \
+  RUSTDOC=/usr/bin/rustdoc /usr/bin/cargo test --offline --quiet)
 
 # The C suite again under AddressSanitizer + UndefinedBehaviorSanitizer
 # (LeakSanitizer on, with the OpenCL runtime's own allocations suppressed);

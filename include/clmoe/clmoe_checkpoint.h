@@ -164,7 +164,10 @@ typedef struct clmoe_layer_desc {
   int32_t layer; /* decoder layer index, from 0 */
   clmoe_arch arch;
   /* Storage dtype of the experts' weights: 0 keeps the stored one (F32, F16
-   * or BF16); F32, F16 or BF16 converts at load (round to nearest even). */
+   * or BF16; since 0.4 also F8_E4M3 experts with their block scales and
+   * gpt-oss's MXFP4, see docs/quantization.md); F32, F16 or BF16 converts
+   * (dequantizes) at load, rounding to nearest even; F8_E4M3, MXFP4, I8 or
+   * I4 quantizes float experts by clmoe's rule (through host arrays). */
   clmoe_dtype weight_dtype;
   /* The routing policy. NULL: the model's own (TOPK with its
    * num_experts_per_tok, gates RENORM or RAW as the model normalises).

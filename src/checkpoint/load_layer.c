@@ -10,6 +10,7 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/expert_source.h"
 #include "moe/experts.h"
+#include "quant/formats.h"
 #include "runtime/runtime.h"
 
 static const char *const FN = "clmoe_checkpoint_load_layer";
@@ -375,10 +376,11 @@ clmoe_status clmoe_checkpoint_load_layer(clmoe_context *ctx,
   const clmoe_layer_desc *d = desc ? desc : &defaults;
   if ((st = cm_check_struct(d, sizeof *d, "layer desc")))
     return st;
-  if (d->weight_dtype && d->weight_dtype != CLMOE_DTYPE_F32 &&
-      d->weight_dtype != CLMOE_DTYPE_F16 && d->weight_dtype != CLMOE_DTYPE_BF16)
+  if (d->weight_dtype && !cm_is_float_dtype(d->weight_dtype) &&
+      !cm_is_quant_dtype(d->weight_dtype))
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
-                      "weight_dtype %d is not 0, F32, F16 or BF16",
+                      "weight_dtype %d is not 0, F32, F16, BF16, F8_E4M3, "
+                      "MXFP4, I8 or I4",
                       (int)d->weight_dtype);
   if ((st = load(ctx, ck, d, out)))
     clmoe_moe_layer_release(out);
