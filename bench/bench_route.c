@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "bench_common.h"
+#include "provenance.h"
 #include "clmoe/clmoe.h"
 
 #define REPS 9
@@ -97,6 +98,9 @@ int main(void) {
   const int T = 4096, d = 1024;
   clmoe_context *ctx = NULL;
   die(clmoe_context_create(NULL, &ctx), "context");
+  bench_provenance prov;
+  bench_provenance_read(ctx, &prov);
+  bench_provenance_print(stdout, &prov);
   clmoe_device_info info;
   clmoe_device_info_init(&info);
   clmoe_context_get_device_info(ctx, &info);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "bench_common.h"
+#include "provenance.h"
 #include "clmoe/clmoe.h"
 
 /* Probabilities are materialised (on the host, then on the device) only up
@@ -229,7 +230,11 @@ static void write_json(const char *path, const char *device, const point *ps,
     fprintf(stderr, "cannot write %s\n", path);
     exit(1);
   }
-  fprintf(f, "{\n  \"device\": \"%s\",\n  \"mask\": \"causal\",\n", device);
+  bench_provenance prov;
+  bench_provenance_read(g_ctx, &prov);
+  fprintf(f, "{\n");
+  bench_provenance_json(f, &prov);
+  fprintf(f, ",\n  \"device\": \"%s\",\n  \"mask\": \"causal\",\n", device);
   fprintf(f, "  \"grouped_w1_gflops\": %.1f,\n  \"points\": [\n", w1);
   for (int i = 0; i < n; ++i) {
     const point *p = &ps[i];

@@ -22,8 +22,10 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "bandwidth.h"
+#include "provenance.h"
 #include "bench_common.h"
 #include "load_checkpoint.h"
 
@@ -89,6 +91,11 @@ static int g_experts_only = 0;
 /* --weights selection (default the float dtypes) */
 static int g_weights[MAX_WDTYPES] = {1, 1, 1, 0, 0, 0, 0};
 static double g_bandwidth;                     /* GB/s, measured once */
+static bench_provenance g_prov;
+/* The OpenBLAS kernel the peer runs, and whether it is a generic fallback
+ * on a CPU its build does not know (then the peer's ratios are invalid). */
+static char g_blas_core[64], g_blas_advice[128];
+static int g_blas_fallback;
 static clmoe_context *g_ctx;
 
 /* Deterministic fill, uniform in [-scale, scale). */
@@ -569,6 +576,33 @@ static int add_target(target *t, int n, const char *name, double measured,
   return n + 1;
 }
 
+/* OpenBLAS's core against the CPU's vector extensions: Debian's 0.3.21
+ * silently runs generic kernels on CPUs newer than its build (5-6x slower),
+ * which would inflate every ratio over the peer. */
+static void check_openblas(void) {
+  snprintf(g_blas_core, sizeof g_blas_core, "%s", openblas_get_corename());
+  static const char *const tuned[] = {"haswell", "zen", "skylakex",
+                                      "cooperlake", "sapphirerapids"};
+  int known = 0;
+  for (size_t i = 0; i < sizeof tuned / sizeof *tuned; ++i)
+    known |= !strcasecmp(g_blas_core, tuned[i]);
+  int avx512 = 0, avx2 = 0;
+  char line[4096];
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, "flags", 5)) {
+      avx512 = strstr(line, " avx512f") != NULL;
+      avx2 = strstr(line, " avx2") != NULL;
+      break;
+    }
+  if (f)
+    fclose(f);
+  g_blas_fallback = !known && (avx512 || avx2);
+  if (g_blas_fallback)
+    snprintf(g_blas_advice, sizeof g_blas_advice,
+             "OPENBLAS_CORETYPE=%s", avx512 ? "SkylakeX" : "Haswell");
+}
+
 static int met(const target *t) {
   return t->higher_is_better ? t->measured >= t->goal : t->measured <= t->goal;
 }
@@ -679,7 +713,8 @@ static int collect_targets(const result *rs, int n, target *t) {
     if (!r)
       continue;
     snprintf(name, sizeof name,
-             "%s forward throughput / OpenBLAS expert loop >= 1.5", r->w.name);
+             "%s forward throughput / OpenBLAS expert loop >= 1.5%s",
+             r->w.name, g_blas_fallback ? " (INVALID)" : "");
     m = add_target(t, m, name, r->openblas_loop / r->forward, 1.5, 1);
     snprintf(name, sizeof name,
              "%s grouped experts / same kernel dense <= %.2f", r->w.name,
@@ -714,7 +749,13 @@ static void write_json(const char *file, const clmoe_device_info *info,
   FILE *f = fopen(file, "w");
   if (!f)
     die(CLMOE_ERROR_INVALID_ARGUMENT, "cannot write the --json file");
-  fprintf(f, "{\n  \"device\": \"%s\",\n  \"platform\": \"%s\",\n", info->name,
+  fprintf(f, "{\n");
+  bench_provenance_json(f, &g_prov);
+  fprintf(f, ",\n  \"openblas\": {\"core\": \"%s\", \"config\": \"%s\", "
+             "\"generic_fallback\": %s},\n",
+          g_blas_core, openblas_get_config(),
+          g_blas_fallback ? "true" : "false");
+  fprintf(f, "  \"device\": \"%s\",\n  \"platform\": \"%s\",\n", info->name,
           info->platform_name);
   fprintf(f, "  \"driver\": \"%s\",\n  \"runs\": %d,\n", info->driver_version,
           g_runs);
@@ -835,6 +876,15 @@ int main(int argc, char **argv) {
          "warm-up\n",
          clmoe_version_string(), info.name, info.platform_name,
          info.driver_version, g_runs);
+  bench_provenance_read(g_ctx, &g_prov);
+  bench_provenance_print(stdout, &g_prov);
+  check_openblas();
+  printf("OpenBLAS peer: core %s (%s)\n", g_blas_core, openblas_get_config());
+  if (g_blas_fallback)
+    printf("WARNING: OpenBLAS runs its generic %s kernels on this CPU, which "
+           "its build does not know: the OpenBLAS ratios below are INVALID. "
+           "Rerun with %s set for an honest peer.\n",
+           g_blas_core, g_blas_advice);
   if (!g_experts_only) {
     g_bandwidth = bench_read_bandwidth(g_ctx, quick ? 64 : 512, g_runs);
     printf("device memory bandwidth (streaming read of %d MiB): %.1f GB/s\n",
@@ -890,7 +940,7 @@ int main(int argc, char **argv) {
            met(&t[i]) ? "met" : "NOT MET");
   printf("(context, not measured in this run: ggml's CPU mul_mat_id reached "
          "112 / 97 GFLOP/s at W1 / W2 on the 2-core AMD EPYC (Zen 5) of "
-         "bench/results/pocl-avx512-epyc, measured 2026-11)\n");
+         "bench/results/pocl-avx512-amd-epyc, measured 2026-11)\n");
   if (json)
     write_json(json, &info, rs, n, t, m, path, alt_path);
   clmoe_context_destroy(g_ctx);

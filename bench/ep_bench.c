@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "bench_common.h"
+#include "provenance.h"
 #include "clmoe/clmoe_mpi.h"
 
 enum { E = 16, D = 512, F = 1024, RUNS = 5 };
@@ -131,6 +132,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--bf16"))
       bf16 = 1;
   die(clmoe_context_create(NULL, &g_ctx), "context");
+  bench_provenance prov;
+  bench_provenance_read(g_ctx, &prov);
+  if (g_rank == 0)
+    bench_provenance_print(stdout, &prov);
   clmoe_dtype dt = bf16 ? CLMOE_DTYPE_BF16 : CLMOE_DTYPE_F32;
   size_t es = bf16 ? 2 : 4;
   float *wr = filled((size_t)D * E, 0.1f, 1);
