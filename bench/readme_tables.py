@@ -1,0 +1,134 @@
+#!/usr/bin/python3
+"""The README's performance tables, generated from the committed results.
+
+README.md marks each generated table with
+    <!-- bench-table KIND MACHINE -->
+    ...
+    <!-- /bench-table -->
+where KIND is stages, policies, weights or targets (from
+bench/results/MACHINE/clmoe-bench.json). Each table opens with a line that
+names the machine, the commit and the date its figures come from.
+
+    bench/readme_tables.py          rewrite README.md's tables
+    bench/readme_tables.py --check  exit 1 if any table differs (a ctest)
+"""
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MARK = re.compile(r"(<!-- bench-table (\S+) (\S+) -->\n)(.*?)(<!-- /bench-table -->)",
+                  re.S)
+
+
+def provenance(d, machine):
+    p = d.get("provenance")
+    if not p:
+        return (f"From `bench/results/{machine}/clmoe-bench.json` "
+                f"({d.get('device', '?')}; recorded before results carried "
+                f"their commit).")
+    commit = p["commit"][:10] + (" with uncommitted changes"
+                                 if p.get("dirty") else "")
+    return (f"From `bench/results/{machine}/clmoe-bench.json`: commit "
+            f"{commit}, {p['device']} ({p['platform']}), CPU {p['cpu']}, "
+            f"{p['date'][:10]}.")
+
+
+def fmt(v, digits=1):
+    return f"{v:.{digits}f}"
+
+
+def stages(d):
+    rows = ["| workload | N | score | route | dispatch | experts | combine "
+            "| forward | grouped GFLOP/s | other path | OpenBLAS loop | "
+            "OpenBLAS dense | CLBlast dense | grouped, 1 dense expert |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for w in d["workloads"]:
+        ms, gf = w["ms"], w["expert_gflop"]
+        other = next(v for k, v in ms.items()
+                     if k.startswith("experts_") and k != "experts_alternating_with_dense")
+
+        def g(t):
+            return fmt(gf / (t * 1e-3), 0) if t else "-"
+        rows.append(
+            f"| {w['name']} (T={w['T']}, d={w['d']}, f={w['f']}, E={w['E']}, "
+            f"top-{w['k']}) | {w['N']} | {fmt(ms['score'], 2)} | "
+            f"{fmt(ms['route'], 2)} | {fmt(ms['dispatch'], 2)} | "
+            f"{fmt(ms['experts'])} | {fmt(ms['combine'], 2)} | "
+            f"{fmt(ms['forward'])} | {g(ms['experts'])} | {g(other)} | "
+            f"{g(ms['openblas_loop'])} | {g(ms['openblas_dense'])} | "
+            f"{g(ms['dense_clblast'])} | {g(ms['dense_same_kernel'])} |")
+    return rows
+
+
+def policies(d):
+    names = [p["name"] for p in d["workloads"][0]["policies"]]
+    rows = ["| workload | " + " | ".join(names) + " |",
+            "|---" * (len(names) + 1) + "|"]
+    for w in d["workloads"]:
+        cells = [f"{fmt(p['forward_ms'])} (K {p['mean_k']:.2f})"
+                 for p in w["policies"]]
+        rows.append(f"| {w['name']} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def weights(d):
+    rows = ["| workload | weights | experts ms | GFLOP/s | MiB streamed | "
+            "GB/s | of bandwidth |", "|---|---|---|---|---|---|---|"]
+    for w in d["workloads"]:
+        for x in w.get("weights", []):
+            rows.append(
+                f"| {w['name']} | {x['dtype']} | {fmt(x['experts_ms'], 2)} | "
+                f"{fmt(x['gflops'], 0)} | "
+                f"{fmt(x['streamed_bytes'] / 2**20)} | "
+                f"{fmt(x['stream_gbs'])} | "
+                f"{100 * x['fraction_of_bandwidth']:.0f} % |")
+    rows.append(f"(memory bandwidth measured in the same run: "
+                f"{d['memory_bandwidth_gbs']:.1f} GB/s)")
+    return rows
+
+
+def targets(d):
+    rows = ["| target | measured | goal | |", "|---|---|---|---|"]
+    for t in d["targets"]:
+        rows.append(f"| {t['target']} | {t['measured']:.3f} | "
+                    f"{t['goal']:.3f} | "
+                    f"{'met' if t['met'] else '**not met**'} |")
+    return rows
+
+
+KINDS = {"stages": stages, "policies": policies, "weights": weights,
+         "targets": targets}
+
+
+def render(kind, machine):
+    path = ROOT / "bench" / "results" / machine / "clmoe-bench.json"
+    d = json.loads(path.read_text())
+    return "\n".join([provenance(d, machine), ""] + KINDS[kind](d)) + "\n"
+
+
+def main(argv):
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+
+    def sub(m):
+        return m.group(1) + render(m.group(2), m.group(3)) + m.group(5)
+    new = MARK.sub(sub, text)
+    if not MARK.search(text):
+        print("README.md has no bench-table markers", file=sys.stderr)
+        return 1
+    if "--check" in argv:
+        if new != text:
+            print("README.md's performance tables differ from what "
+                  "bench/readme_tables.py generates from bench/results; run "
+                  "it and commit the result", file=sys.stderr)
+            return 1
+        print("README tables match bench/results")
+        return 0
+    readme.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
