@@ -130,6 +130,15 @@ static void program_options(const clmoe_context *ctx, cm_program_id id,
                              ctx->tuning.rm, ctx->tuning.vw, wtype);
   if (gemm && ctx->tuning.pn && used < len)
     used += (size_t)snprintf(out + used, len - used, " -DGEMM_PN=1");
+  /* Quantized codes decode by exponent rebiasing when float32 denormals
+   * are kept (cl/weight_formats.cl); a device that flushes them gets the
+   * select-based decoding, exact either way. */
+  cl_device_fp_config fp = 0;
+  if (gemm && wtype >= 3 &&
+      clGetDeviceInfo(ctx->device, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp,
+                      NULL) == CL_SUCCESS &&
+      (fp & CL_FP_DENORM) && used < len)
+    used += (size_t)snprintf(out + used, len - used, " -DWF_DENORMS=1");
   /* The work-group (local-memory) kernel is compiled only where the entry
    * picks it. */
   const cm_tuning *t = &ctx->tuning;
