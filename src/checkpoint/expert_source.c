@@ -114,20 +114,30 @@ static clmoe_status source_rows_f8(expert_source *s, int m, int e, int row0,
   return CLMOE_SUCCESS;
 }
 
+/* MXFP4 row j of matrix m of expert e into s->cbuf: its in / 2 code bytes,
+ * then its in / 32 e8m0 scale bytes. */
+static clmoe_status mxfp4_row(expert_source *s, int m, int e, int j) {
+  size_t at = (size_t)m * s->E + e;
+  int in = s->in[m];
+  uint64_t row = (uint64_t)j * s->rstride[m] + s->roff[m];
+  clmoe_status st =
+      cm_ck_read_range(s->ck, s->t[at], s->first[at] + row * (in / 2),
+                       (uint64_t)in / 2, CLMOE_DTYPE_U8, s->cbuf);
+  return st ? st
+            : cm_ck_read_range(s->ck, s->scale[at],
+                               s->sfirst[at] + row * (in / 32),
+                               (uint64_t)in / 32, CLMOE_DTYPE_U8,
+                               s->cbuf + in / 2);
+}
+
 /* MXFP4 rows: each row's E2M1 codes times its groups' e8m0 scales. */
 static clmoe_status source_rows_mxfp4(expert_source *s, int m, int e, int row0,
                                       int n, float *dst) {
-  size_t at = (size_t)m * s->E + e;
   int in = s->in[m];
-  uint8_t *codes = s->cbuf, *scales = s->cbuf + in / 2;
+  const uint8_t *codes = s->cbuf, *scales = s->cbuf + in / 2;
   clmoe_status st = CLMOE_SUCCESS;
   for (int r = 0; r < n && !st; ++r) {
-    uint64_t row = (uint64_t)(row0 + r) * s->rstride[m] + s->roff[m];
-    if ((st = cm_ck_read_range(s->ck, s->t[at], s->first[at] + row * (in / 2),
-                               (uint64_t)in / 2, CLMOE_DTYPE_U8, codes)) ||
-        (st = cm_ck_read_range(s->ck, s->scale[at],
-                               s->sfirst[at] + row * (in / 32),
-                               (uint64_t)in / 32, CLMOE_DTYPE_U8, scales)))
+    if ((st = mxfp4_row(s, m, e, row0 + r)))
       break;
     for (int k = 0; k < in; ++k)
       dst[(size_t)r * in + k] =
@@ -273,44 +283,30 @@ static clmoe_status find_experts_mxfp4(const clmoe_checkpoint *ck,
   return CLMOE_SUCCESS;
 }
 
-clmoe_status cm_source_codes(expert_source *s, int m, void **codes,
-                             void **scales) {
-  int E = s->E, in = s->in[m], out = m == 2 ? (s->in[0]) : s->in[2];
-  /* W1/W3 [f, d]: out = f = W2's in; W2 [d, f]: out = d = W1's in. */
-  int four = s->codes == CLMOE_DTYPE_MXFP4;
-  size_t row_bytes = four ? (size_t)in / 2 : (size_t)in;
-  size_t ns = four ? (size_t)out * (in / 32)
-                   : (size_t)((out + 127) / 128) * ((in + 127) / 128);
-  uint8_t *c = malloc((size_t)E * out * row_bytes + 1);
-  void *sc = malloc((size_t)E * ns * (four ? 1 : sizeof(float)) + 1);
-  *codes = c;
-  *scales = sc;
-  if (!c || !sc)
-    return cm_fail(CLMOE_ERROR_OUT_OF_HOST_MEMORY,
-                   "%s: out of host memory for the expert codes", FN);
+clmoe_status cm_source_qmatrix(void *user, int m, int e, cm_qmatrix *q) {
+  expert_source *s = user;
+  size_t at = (size_t)m * s->E + e;
+  int out = q->out, in = q->in;
+  if (s->codes == CLMOE_DTYPE_F8_E4M3) {
+    clmoe_status st = cm_ck_read_range(s->ck, s->t[at], s->first[at],
+                                       (uint64_t)out * in, CLMOE_DTYPE_F8_E4M3,
+                                       q->codes);
+    return st ? st
+              : cm_ck_read_range(s->ck, s->scale[at], 0,
+                                 cm_qmatrix_scale_count(q->dtype, out, in),
+                                 CLMOE_DTYPE_F32, q->scales);
+  }
+  const uint8_t *codes = s->cbuf, *scales = s->cbuf + in / 2;
   clmoe_status st = CLMOE_SUCCESS;
-  for (int e = 0; e < E && !st; ++e) {
-    size_t at = (size_t)m * E + e;
-    if (!four) {
-      st = cm_ck_read_range(s->ck, s->t[at], s->first[at],
-                            (uint64_t)out * in, CLMOE_DTYPE_F8_E4M3,
-                            c + (size_t)e * out * row_bytes);
-      if (!st)
-        st = cm_ck_read_range(s->ck, s->scale[at], 0, ns, CLMOE_DTYPE_F32,
-                              (float *)sc + (size_t)e * ns);
-      continue;
-    }
-    for (int j = 0; j < out && !st; ++j) {
-      uint64_t row = (uint64_t)j * s->rstride[m] + s->roff[m];
-      st = cm_ck_read_range(s->ck, s->t[at], s->first[at] + row * row_bytes,
-                            row_bytes, CLMOE_DTYPE_U8,
-                            c + ((size_t)e * out + j) * row_bytes);
-      if (!st)
-        st = cm_ck_read_range(s->ck, s->scale[at],
-                              s->sfirst[at] + row * (in / 32),
-                              (uint64_t)in / 32, CLMOE_DTYPE_U8,
-                              (uint8_t *)sc + ((size_t)e * out + j) * (in / 32));
-    }
+  for (int j = 0; j < out && !st; ++j) {
+    if ((st = mxfp4_row(s, m, e, j)))
+      break;
+    for (int k = 0; k < in; ++k)
+      q->codes[(size_t)j * in + k] =
+          (uint8_t)((codes[k / 2] >> (4 * (k & 1))) & 15);
+    for (int g = 0; g < in / 32; ++g)
+      q->scales[(size_t)j * (in / 32) + g] =
+          cm_code_value(CLMOE_DTYPE_E8M0, scales, (size_t)g);
   }
   return st;
 }

@@ -7,6 +7,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/layer_plan.h"
+#include "quant/formats.h"
 
 /* The tensor `tmpl` names for (layer, expert), checked against `rank` and
  * dims (< 0: any, then filled in): SHAPE_MISMATCH naming both shapes,
@@ -64,10 +65,8 @@ clmoe_status cm_find_experts(const clmoe_checkpoint *ck, const plan *p,
                              const char *gate_up, const char *down, int E,
                              int f, expert_source *s, clmoe_dtype *stored);
 
-/* A quantized source's codes and scales of matrix m for all E experts, in
- * the experts desc's pre-quantized form (clmoe_experts_desc.w1_codes ...),
- * malloc'ed into *codes and *scales. */
-clmoe_status cm_source_codes(expert_source *s, int m, void **codes,
-                             void **scales);
+/* A cm_quant_source over a quantized expert_source: expert e's matrix m
+ * as stored (codes unpacked, scales as floats), one expert at a time. */
+clmoe_status cm_source_qmatrix(void *user, int m, int e, cm_qmatrix *q);
 
 #endif /* CLMOE_EXPERT_SOURCE_H */

@@ -85,30 +85,12 @@ static clmoe_status read_expert_biases(const clmoe_checkpoint *ck,
   return st;
 }
 
-/* Experts kept in their stored quantized format: the source's codes and
- * scales handed over as the experts desc's pre-quantized fields. */
+/* Experts kept in their stored quantized format, streamed expert by expert
+ * from the checkpoint (the host holds one expert's matrices at a time). */
 static clmoe_status create_quantized(clmoe_context *ctx,
                                      clmoe_experts_desc *ed, expert_source *s,
                                      clmoe_experts **out) {
-  void *codes[3] = {NULL, NULL, NULL}, *scales[3] = {NULL, NULL, NULL};
-  int gated = cm_is_gated(ed->activation);
-  clmoe_status st = CLMOE_SUCCESS;
-  for (int m = 0; m < 3 && !st; ++m)
-    if (m != 1 || gated)
-      st = cm_source_codes(s, m, &codes[m], &scales[m]);
-  ed->w1_codes = codes[0];
-  ed->w3_codes = codes[1];
-  ed->w2_codes = codes[2];
-  ed->w1_scales = scales[0];
-  ed->w3_scales = scales[1];
-  ed->w2_scales = scales[2];
-  if (!st)
-    st = clmoe_experts_create(ctx, ed, out);
-  for (int m = 0; m < 3; ++m) {
-    free(codes[m]);
-    free(scales[m]);
-  }
-  return st;
+  return cm_experts_create_quantized(ctx, ed, cm_source_qmatrix, s, out);
 }
 
 /* Experts from a source (and optional float32 biases b[3]): streamed on the

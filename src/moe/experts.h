@@ -4,6 +4,7 @@
 #define CLMOE_EXPERTS_H
 
 #include "moe/routing_result.h"
+#include "quant/formats.h"
 
 struct clmoe_experts {
   clmoe_context *ctx;
@@ -58,6 +59,24 @@ clmoe_status cm_experts_alloc(clmoe_context *ctx,
  * bias_bytes. panels_up / panels_down must be set. */
 clmoe_status cm_experts_upload_biases(clmoe_experts *x, const float *b1,
                                       const float *b3, const float *b2);
+
+/* Fills q (allocated by the caller with its dtype, out and in) with
+ * expert e's matrix m (0 W1, 1 W3, 2 W2) in [out, in] form: one code per
+ * element (unpacked) and the format's scales (cm_qmatrix). */
+typedef clmoe_status (*cm_quant_source)(void *user, int m, int e,
+                                        cm_qmatrix *q);
+
+/* Quantized experts from a source, expert by expert (checkpoint loading:
+ * the host holds one expert's matrices at a time). The desc gives shape,
+ * activation, path, weight_dtype (a quantized one) and optional float32
+ * host biases. */
+clmoe_status cm_experts_create_quantized(clmoe_context *ctx,
+                                         const clmoe_experts_desc *desc,
+                                         cm_quant_source source, void *user,
+                                         clmoe_experts **out);
+clmoe_status cm_experts_upload_quantized_from(clmoe_experts *x,
+                                              cm_quant_source source,
+                                              void *user);
 
 /* Quantized experts (experts_quant.c): W1, W3 [E, d, f] and W2 [E, f, d]
  * in `lay` as float32 host arrays (quantized by clmoe's rule), or, when
