@@ -36,6 +36,14 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 LSAN_OPTIONS="suppressions=$root/tests/lsan.supp" CLMOE_FAULT_WALKS=warm \
   ctest --output-on-failure -j2 -E "check_install|check_exports|test_ep_np|_local_kernel"
 
+# The Rust crate's objects, dropped in every order, leak nothing: its test
+# against the sanitized library, with LeakSanitizer preloaded.
+rust_test=$(ls -t "$build_dir"/rust-target/debug/deps/api-* | grep -v '\.d$' | head -1)
+LD_LIBRARY_PATH="$asan_dir" LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
+  ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS="suppressions=$root/tests/lsan.supp" \
+  CLMOE_CACHE_DIR="$build_dir/kernel-cache" \
+  "$rust_test" objects_drop_in_any_order --test-threads=1
+
 # The thread test again under ThreadSanitizer.
 tsan_dir="$build_dir-tsan"
 cmake -S "$root" -B "$tsan_dir" -DCMAKE_BUILD_TYPE=Debug -DCLMOE_WERROR=$werror \
