@@ -6,7 +6,8 @@ README.md marks each generated table with
     ...
     <!-- /bench-table -->
 where KIND is stages, policies, weights or targets (from
-bench/results/MACHINE/clmoe-bench.json). Each table opens with a line that
+bench/results/MACHINE/clmoe-bench.json), or score or score-targets (from
+score.json). Each table opens with a line that
 names the machine, the commit and the date its figures come from.
 
     bench/readme_tables.py          rewrite README.md's tables
@@ -18,21 +19,20 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MARK = re.compile(r"(<!-- bench-table (\S+) (\S+) -->\n)(.*?)(<!-- /bench-table -->)",
-                  re.S)
+MARK = re.compile(
+    r"(<!-- bench-table (\S+) (\S+) -->\n)(.*?)(<!-- /bench-table -->)", re.S)
 
 
-def provenance(d, machine):
+def provenance(d, machine, stem):
+    where = f"`bench/results/{machine}/{stem}.json`"
     p = d.get("provenance")
     if not p:
-        return (f"From `bench/results/{machine}/clmoe-bench.json` "
-                f"({d.get('device', '?')}; recorded before results carried "
-                f"their commit).")
+        return (f"From {where} ({d.get('device', '?')}; recorded before "
+                f"results carried their commit).")
     commit = p["commit"][:10] + (" with uncommitted changes"
                                  if p.get("dirty") else "")
-    return (f"From `bench/results/{machine}/clmoe-bench.json`: commit "
-            f"{commit}, {p['device']} ({p['platform']}), CPU {p['cpu']}, "
-            f"{p['date'][:10]}.")
+    return (f"From {where}: commit {commit}, {p['device']} "
+            f"({p['platform']}), CPU {p['cpu']}, {p['date'][:10]}.")
 
 
 def fmt(v, digits=1):
@@ -98,14 +98,48 @@ def targets(d):
     return rows
 
 
-KINDS = {"stages": stages, "policies": policies, "weights": weights,
-         "targets": targets}
+def score(d):
+    rows = ["| T | H | H_kv | dh | two-pass ms | lse ms | materialised ms "
+            "| GF two-pass | GF lse | two-pass / dense expert | extra MiB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for p in d["points"]:
+        mat = p.get("materialised_ms") or 0
+        rows.append(
+            f"| {p['T']} | {p['H']} | {p['H_kv']} | {p['dh']} | "
+            f"{fmt(p['two_pass_ms'])} | {fmt(p['lse_ms'])} | "
+            f"{fmt(mat) if mat > 0 else '-'} | "
+            f"{fmt(p['two_pass_qk_gflops'], 0)} | "
+            f"{fmt(p['lse_qk_gflops'], 0)} | "
+            f"{p['two_pass_qk_gflops'] / d['grouped_dense_gflops']:.2f} | "
+            f"{fmt(p['fused_extra_mib'])} |")
+    rows.append(f"(the grouped expert kernel on one dense expert of W1's "
+                f"size, same run: {d['grouped_dense_gflops']:.0f} GFLOP/s)")
+    return rows
+
+
+def score_targets(d):
+    rows = ["| target | value | |", "|---|---|---|"]
+    for t in d["targets"]:
+        verdict = ("information" if t["met"] is None
+                   else "met" if t["met"] else "**not met**")
+        rows.append(f"| {t['target']} | {t['value']:.3f} | {verdict} |")
+    return rows
+
+
+# kind: (results file, table)
+KINDS = {"stages": ("clmoe-bench", stages),
+         "policies": ("clmoe-bench", policies),
+         "weights": ("clmoe-bench", weights),
+         "targets": ("clmoe-bench", targets),
+         "score": ("score", score),
+         "score-targets": ("score", score_targets)}
 
 
 def render(kind, machine):
-    path = ROOT / "bench" / "results" / machine / "clmoe-bench.json"
+    stem, table = KINDS[kind]
+    path = ROOT / "bench" / "results" / machine / f"{stem}.json"
     d = json.loads(path.read_text())
-    return "\n".join([provenance(d, machine), ""] + KINDS[kind](d)) + "\n"
+    return "\n".join([provenance(d, machine, stem), ""] + table(d)) + "\n"
 
 
 def main(argv):
