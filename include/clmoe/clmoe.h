@@ -403,7 +403,10 @@ typedef struct clmoe_router clmoe_router;
 
 /* Policies; exact semantics in docs/policies.md of the source tree.
  * P = softmax(logits) in fp32 with max subtraction. "Sorted" below means by
- * the fp32 P descending, ties (equal fp32 values) by lower expert id. */
+ * the fp32 P descending, ties (equal fp32 values) by lower expert id; for
+ * the 0.4 routers (sigmoid scores, a selection bias, groups) by C = s + b
+ * among the allowed experts, and probabilities read as the token
+ * distribution pi (see clmoe_router_desc). */
 typedef int32_t clmoe_policy;
 enum {
   /* first k of sorted. */
@@ -694,8 +697,9 @@ CLMOE_API clmoe_status clmoe_routing_set_groups(clmoe_routing *routing,
 /* Routes x[T, d] (float32; float16 or bfloat16 since 0.3, widened to a
  * float32 copy in the routing first): logits = x * W_r (+ bias) (CLBlast,
  * or the grouped kernel where the device's tuning entry says
- * ROUTER=grouped), then softmax and the router's policy on the device, into
- * `routing`.
+ * ROUTER=grouped), then the scores (softmax, or sigmoid), the kept groups
+ * and the router's policy on the device, into `routing`, which records the
+ * router's gate position for dispatch and combine.
  * importance[T] (float32) is required for IMPORTANCE and ignored otherwise
  * (may be NULL). The call enqueues its work, then blocks for one 4-byte
  * read that tells whether the logits were finite; on return the routing is
