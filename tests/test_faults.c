@@ -98,23 +98,20 @@ static clmoe_status loaded_part(clmoe_context *ctx, outputs *out) {
   TRY(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, D}, NULL,
                           &y));
   TRY(clmoe_routing_create(ctx, &rt));
-  TRY(clmoe_checkpoint_open(g_model, &ck));
-  TRY(clmoe_checkpoint_load_layer(ctx, ck, &ld, &layer));
-  TRY(clmoe_forward_shared(layer.router, layer.experts, layer.shared_experts,
-                           layer.shared_gate, x, NULL, y, rt, 0, 0, NULL,
-                           NULL));
-  TRY(clmoe_tensor_read(y, out->y_loaded, sizeof out->y_loaded));
-  clmoe_moe_layer_release(&layer);
-  clmoe_checkpoint_close(ck);
-  ck = NULL;
-  TRY(clmoe_checkpoint_open(g_model_ds, &ck));
-  TRY(clmoe_checkpoint_load_layer(ctx, ck, &ld, &layer));
-  TRY(clmoe_forward_shared(layer.router, layer.experts, layer.shared_experts,
-                           layer.shared_gate, x, NULL, y, rt, 0, 0, NULL,
-                           NULL));
-  TRY(clmoe_tensor_read(y, out->y_deepseek, sizeof out->y_deepseek));
-  clmoe_moe_layer_release(&layer);
-  clmoe_checkpoint_close(ck);
+  /* The Qwen2-MoE layer, then the DeepSeek-V3 one. */
+  const char *models[2] = {g_model, g_model_ds};
+  float *ys[2] = {out->y_loaded, out->y_deepseek};
+  for (int i = 0; i < 2; ++i) {
+    ck = NULL;
+    TRY(clmoe_checkpoint_open(models[i], &ck));
+    TRY(clmoe_checkpoint_load_layer(ctx, ck, &ld, &layer));
+    TRY(clmoe_forward_shared(layer.router, layer.experts,
+                             layer.shared_experts, layer.shared_gate, x, NULL,
+                             y, rt, 0, 0, NULL, NULL));
+    TRY(clmoe_tensor_read(y, ys[i], sizeof out->y_loaded));
+    clmoe_moe_layer_release(&layer);
+    clmoe_checkpoint_close(ck);
+  }
   clmoe_routing_destroy(rt);
   clmoe_tensor_destroy(x);
   clmoe_tensor_destroy(y);

@@ -104,10 +104,15 @@ static clmoe_status source_rows_f8(expert_source *s, int m, int e, int row0,
   clmoe_status st;
   if ((st = cm_ck_read_range(s->ck, s->t[at],
                              s->first[at] + (uint64_t)row0 * in,
-                             (uint64_t)n * in, CLMOE_DTYPE_F32, dst)) ||
-      (st = cm_ck_read_range(s->ck, s->scale[at], 0, (uint64_t)so * si,
-                             CLMOE_DTYPE_F32, s->sbuf)))
+                             (uint64_t)n * in, CLMOE_DTYPE_F32, dst)))
     return st;
+  if (s->sbuf_for != s->scale[at]) { /* once per matrix, not per panel */
+    s->sbuf_for = NULL;
+    if ((st = cm_ck_read_range(s->ck, s->scale[at], 0, (uint64_t)so * si,
+                               CLMOE_DTYPE_F32, s->sbuf)))
+      return st;
+    s->sbuf_for = s->scale[at];
+  }
   for (int r = 0; r < n; ++r)
     for (int k = 0; k < in; ++k)
       dst[(size_t)r * in + k] *= s->sbuf[(size_t)((row0 + r) / 128) * si + k / 128];

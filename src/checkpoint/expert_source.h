@@ -46,7 +46,8 @@ typedef struct expert_source {
   const cm_st_tensor **scale; /* [3][E] */
   uint64_t *sfirst;           /* [3][E] element offset of the scales */
   int rstride[3], roff[3];
-  float *sbuf; /* F8: one matrix's block scales */
+  float *sbuf; /* F8: one matrix's block scales, those of sbuf_for */
+  const cm_st_tensor *sbuf_for;
   uint8_t *cbuf; /* MXFP4: one row's codes and scales */
 } expert_source;
 

@@ -85,14 +85,6 @@ static clmoe_status read_expert_biases(const clmoe_checkpoint *ck,
   return st;
 }
 
-/* Experts kept in their stored quantized format, streamed expert by expert
- * from the checkpoint (the host holds one expert's matrices at a time). */
-static clmoe_status create_quantized(clmoe_context *ctx,
-                                     clmoe_experts_desc *ed, expert_source *s,
-                                     clmoe_experts **out) {
-  return cm_experts_create_quantized(ctx, ed, cm_source_qmatrix, s, out);
-}
-
 /* Experts from a source (and optional float32 biases b[3]): streamed on the
  * grouped path; on the CLBlast path (whose layout is transposed) through
  * whole float32 arrays. */
@@ -117,8 +109,10 @@ static clmoe_status create_experts(clmoe_context *ctx, const plan *p, int E,
     ed.b3_host = b[1];
     ed.b2_host = b[2];
   }
+  /* Kept as stored: streamed expert by expert (one expert's matrices on
+   * the host at a time). */
   if (s->codes && dtype == s->codes)
-    return create_quantized(ctx, &ed, s, out);
+    return cm_experts_create_quantized(ctx, &ed, cm_source_qmatrix, s, out);
   clmoe_status st =
       cm_experts_create_from_rows(ctx, &ed, cm_source_rows, s, out);
   if (st != CLMOE_ERROR_UNSUPPORTED)

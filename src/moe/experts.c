@@ -166,8 +166,7 @@ static clmoe_status validate_codes(const clmoe_experts_desc *d, int gated) {
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
                       "w1_codes, w1_scales, w2_codes and w2_scales are "
                       "required");
-  if (gated != (d->w3_codes && d->w3_scales) || (!gated && (d->w3_codes ||
-                                                            d->w3_scales)))
+  if (gated ? !(d->w3_codes && d->w3_scales) : d->w3_codes || d->w3_scales)
     return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
                       gated ? "the gated activation needs w3_codes and "
                               "w3_scales"
@@ -416,13 +415,9 @@ static clmoe_status fetch_all(clmoe_context *ctx,
                   &h->b3)) ||
       (st = fetch(ctx, desc->b2_host, f32, desc->b2, "b2", 2, (int64_t[]){E, d},
                   &h->b2)) ||
-      (st = cm_is_quant_dtype(a->wdtype) || !h->w1
-                 ? CLMOE_SUCCESS /* quantized by its own rule */
-                 : cm_round_to_dtype(h->w1, n, a->wdtype,
-                                     "clmoe_experts_create: w1")))
+      cm_is_quant_dtype(a->wdtype) /* quantized by its own rule */ ||
+      (st = cm_round_to_dtype(h->w1, n, a->wdtype, "clmoe_experts_create: w1")))
     return st;
-  if (cm_is_quant_dtype(a->wdtype))
-    return CLMOE_SUCCESS;
   if (h->w3 &&
       (st = cm_round_to_dtype(h->w3, n, a->wdtype, "clmoe_experts_create: w3")))
     return st;

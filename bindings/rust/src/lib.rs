@@ -757,45 +757,41 @@ impl<'c> Routing<'c> {
         Ok((t as usize, e as usize, n as usize))
     }
 
-    fn array<T: Copy + Default>(&self, which: i32) -> Result<Vec<T>> {
+    /// One of the routing's arrays, read through a borrowed tensor view
+    /// (owned by the routing: never destroyed here).
+    fn view(&self, which: i32) -> Result<Tensor<'_>> {
         let mut view = ptr::null();
         check(unsafe { ffi::clmoe_routing_get_array(self.ptr(), which, &mut view) })?;
-        let mut rank = 0;
-        let mut s = [0i64; ffi::CLMOE_MAX_RANK];
-        check(unsafe { ffi::clmoe_tensor_get_shape(view, &mut rank, s.as_mut_ptr()) })?;
-        let n: i64 = s[..rank as usize].iter().product();
-        let mut out = vec![T::default(); n as usize];
-        check(unsafe { ffi::clmoe_tensor_read(view, out.as_mut_ptr() as _, out.len() * size_of::<T>()) })?;
-        Ok(out)
+        Ok(Tensor { raw: NonNull::new(view as *mut _).expect("routing view"), owned: false, _ctx: PhantomData })
     }
 
     /// K_t of every token [T].
     pub fn counts(&self) -> Result<Vec<i32>> {
-        self.array(0)
+        self.view(0)?.read_i32()
     }
     /// CSR row pointer [T + 1]: token t's slots are offsets[t]..offsets[t+1].
     pub fn token_offsets(&self) -> Result<Vec<i32>> {
-        self.array(1)
+        self.view(1)?.read_i32()
     }
     /// Expert of each slot [N].
     pub fn expert_ids(&self) -> Result<Vec<i32>> {
-        self.array(2)
+        self.view(2)?.read_i32()
     }
     /// Gate of each slot [N].
     pub fn gates(&self) -> Result<Vec<f32>> {
-        self.array(3)
+        self.view(3)?.read_f32()
     }
     /// Expert-major row pointer [E + 1].
     pub fn expert_offsets(&self) -> Result<Vec<i32>> {
-        self.array(4)
+        self.view(4)?.read_i32()
     }
     /// Row of each slot in x_sorted [N].
     pub fn slot_rows(&self) -> Result<Vec<i32>> {
-        self.array(5)
+        self.view(5)?.read_i32()
     }
     /// Token of each x_sorted row [N].
     pub fn row_tokens(&self) -> Result<Vec<i32>> {
-        self.array(6)
+        self.view(6)?.read_i32()
     }
 
     pub fn stats(&self) -> Result<RoutingStats> {

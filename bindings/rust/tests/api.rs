@@ -107,6 +107,22 @@ fn ref_expert(m: &Model, e: usize, x: &[f32]) -> Vec<f64> {
     (0..d).map(|c| (0..f).map(|j| h[j] * m.w2[(e * f + j) * d + c] as f64).sum()).collect()
 }
 
+/// The model's SwiGLU experts (float32 host weights) with `cfg`.
+fn swiglu_experts<'c>(c: &'c Context, m: &Model, cfg: &ExpertsConfig) -> Experts<'c> {
+    Experts::new(
+        c,
+        m.e,
+        m.d,
+        m.f,
+        Weights::F32(&m.w1),
+        Some(Weights::F32(&m.w3)),
+        Weights::F32(&m.w2),
+        Biases::default(),
+        cfg,
+    )
+    .unwrap()
+}
+
 fn logits(m: &Model, x: &[f32], t: usize) -> Vec<f32> {
     (0..m.e)
         .map(|e| (0..m.d).map(|i| x[t * m.d + i] * m.wr[i * m.e + e]).sum())
@@ -161,31 +177,9 @@ fn forward_matches_reference_with_shared_experts() {
     let x = grid(t * m.d, 11, 2.0);
     let cfg = RouterConfig::default(); // top-2, renormalised
     let router = Router::new(&c, &m.wr, m.d, m.e, None, &cfg).unwrap();
-    let experts = Experts::new(
-        &c,
-        m.e,
-        m.d,
-        m.f,
-        Weights::F32(&m.w1),
-        Some(Weights::F32(&m.w3)),
-        Weights::F32(&m.w2),
-        Biases::default(),
-        &ExpertsConfig::default(),
-    )
-    .unwrap();
+    let experts = swiglu_experts(&c, &m, &ExpertsConfig::default());
     let one = model(1, 16, 12);
-    let shared = Experts::new(
-        &c,
-        1,
-        one.d,
-        one.f,
-        Weights::F32(&one.w1),
-        Some(Weights::F32(&one.w3)),
-        Weights::F32(&one.w2),
-        Biases::default(),
-        &ExpertsConfig::default(),
-    )
-    .unwrap();
+    let shared = swiglu_experts(&c, &one, &ExpertsConfig::default());
     let xt = Tensor::from_f32(&c, &[t, m.d], &x).unwrap();
     let mut y = Tensor::zeros(&c, Dtype::F32, &[t, m.d]).unwrap();
     let mut rt = Routing::new(&c).unwrap();
@@ -381,18 +375,7 @@ fn objects_drop_in_any_order() {
         let c = ctx();
         let m = model(4, 8, 4);
         let router = Router::new(&c, &m.wr, m.d, m.e, None, &RouterConfig::default()).unwrap();
-        let experts = Experts::new(
-            &c,
-            m.e,
-            m.d,
-            m.f,
-            Weights::F32(&m.w1),
-            Some(Weights::F32(&m.w3)),
-            Weights::F32(&m.w2),
-            Biases::default(),
-            &ExpertsConfig { weight_dtype: Dtype::BF16, ..Default::default() },
-        )
-        .unwrap();
+        let experts = swiglu_experts(&c, &m, &ExpertsConfig { weight_dtype: Dtype::BF16, ..Default::default() });
         assert_eq!(experts.weight_dtype().unwrap(), Dtype::BF16);
         let x = Tensor::from_f32(&c, &[3, m.d], &grid(3 * m.d, 5, 1.0)).unwrap();
         let mut y = Tensor::zeros(&c, Dtype::F32, &[3, m.d]).unwrap();
@@ -422,18 +405,7 @@ fn objects_drop_in_any_order() {
 fn two_threads_share_one_experts_object() {
     let shared_ctx = ctx();
     let m = model(8, 16, 12);
-    let experts = Experts::new(
-        &shared_ctx,
-        m.e,
-        m.d,
-        m.f,
-        Weights::F32(&m.w1),
-        Some(Weights::F32(&m.w3)),
-        Weights::F32(&m.w2),
-        Biases::default(),
-        &ExpertsConfig { path: ExpertsPath::Grouped, ..Default::default() },
-    )
-    .unwrap();
+    let experts = swiglu_experts(&shared_ctx, &m, &ExpertsConfig { path: ExpertsPath::Grouped, ..Default::default() });
     let x = grid(29 * m.d, 31, 2.0);
     let run = |c: &Context| -> Vec<f32> {
         // each thread: its own context, router, tensors and routing
