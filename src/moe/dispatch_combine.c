@@ -10,6 +10,13 @@ static size_t row_chunks(int64_t d) {
 
 clmoe_status cm_dispatch_rows(clmoe_routing *rt, int d, int rows, cl_mem x,
                               clmoe_dtype x_dt, cl_mem xs, clmoe_dtype xs_dt) {
+  return cm_dispatch_rows_scaled(rt, d, rows, x, x_dt, xs, xs_dt,
+                                 rt->gate_input);
+}
+
+clmoe_status cm_dispatch_rows_scaled(clmoe_routing *rt, int d, int rows,
+                                     cl_mem x, clmoe_dtype x_dt, cl_mem xs,
+                                     clmoe_dtype xs_dt, int scale_by_gate) {
   cl_kernel k;
   clmoe_status st = cm_kernel(rt->ctx, &rt->ws.kernels, CM_K_DISPATCH_ROWS, &k);
   size_t g[2] = {row_chunks(d), (size_t)rows};
@@ -18,7 +25,7 @@ clmoe_status cm_dispatch_rows(clmoe_routing *rt, int d, int rows, cl_mem x,
                         CM_ARGS(CM_ARG(d), CM_ARG(rt->ws.buf[CM_RB_STATS]),
                                 CM_ARG(rt->ws.buf[CM_RB_ROW_TOKENS]), CM_ARG(x),
                                 CM_ARG(x_dt), CM_ARG(xs), CM_ARG(xs_dt),
-                                CM_ARG(rt->gate_input),
+                                CM_ARG(scale_by_gate),
                                 CM_ARG(rt->ws.buf[CM_RB_TOKEN_OFFSETS]),
                                 CM_ARG(rt->ws.buf[CM_RB_SLOT_ROWS]),
                                 CM_ARG(rt->ws.buf[CM_RB_GATES])));

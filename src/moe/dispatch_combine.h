@@ -12,6 +12,11 @@
 clmoe_status cm_dispatch_rows(clmoe_routing *rt, int d, int rows, cl_mem x,
                               clmoe_dtype x_dt, cl_mem x_sorted,
                               clmoe_dtype xs_dt);
+/* The same, each row multiplied by its slot's gate when scale_by_gate
+ * (cm_dispatch_rows scales exactly for input-side gates). */
+clmoe_status cm_dispatch_rows_scaled(clmoe_routing *rt, int d, int rows,
+                                     cl_mem x, clmoe_dtype x_dt, cl_mem xs,
+                                     clmoe_dtype xs_dt, int scale_by_gate);
 /* Shared-expert rows for combine: rows [T, d] float32 and each token's
  * weight gates [T]. */
 typedef struct cm_shared_rows {

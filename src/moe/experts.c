@@ -1,6 +1,8 @@
 /* Expert FFN weights: validation, layout for the CLBlast path or panel
  * packing for the grouped kernel, upload. */
 #include "moe/experts.h"
+
+#include "clmoe/clmoe_train.h"
 #include "moe/grouped_gemm.h"
 #include "quant/formats.h"
 
@@ -560,5 +562,72 @@ clmoe_status clmoe_experts_get_shape(const clmoe_experts *experts,
     *d_ff = experts->f;
   if (activation)
     *activation = experts->activation;
+  return CLMOE_SUCCESS;
+}
+
+/* Buffers of an experts object that hold weights or biases. */
+static cl_mem *weight_mems(clmoe_experts *x, int i) {
+  cl_mem *all[] = {&x->w13, &x->w2, &x->b1, &x->b3, &x->b2, &x->b13};
+  return i < (int)(sizeof all / sizeof *all) ? all[i] : NULL;
+}
+
+clmoe_status clmoe_experts_update(clmoe_experts *experts,
+                                  const clmoe_experts_desc *desc) {
+  const char *fn = "clmoe_experts_update";
+  if (!experts || !desc)
+    return cm_fail_at(CLMOE_ERROR_NULL_POINTER, fn, "experts or desc is NULL");
+  clmoe_experts *x = experts;
+  clmoe_status st =
+      cm_check_struct(desc, offsetof(clmoe_experts_desc, path), "experts desc");
+  if (st)
+    return st;
+  if (cm_is_quant_dtype(x->wdtype))
+    return cm_fail_at(CLMOE_ERROR_UNSUPPORTED, fn,
+                      "the experts are %s: quantized experts are "
+                      "inference-only and cannot be updated",
+                      cm_dtype_name(x->wdtype));
+  if (desc->num_experts != x->E || desc->d_model != x->d ||
+      desc->d_ff != x->f || desc->activation != x->activation)
+    return cm_fail_at(CLMOE_ERROR_SHAPE_MISMATCH, fn,
+                      "desc is E = %d, d = %d, f = %d, activation %d but the "
+                      "experts are E = %d, d = %d, f = %d, activation %d",
+                      desc->num_experts, desc->d_model, desc->d_ff,
+                      (int)desc->activation, x->E, x->d, x->f,
+                      (int)x->activation);
+  /* The caller's weights with the object's own configuration. */
+  clmoe_experts_desc d;
+  clmoe_experts_desc_init(&d);
+  memcpy(&d, desc,
+         desc->struct_size < sizeof d ? desc->struct_size : sizeof d);
+  d.struct_size = sizeof d;
+  d.path = x->path;
+  d.weight_dtype = x->wdtype;
+  d.swiglu_limit = x->act_params[0];
+  d.swiglu_alpha = x->act_params[1];
+  d.w1_codes = d.w3_codes = d.w2_codes = NULL;
+  d.w1_scales = d.w3_scales = d.w2_scales = NULL;
+  create_args a;
+  host_arrays h = {0};
+  if ((st = validate(&d)) || (st = resolve(x->ctx, &d, &a)) ||
+      (st = fetch_all(x->ctx, &d, &a, &h))) {
+    free_arrays(&h);
+    return st;
+  }
+  /* Uploaded into a copy first: on failure the object is unchanged. */
+  clmoe_experts fresh = *x;
+  for (int i = 0; weight_mems(&fresh, i); ++i)
+    *weight_mems(&fresh, i) = NULL;
+  st = x->path == CLMOE_EXPERTS_PATH_GROUPED
+           ? upload_packed(&fresh, h.w1, h.w3, h.w2, h.b1, h.b3, h.b2, d.layout)
+           : upload_plain(&fresh, h.w1, h.w3, h.w2, h.b1, h.b3, h.b2, d.layout);
+  free_arrays(&h);
+  clmoe_experts *drop = st ? &fresh : x;
+  for (int i = 0; weight_mems(drop, i); ++i)
+    cm_release_mem(weight_mems(drop, i));
+  if (st)
+    return st;
+  unsigned version = x->version + 1;
+  *x = fresh;
+  x->version = version;
   return CLMOE_SUCCESS;
 }

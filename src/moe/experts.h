@@ -26,6 +26,7 @@ struct clmoe_experts {
   int vw, panels_up, panels_down;
   clmoe_dtype wdtype; /* storage dtype of w13 and w2: F32, F16 or BF16 */
   int64_t weight_bytes, bias_bytes;
+  unsigned version; /* counts clmoe_experts_update calls */
 };
 
 int cm_is_gated(clmoe_activation a);
@@ -41,6 +42,16 @@ clmoe_status cm_check_experts_ctx(const clmoe_experts *x,
  * the route's status on the device). */
 clmoe_status cm_experts_run(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,
                             cl_mem ys, int rows);
+
+/* The grouped path's pieces (experts_run.c): row tiles per expert into the
+ * routing's CM_RB_TILE_OFFSETS, and one grouped launch
+ * C[rows of e, :n_out] = epi(A[rows of e] * B_e + b_e) on x's dtype (S: a
+ * quantized B's scales, NULL otherwise). */
+clmoe_status cm_experts_tile_offsets(clmoe_routing *rt, int E);
+clmoe_status cm_experts_gemm(clmoe_experts *x, clmoe_routing *rt, int rows,
+                             int K, int panels, cl_mem A, cl_mem B, cl_mem S,
+                             int group, int epi, cl_mem bias, cl_mem C,
+                             int n_out);
 
 /* The path (never AUTO) and storage dtype a descriptor resolves to, after
  * checking its sizes, activation and layout (not its weights). */

@@ -67,12 +67,10 @@ static clmoe_status run_clblast(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,
   return st;
 }
 
-/* One grouped launch: C[rows of e, :n_out] = epi(A[rows of e] * B_e + b_e),
- * with B's scales when it is quantized (S NULL otherwise). */
-static clmoe_status grouped_gemm(clmoe_experts *x, clmoe_routing *rt, int rows,
-                                 int K, int panels, cl_mem A, cl_mem B,
-                                 cl_mem S, int group, int epi, cl_mem bias,
-                                 cl_mem C, int n_out) {
+clmoe_status cm_experts_gemm(clmoe_experts *x, clmoe_routing *rt, int rows,
+                             int K, int panels, cl_mem A, cl_mem B, cl_mem S,
+                             int group, int epi, cl_mem bias, cl_mem C,
+                             int n_out) {
   cm_gemm_scales scales = {S, group};
   return cm_gemm_grouped(rt->ctx, &rt->ws.kernels, x->E, rows, K, panels,
                          cm_gemm_tiles_per_item(&rt->ctx->tuning),
@@ -81,31 +79,36 @@ static clmoe_status grouped_gemm(clmoe_experts *x, clmoe_routing *rt, int rows,
                          bias, C, n_out, x->act_params, S ? &scales : NULL);
 }
 
-static clmoe_status run_grouped(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,
-                                cl_mem ys, int N) {
+clmoe_status cm_experts_tile_offsets(clmoe_routing *rt, int E) {
   clmoe_context *ctx = rt->ctx;
-  int E = x->E, d = x->d, f = x->f;
-  clmoe_status st;
-  if ((st = cm_routing_reserve(rt, CM_RB_FFN_ACT, (size_t)N * f * 4)) ||
-      (st = cm_routing_reserve(rt, CM_RB_TILE_OFFSETS, ((size_t)E + 1) * 4)))
-    return st;
+  clmoe_status st =
+      cm_routing_reserve(rt, CM_RB_TILE_OFFSETS, ((size_t)E + 1) * 4);
   cl_kernel k;
   size_t one = 1;
   int tile_rows = cm_gemm_tile_rows(&ctx->tuning),
       tiles_per_item = cm_gemm_tiles_per_item(&ctx->tuning);
-  cl_mem act = rt->ws.buf[CM_RB_FFN_ACT];
-  if ((st = cm_kernel(ctx, &rt->ws.kernels, CM_K_GEMM_TILE_OFFSETS, &k)) ||
-      (st = cm_launch(ctx, k, "gemm_tile_offsets", 1, &one, NULL,
-                      CM_ARGS(CM_ARG(E), CM_ARG(tile_rows),
-                              CM_ARG(tiles_per_item),
-                              CM_ARG(rt->ws.buf[CM_RB_STATS]),
-                              CM_ARG(rt->ws.buf[CM_RB_EXPERT_OFFSETS]),
-                              CM_ARG(rt->ws.buf[CM_RB_TILE_OFFSETS])))) ||
-      (st = grouped_gemm(x, rt, N, d, x->panels_up, xs, x->w13, x->s13,
-                         x->group_up, x->activation, x->b13, act, f)))
+  if (st || (st = cm_kernel(ctx, &rt->ws.kernels, CM_K_GEMM_TILE_OFFSETS, &k)))
     return st;
-  return grouped_gemm(x, rt, N, f, x->panels_down, act, x->w2, x->s2,
-                      x->group_down, 0, x->b2, ys, d);
+  return cm_launch(ctx, k, "gemm_tile_offsets", 1, &one, NULL,
+                   CM_ARGS(CM_ARG(E), CM_ARG(tile_rows), CM_ARG(tiles_per_item),
+                           CM_ARG(rt->ws.buf[CM_RB_STATS]),
+                           CM_ARG(rt->ws.buf[CM_RB_EXPERT_OFFSETS]),
+                           CM_ARG(rt->ws.buf[CM_RB_TILE_OFFSETS])));
+}
+
+static clmoe_status run_grouped(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,
+                                cl_mem ys, int N) {
+  int d = x->d, f = x->f;
+  clmoe_status st;
+  if ((st = cm_routing_reserve(rt, CM_RB_FFN_ACT, (size_t)N * f * 4)) ||
+      (st = cm_experts_tile_offsets(rt, x->E)))
+    return st;
+  cl_mem act = rt->ws.buf[CM_RB_FFN_ACT];
+  if ((st = cm_experts_gemm(x, rt, N, d, x->panels_up, xs, x->w13, x->s13,
+                            x->group_up, x->activation, x->b13, act, f)))
+    return st;
+  return cm_experts_gemm(x, rt, N, f, x->panels_down, act, x->w2, x->s2,
+                         x->group_down, 0, x->b2, ys, d);
 }
 
 clmoe_status cm_experts_run(clmoe_experts *x, clmoe_routing *rt, cl_mem xs,

@@ -1,5 +1,7 @@
 /* clmoe_forward: route, dispatch, experts and combine in one call, with the
  * routing object as the workspace. */
+#include "moe/forward.h"
+
 #include "moe/dispatch_combine.h"
 #include "moe/experts.h"
 #include "moe/route.h"
@@ -7,8 +9,7 @@
 
 static const char *const FN = "clmoe_forward";
 
-/* Everything a forward can check before enqueueing work. */
-static clmoe_status check_layer(const clmoe_router *router,
+clmoe_status cm_check_layer(const clmoe_router *router,
                                 const clmoe_experts *experts,
                                 const clmoe_tensor *x, const clmoe_tensor *y,
                                 const clmoe_routing *routing, const char *fn) {
@@ -84,7 +85,7 @@ forward(clmoe_router *router, clmoe_experts *experts, clmoe_experts *shared,
         const clmoe_tensor *importance, clmoe_tensor *y, clmoe_routing *routing,
         uint32_t flags, uint32_t num_wait, const cl_event *wait,
         const char *fn) {
-  clmoe_status st = check_layer(router, experts, x, y, routing, fn);
+  clmoe_status st = cm_check_layer(router, experts, x, y, routing, fn);
   if (st || (shared && (st = cm_check_shared(shared, shared_gate, routing,
                                              experts->d, fn))))
     return st;

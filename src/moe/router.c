@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clmoe/clmoe_train.h"
 #include "moe/grouped_gemm.h"
 #include "moe/router.h"
 
@@ -452,4 +453,77 @@ clmoe_status clmoe_router_get_gate_position(const clmoe_router *router,
                    "NULL");
   *position = router->gate_position;
   return CLMOE_SUCCESS;
+}
+
+clmoe_status clmoe_router_update(clmoe_router *router, const float *weight_host,
+                                 const clmoe_tensor *weight,
+                                 const float *bias_host,
+                                 const clmoe_tensor *bias) {
+  const char *fn = "clmoe_router_update";
+  if (!router)
+    return cm_fail_at(CLMOE_ERROR_NULL_POINTER, fn, "router is NULL");
+  clmoe_router *r = router;
+  int new_w = weight_host || weight, new_b = bias_host || bias;
+  if ((weight_host && weight) || (bias_host && bias))
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, fn,
+                      "the %s is given both as host memory and as a tensor",
+                      weight_host && weight ? "weight" : "bias");
+  if ((new_w && !r->weight) || (new_b && !r->bias))
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, fn,
+                      "the router was created without a %s",
+                      new_w && !r->weight ? "weight" : "bias");
+  clmoe_status st;
+  if (weight && !cm_is_float_dtype(weight->dtype))
+    return cm_fail_at(CLMOE_ERROR_DTYPE_MISMATCH, fn,
+                      "the weight is %s; it must be float32, float16 or "
+                      "bfloat16",
+                      cm_dtype_name(weight->dtype));
+  if ((weight && (st = cm_check_tensor(weight, r->ctx, "router weight",
+                                       weight->dtype, 2,
+                                       (int64_t[]){r->d, r->E}))) ||
+      (bias && (st = cm_check_tensor(bias, r->ctx, "router bias",
+                                     CLMOE_DTYPE_F32, 1, (int64_t[]){r->E}))))
+    return st;
+  /* Built in a copy: on failure the router is unchanged. */
+  clmoe_router fresh = *r;
+  fresh.weight = fresh.bias = fresh.packed = fresh.wnorm = NULL;
+  float *widened = NULL;
+  const float *host_w = weight_host;
+  st = CLMOE_SUCCESS;
+  if (weight && weight->dtype != CLMOE_DTYPE_F32) {
+    clmoe_router_desc d;
+    clmoe_router_desc_init(&d);
+    d.weight = weight;
+    st = widen_weight(r, &d, CLMOE_DTYPE_F32, &widened);
+    host_w = widened;
+  }
+  if (!st && new_w)
+    st = cm_buffer_upload(r->ctx, host_w, widened ? NULL : weight ? weight->mem
+                                                                  : NULL,
+                          (size_t)r->d * r->E * sizeof(float), "router weight",
+                          &fresh.weight);
+  if (!st && new_w)
+    st = derive_from_weight(&fresh, host_w);
+  if (!st && new_b)
+    st = cm_buffer_upload(r->ctx, bias_host, bias ? bias->mem : NULL,
+                          (size_t)r->E * sizeof(float), "router bias",
+                          &fresh.bias);
+  free(widened);
+  cl_mem *olds[2][4] = {{&r->weight, &r->packed, &r->wnorm, NULL},
+                        {&r->bias, NULL, NULL, NULL}};
+  cl_mem *news[2][4] = {{&fresh.weight, &fresh.packed, &fresh.wnorm, NULL},
+                        {&fresh.bias, NULL, NULL, NULL}};
+  int take[2] = {new_w && !st, new_b && !st};
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; olds[i][j]; ++j) {
+      if (take[i]) {
+        cm_release_mem(olds[i][j]);
+        *olds[i][j] = *news[i][j];
+      } else {
+        cm_release_mem(news[i][j]);
+      }
+    }
+  if (take[0])
+    r->packed_vw = fresh.packed_vw, r->packed_panels = fresh.packed_panels;
+  return st;
 }

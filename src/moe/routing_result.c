@@ -36,6 +36,7 @@ void clmoe_routing_destroy(clmoe_routing *routing) {
   if (!routing)
     return;
   clmoe_routing_destroy(routing->dense);
+  cm_saved_free(routing->saved);
   cm_workspace_release(&routing->ws);
   free(routing->host_offsets);
   free(routing);
@@ -85,6 +86,7 @@ void cm_routing_clear(clmoe_routing *r) {
 }
 
 void cm_routing_set_sizes(clmoe_routing *r, int T, int E, int N) {
+  ++r->serial;
   r->T = T;
   r->E = E;
   r->N = N;

@@ -60,7 +60,14 @@ struct clmoe_routing {
    * expert with weight 1, made on first use; its buffers hold the shared
    * rows and each token's shared weight. */
   struct clmoe_routing *dense;
+  /* Counts completed routes: a training forward's saved state (kept in
+   * `saved`, src/train/saved.h) describes the route of its serial only. */
+  unsigned serial;
+  struct cm_saved *saved;
 };
+
+/* Frees a routing's training state (src/train/saved.c). */
+void cm_saved_free(struct cm_saved *sv);
 
 /* Makes host_offsets hold E + 1 ints (grows only). */
 clmoe_status cm_routing_host_offsets(clmoe_routing *r, int E);

@@ -61,6 +61,18 @@ static const struct {
                                     "gemm_grouped_local"},
     [CM_K_GEMM_GROUPED_LOCAL_I4] = {CM_PROG_GROUPED_GEMM_I4,
                                     "gemm_grouped_local"},
+    [CM_K_TRAIN_ACT_FORWARD] = {CM_PROG_EXPERT_GRADS, "train_act_forward"},
+    [CM_K_TRAIN_ACT_BACKWARD] = {CM_PROG_EXPERT_GRADS, "train_act_backward"},
+    [CM_K_TRAIN_WEIGHT_GRAD] = {CM_PROG_EXPERT_GRADS, "train_weight_grad"},
+    [CM_K_TRAIN_GATE_GRADS] = {CM_PROG_EXPERT_GRADS, "train_gate_grads"},
+    [CM_K_TRAIN_INPUT_GRAD] = {CM_PROG_EXPERT_GRADS, "train_input_grad"},
+    [CM_K_TRAIN_FIND_NONFINITE] = {CM_PROG_EXPERT_GRADS,
+                                   "train_find_nonfinite"},
+    [CM_K_TRAIN_TRANSPOSE_PANELS32] = {CM_PROG_EXPERT_GRADS,
+                                       "train_transpose_panels32"},
+    [CM_K_TRAIN_TRANSPOSE_PANELS16] = {CM_PROG_EXPERT_GRADS,
+                                       "train_transpose_panels16"},
+    [CM_K_TRAIN_ROUTER_GRAD] = {CM_PROG_ROUTER_GRADS, "train_router_grad"},
 };
 
 clmoe_status cm_kernel(clmoe_context *ctx, cm_kernels *ks, cm_kernel_id id,

@@ -41,6 +41,10 @@ static const cm_program_spec k_programs[CM_PROG_COUNT] = {
     [CM_PROG_GROUPED_GEMM_MXFP4] = GROUPED_GEMM("grouped_gemm_mxfp4", 4),
     [CM_PROG_GROUPED_GEMM_I8] = GROUPED_GEMM("grouped_gemm_i8", 5),
     [CM_PROG_GROUPED_GEMM_I4] = GROUPED_GEMM("grouped_gemm_i4", 6),
+    [CM_PROG_EXPERT_GRADS] = {"expert_grads", {"common", "expert_grads", NULL},
+                              0},
+    [CM_PROG_ROUTER_GRADS] = {"router_grads", {"common", "router_grads", NULL},
+                              0},
 };
 #undef GROUPED_GEMM
 

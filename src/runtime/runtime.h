@@ -71,6 +71,8 @@ typedef enum cm_program_id {
   CM_PROG_GROUPED_GEMM_MXFP4, /* MXFP4 */
   CM_PROG_GROUPED_GEMM_I8,    /* I8 */
   CM_PROG_GROUPED_GEMM_I4,    /* I4 */
+  CM_PROG_EXPERT_GRADS,       /* training: the expert stage's backward */
+  CM_PROG_ROUTER_GRADS,       /* training: the router's backward, losses */
   CM_PROG_COUNT
 } cm_program_id;
 

@@ -112,6 +112,27 @@ class MoELayerOut(ctypes.Structure):
                 ("swiglu_limit", ctypes.c_float)]
 
 
+class TrainDesc(ctypes.Structure):
+    _fields_ = [("struct_size", c_size), ("balance_coeff", ctypes.c_float),
+                ("z_loss_coeff", ctypes.c_float),
+                ("entropy_coeff", ctypes.c_float)]
+
+
+class AuxLosses(ctypes.Structure):
+    _fields_ = [("struct_size", c_size), ("balance", ctypes.c_double),
+                ("z_loss", ctypes.c_double), ("entropy", ctypes.c_double),
+                ("total", ctypes.c_double)]
+
+
+class ExpertGrads(ctypes.Structure):
+    _fields_ = [("struct_size", c_size)] + [
+        (name, c_void) for name in ("w1", "w3", "w2", "b1", "b3", "b2")]
+
+
+class RouterGrads(ctypes.Structure):
+    _fields_ = [("struct_size", c_size), ("weight", c_void), ("bias", c_void)]
+
+
 def _candidates():
     env = os.environ.get("CLMOE_LIBRARY")
     if env:
@@ -142,6 +163,19 @@ lib = _load()
 
 _P = ctypes.POINTER
 _SIGNATURES = {
+    "clmoe_train_desc_init_sized": (None, [_P(TrainDesc), c_size]),
+    "clmoe_aux_losses_init_sized": (None, [_P(AuxLosses), c_size]),
+    "clmoe_expert_grads_init_sized": (None, [_P(ExpertGrads), c_size]),
+    "clmoe_router_grads_init_sized": (None, [_P(RouterGrads), c_size]),
+    "clmoe_forward_train": (c_i32, [c_void, c_void, c_void, c_void, c_void,
+                                    c_void, ctypes.c_uint32, _P(TrainDesc),
+                                    _P(AuxLosses)]),
+    "clmoe_backward": (c_i32, [c_void, c_void, c_void, c_void, c_void,
+                               c_void, _P(RouterGrads), _P(ExpertGrads),
+                               _P(TrainDesc), ctypes.c_uint32]),
+    "clmoe_routing_saved_bytes": (c_i32, [c_void, _P(c_i64)]),
+    "clmoe_experts_update": (c_i32, [c_void, _P(ExpertsDesc)]),
+    "clmoe_router_update": (c_i32, [c_void, c_void, c_void, c_void, c_void]),
     "clmoe_version_string": (ctypes.c_char_p, []),
     "clmoe_status_string": (ctypes.c_char_p, [c_i32]),
     "clmoe_last_error_detail": (ctypes.c_char_p, []),

@@ -1,0 +1,99 @@
+/* What a training forward keeps in a routing for its backward (saved.c),
+ * and the stages both use: the experts' forward and backward
+ * (expert_grads.c), the router's losses and gradient (router_grads.c). */
+#ifndef CLMOE_TRAIN_SAVED_H
+#define CLMOE_TRAIN_SAVED_H
+
+#include "clmoe/clmoe_train.h"
+#include "moe/experts.h"
+#include "moe/router.h"
+#include "moe/routing_result.h"
+
+/* The saved state's buffers (kept: what the forward stored; scratch: the
+ * backward's intermediates, grow only). */
+typedef enum cm_saved_buffer {
+  CM_SV_XS,      /* kept [N, d] dispatched rows (input-side gates applied) */
+  CM_SV_A,       /* kept [N, lda] pre-activations (biases added) */
+  CM_SV_H,       /* kept [N, f] activations */
+  CM_SV_O,       /* kept [N, d] expert outputs */
+  CM_SV_LOSSES,  /* kept [T, 3] per-token loss shares */
+  CM_SV_W13T,    /* kept: [W1 | W3] transposed, grouped path's panels */
+  CM_SV_W2T,     /* kept: W2 transposed, grouped path's panels */
+  CM_SV_DO,      /* scratch [N, d] gradient of the expert outputs */
+  CM_SV_DH,      /* scratch [N, f] gradient of the activations */
+  CM_SV_DA,      /* scratch [N, lda] gradient of the pre-activations */
+  CM_SV_DXS,     /* scratch [N, d] gradient of the dispatched rows */
+  CM_SV_DG,      /* scratch [N] gradient of each slot's gate */
+  CM_SV_DZ,      /* scratch [T, E] gradient of the logits */
+  CM_SV_X32,     /* scratch [T, d] float32 copy of 16-bit x */
+  CM_SV_CONST,   /* {1.0f}: the ones of column sums */
+  CM_SV_ROWS,    /* {0, T}: the router's one group of rows */
+  CM_SV_BAD,     /* scratch [1] first non-finite element of dy */
+  CM_SV_COUNT
+} cm_saved_buffer;
+
+/* The kept buffers (their bytes are what clmoe_routing_saved_bytes
+ * reports). */
+enum { CM_SV_KEPT = CM_SV_DO };
+
+typedef struct cm_saved {
+  cm_workspace ws;         /* buffers by cm_saved_buffer */
+  size_t used[CM_SV_COUNT]; /* bytes in use of each kept buffer */
+  /* The forward it describes: valid while the routing's serial equals
+   * `serial` and the objects are the same. */
+  int valid;
+  unsigned serial;
+  const clmoe_router *router;
+  const clmoe_experts *experts;
+  float coeff[3]; /* balance, z-loss, entropy */
+  /* A's layout (cl/expert_grads.cl a_col): row stride, block, block stride,
+   * and the logical gate columns including padding. */
+  int lda, blk, bstride, fpad;
+  /* Which weights CM_SV_W13T / CM_SV_W2T transpose. */
+  const clmoe_experts *wt_experts;
+  unsigned wt_version;
+} cm_saved;
+
+/* The routing's saved state, created on first use. */
+clmoe_status cm_saved_get(clmoe_routing *rt, cm_saved **out);
+/* Makes kept or scratch buffer `which` hold `bytes` (records them). */
+clmoe_status cm_saved_reserve(clmoe_routing *rt, cm_saved *sv, int which,
+                              size_t bytes);
+
+/* The coefficients of `train` (NULL: all 0) into c, checked finite and
+ * >= 0; `fn` names the call. */
+clmoe_status cm_train_coeffs(const clmoe_train_desc *train, float c[3],
+                             const char *fn);
+
+/* Whether experts can train, naming `fn` in the error. */
+clmoe_status cm_train_check_experts(const clmoe_experts *x, const char *fn);
+
+/* Expert stage forward over the routing's rows (N = routing->N): dispatch x
+ * into CM_SV_XS, A, H, O, kept for the backward. */
+clmoe_status cm_train_experts_forward(clmoe_experts *x, clmoe_routing *rt,
+                                      cm_saved *sv, const clmoe_tensor *in);
+
+/* The expert stage's backward: from dy, fills dO, dH, dA, dXs and the
+ * gates' gradient CM_SV_DG, and the expert gradients `g` (may be NULL). */
+clmoe_status cm_train_experts_backward(clmoe_experts *x, clmoe_routing *rt,
+                                       cm_saved *sv, const clmoe_tensor *in,
+                                       const clmoe_tensor *dy,
+                                       const clmoe_expert_grads *g,
+                                       int accumulate);
+
+/* Per-token loss shares into CM_SV_LOSSES and, with_grad, dz into
+ * CM_SV_DZ (reads CM_SV_DG). */
+clmoe_status cm_train_router_pass(clmoe_router *r, clmoe_routing *rt,
+                                  cm_saved *sv, int with_grad,
+                                  const float coeff[3]);
+
+/* G (+)= X^T D per group of rows (cl/expert_grads.cl train_weight_grad):
+ * groups `offsets` [groups + 1], D read through the column map (blk,
+ * bstride, off). X NULL: column sums (K = 1). */
+clmoe_status cm_train_weight_grad(clmoe_routing *rt, cm_saved *sv, int groups,
+                                  cl_mem offsets, int K, int ncols, cl_mem X,
+                                  int ldx, cl_mem D, int ldd, int blk,
+                                  int bstride, int off, cl_mem G,
+                                  int accumulate);
+
+#endif /* CLMOE_TRAIN_SAVED_H */
