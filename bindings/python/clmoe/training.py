@@ -46,7 +46,7 @@ class TrainableMoE:
     def __init__(self, ctx, router_weight, w1, w2, w3=None, router_bias=None,
                  b1=None, b2=None, b3=None, activation="swiglu",
                  policy="top_k", coeffs=(0.0, 0.0, 0.0), dtype="f32",
-                 **policy_params):
+                 path="auto", **policy_params):
         self.ctx = ctx
         self.activation = activation
         _choice(ACTIVATIONS, activation, "activation")
@@ -54,7 +54,7 @@ class TrainableMoE:
         self.router = Router(ctx, weight=router_weight, bias=router_bias,
                              policy=policy, **policy_params)
         self.experts = Experts(ctx, w1, w2, w3=w3, activation=activation,
-                               b1=b1, b2=b2, b3=b3, dtype=dtype)
+                               b1=b1, b2=b2, b3=b3, dtype=dtype, path=path)
         self.E, self.d, self.f = w1.shape[0], w1.shape[1], w1.shape[2]
         self.has_router_bias = router_bias is not None
         self.has_biases = (b1 is not None, b2 is not None, b3 is not None)
@@ -66,6 +66,16 @@ class TrainableMoE:
         expert matrices go together: give w1 and w2 (and w3 when gated) or
         none of them."""
         keep = []
+        E, d, f = self.E, self.d, self.f
+        want = {"router_weight": (d, E), "router_bias": (E,),
+                "w1": (E, d, f), "w3": (E, d, f), "w2": (E, f, d),
+                "b1": (E, f), "b3": (E, f), "b2": (E, d)}
+        given = dict(router_weight=router_weight, router_bias=router_bias,
+                     w1=w1, w2=w2, w3=w3, b1=b1, b2=b2, b3=b3)
+        for name, value in given.items():
+            if value is not None and np.shape(value) != want[name]:
+                raise Error(-4, f"{name} must have shape {want[name]}; got "
+                            f"{np.shape(value)}")
 
         def host(a):
             a = np.ascontiguousarray(a, dtype=np.float32)
