@@ -6,8 +6,9 @@
  * context. Usage:
  *   clmoe-bench [--json FILE] [--runs N] [--only W1|W2|W3|W4] [--quick]
  *               [--experts-only] [--weights f32,bf16,f16,fp8_e4m3,mxfp4,
- *                int8,int4] [--load]
+ *                int8,int4] [--load] [--train]
  * --quick runs tiny shapes (a smoke test of the benchmark itself);
+ * --train only measures training steps (train_bench.c);
  * --load only measures loading a generated checkpoint (load_checkpoint.c);
  * --experts-only times just the expert GEMMs of both paths (bench/tune);
  * --weights times the grouped experts with each weight storage dtype
@@ -28,6 +29,7 @@
 #include "provenance.h"
 #include "bench_common.h"
 #include "load_checkpoint.h"
+#include "train_bench.h"
 
 typedef struct workload {
   const char *name;
@@ -834,7 +836,7 @@ static void parse_weights(const char *list) {
 
 int main(int argc, char **argv) {
   const char *json = NULL, *only = NULL;
-  int quick = 0, load = 0;
+  int quick = 0, load = 0, train = 0;
   for (int i = 1; i < argc; ++i) {
     if (!strcmp(argv[i], "--json") && i + 1 < argc)
       json = argv[++i];
@@ -850,11 +852,13 @@ int main(int argc, char **argv) {
       parse_weights(argv[++i]);
     else if (!strcmp(argv[i], "--load"))
       load = 1;
+    else if (!strcmp(argv[i], "--train"))
+      train = 1;
     else {
       fprintf(stderr,
               "usage: %s [--json FILE] [--runs N] [--only W1|W2|W3|W4] "
               "[--quick] [--experts-only] [--weights f32,bf16,f16] "
-              "[--load]\n",
+              "[--load] [--train]\n",
               argv[0]);
       return 2;
     }
@@ -878,6 +882,11 @@ int main(int argc, char **argv) {
          info.driver_version, g_runs);
   bench_provenance_read(g_ctx, &g_prov);
   bench_provenance_print(stdout, &g_prov);
+  if (train) {
+    int rc = bench_train(g_ctx, quick, g_runs, &g_prov, json);
+    clmoe_context_destroy(g_ctx);
+    return rc;
+  }
   check_openblas();
   printf("OpenBLAS peer: core %s (%s)\n", g_blas_core, openblas_get_config());
   if (g_blas_fallback)

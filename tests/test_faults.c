@@ -1,7 +1,9 @@
 /* Fault injection (libclmoe_fi): fails the N-th runtime call (OpenCL,
  * CLBlast or host allocation, any kind) of a whole score -> route ->
  * forward run (and a Qwen2-MoE and a DeepSeek-V3 layer loaded from
- * checkpoints, each run with its shared expert), for N = 1, 2, ... until a run completes without reaching N.
+ * checkpoints, each run with its shared expert, and a training step:
+ * forward, backward, weight updates, forward and backward again), for
+ * N = 1, 2, ... until a run completes without reaching N.
  * For every N: the run returns a specific error whose detail names the
  * failed call (or absorbs the fault and still gives the reference result),
  * no OpenCL object is left alive, and the next run without faults gives the
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include "clmoe/clmoe_checkpoint.h"
+#include "clmoe/clmoe_train.h"
 #include "harness.h"
 #include "runtime/fault_injection.h"
 #include "st_writer.h"
@@ -25,6 +28,7 @@ enum { T = 24, D = 16, F = 12, E = 4, H = 2 };
 typedef struct outputs {
   float importance[T], y_grouped[T * D], y_clblast[T * D], y_loaded[T * D];
   float y_deepseek[T * D];
+  float y_train[T * D], dx[T * D], dw1[E * D * F], dwr[D * E];
   int64_t slots;
 } outputs;
 
@@ -79,6 +83,72 @@ static clmoe_experts *experts(clmoe_context *ctx, clmoe_experts_path path,
   return x;
 }
 
+/* Training: forward and backward through bfloat16 grouped experts with the
+ * auxiliary losses, an update of the router and the experts (the
+ * transposed weight copies are rebuilt), and a second step. */
+static clmoe_status train_part(clmoe_context *ctx, outputs *out) {
+  clmoe_status st = CLMOE_SUCCESS;
+  clmoe_tensor *x = NULL, *y = NULL, *dx = NULL, *gw1 = NULL, *gwr = NULL;
+  clmoe_routing *rt = NULL;
+  clmoe_router *router = NULL;
+  clmoe_router_desc rd;
+  clmoe_router_desc_init(&rd);
+  rd.num_experts = E;
+  rd.d_model = D;
+  rd.weight_host = g_wr;
+  TRY(clmoe_router_create(ctx, &rd, &router));
+  clmoe_experts *ex = experts(ctx, CLMOE_EXPERTS_PATH_GROUPED, &st);
+  TRY(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, D}, g_x, &x));
+  TRY(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, D}, NULL,
+                          &y));
+  TRY(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){T, D}, NULL,
+                          &dx));
+  TRY(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 3, (int64_t[]){E, D, F}, NULL,
+                          &gw1));
+  TRY(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){D, E}, NULL,
+                          &gwr));
+  TRY(clmoe_routing_create(ctx, &rt));
+  clmoe_train_desc td;
+  clmoe_train_desc_init(&td);
+  td.balance_coeff = 0.01f;
+  td.entropy_coeff = 0.01f;
+  clmoe_router_grads rg;
+  clmoe_router_grads_init(&rg);
+  rg.weight = gwr;
+  clmoe_expert_grads eg;
+  clmoe_expert_grads_init(&eg);
+  eg.w1 = gw1;
+  clmoe_experts_desc ed;
+  clmoe_experts_desc_init(&ed);
+  ed.num_experts = E;
+  ed.d_model = D;
+  ed.d_ff = F;
+  ed.w1_host = g_w3; /* new weights: swapped */
+  ed.w3_host = g_w1;
+  ed.w2_host = g_w2;
+  for (int step = 0; step < 2; ++step) {
+    TRY(clmoe_forward_train(router, ex, x, NULL, y, rt, 0, &td, NULL));
+    TRY(clmoe_backward(router, ex, rt, x, y, dx, &rg, &eg, NULL, 0));
+    if (step == 0) {
+      TRY(clmoe_experts_update(ex, &ed));
+      TRY(clmoe_router_update(router, g_wr, NULL, NULL, NULL));
+    }
+  }
+  TRY(clmoe_tensor_read(y, out->y_train, sizeof out->y_train));
+  TRY(clmoe_tensor_read(dx, out->dx, sizeof out->dx));
+  TRY(clmoe_tensor_read(gw1, out->dw1, sizeof out->dw1));
+  TRY(clmoe_tensor_read(gwr, out->dwr, sizeof out->dwr));
+  clmoe_routing_destroy(rt);
+  clmoe_experts_destroy(ex);
+  clmoe_router_destroy(router);
+  clmoe_tensor_destroy(x);
+  clmoe_tensor_destroy(y);
+  clmoe_tensor_destroy(dx);
+  clmoe_tensor_destroy(gw1);
+  clmoe_tensor_destroy(gwr);
+  return st;
+}
+
 /* The checkpoint part: a Qwen2-MoE layer loaded and run with its shared
  * expert, on a context made once before its walk (a walk of its own on a
  * living context: the context's own calls are walked by the first part,
@@ -115,6 +185,8 @@ static clmoe_status loaded_part(clmoe_context *ctx, outputs *out) {
   clmoe_routing_destroy(rt);
   clmoe_tensor_destroy(x);
   clmoe_tensor_destroy(y);
+  if (!st)
+    st = train_part(ctx, out);
   return st;
 }
 
