@@ -122,11 +122,11 @@ static double time_train(layer *L) {
   eg.w3 = L->gw3;
   eg.w2 = L->gw2;
   double t0 = now_ms();
-  die(clmoe_forward_train(L->router, L->experts, L->x, NULL, L->y, L->rt, 0,
-                          &td, NULL),
+  die(clmoe_forward_train(L->router, L->experts, NULL, NULL, L->x, NULL, L->y,
+                          L->rt, 0, &td, NULL),
       "forward_train");
-  die(clmoe_backward(L->router, L->experts, L->rt, L->x, L->y, L->dx, &rg,
-                     &eg, NULL, 0),
+  die(clmoe_backward(L->router, L->experts, NULL, NULL, L->rt, L->x, L->y,
+                     L->dx, &rg, &eg, NULL, NULL, NULL, 0),
       "backward");
   die(clmoe_context_finish(L->ctx), "finish");
   return now_ms() - t0;

@@ -168,10 +168,31 @@ kernel void train_gate_grads(int N, int d, global const int *row_tokens,
       dg[s] = acc;
 }
 
+/* Shared experts (every token, weight g_t): dO[t, :] = g_t * dy[t, :] and
+ * dg[t] = dy[t, :] . O[t, :], times g_t (1 - g_t) when the weight is the
+ * sigmoid gate (has_gate; the gradient of its logit). Global (T). */
+kernel void train_shared_rows(int T, int d, global const uchar *dy, int dy_dt,
+                              global const float *gates, int has_gate,
+                              global const float *O, global float *dO,
+                              global float *dg) {
+  int t = get_global_id(0);
+  if (t >= T)
+    return;
+  float g = gates[t], acc = 0.0f;
+  for (int c = 0; c < d; ++c) {
+    size_t at = (size_t)t * d + c;
+    float v = cm_load1(dy, dy_dt, at);
+    dO[at] = g * v;
+    acc = fma(v, O[at], acc);
+  }
+  dg[t] = has_gate ? acc * g * (1.0f - g) : acc;
+}
+
 /* dx[t, c] = (accumulate ? dx : 0) + sum over t's slots j in slot order of
  * w_j * dxs[slot_rows[j], c] (w_j = the gate for input-side gates, else 1)
  * + sum over e of dz[t, e] * Wr[c, e] (the router's share, when has_router)
- * + shared[t, c] (when has_shared). float32 sums, dx rounded once into
+ * + shared[t, c] + dgate[t] * sgate[c] (shared experts and their gate's
+ * logit, when has_shared / has_sgate). float32 sums, dx rounded once into
  * its dtype. Global (d, T). */
 kernel void train_input_grad(int T, int d, int E,
                              global const int *token_offsets,
@@ -180,7 +201,9 @@ kernel void train_input_grad(int T, int d, int E,
                              global const float *dxs, int has_router,
                              global const float *dz, global const float *Wr,
                              int has_shared, global const float *shared,
-                             global uchar *dx, int dx_dt, int accumulate) {
+                             int has_sgate, global const float *dgate,
+                             global const float *sgate, global uchar *dx,
+                             int dx_dt, int accumulate) {
   int c = get_global_id(0), t = get_global_id(1);
   if (c >= d || t >= T)
     return;
@@ -198,6 +221,8 @@ kernel void train_input_grad(int T, int d, int E,
   }
   if (has_shared)
     acc += shared[at];
+  if (has_sgate)
+    acc += dgate[t] * sgate[c];
   cm_store1(acc, dx, dx_dt, at);
 }
 

@@ -29,6 +29,7 @@ typedef struct outputs {
   float importance[T], y_grouped[T * D], y_clblast[T * D], y_loaded[T * D];
   float y_deepseek[T * D];
   float y_train[T * D], dx[T * D], dw1[E * D * F], dwr[D * E];
+  float dgate[D], dsw2[F * D];
   int64_t slots;
 } outputs;
 
@@ -83,14 +84,17 @@ static clmoe_experts *experts(clmoe_context *ctx, clmoe_experts_path path,
   return x;
 }
 
-/* Training: forward and backward through bfloat16 grouped experts with the
- * auxiliary losses, an update of the router and the experts (the
+/* Training: forward and backward through bfloat16 grouped experts and a
+ * gated float32 shared expert on the CLBlast path, with the auxiliary
+ * losses, an update of the router and the experts (the
  * transposed weight copies are rebuilt), and a second step. */
 static clmoe_status train_part(clmoe_context *ctx, outputs *out) {
   clmoe_status st = CLMOE_SUCCESS;
   clmoe_tensor *x = NULL, *y = NULL, *dx = NULL, *gw1 = NULL, *gwr = NULL;
+  clmoe_tensor *gate = NULL, *ggate = NULL, *gsw2 = NULL;
   clmoe_routing *rt = NULL;
   clmoe_router *router = NULL;
+  clmoe_experts *sh = NULL;
   clmoe_router_desc rd;
   clmoe_router_desc_init(&rd);
   rd.num_experts = E;
@@ -108,6 +112,25 @@ static clmoe_status train_part(clmoe_context *ctx, outputs *out) {
   TRY(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 2, (int64_t[]){D, E}, NULL,
                           &gwr));
   TRY(clmoe_routing_create(ctx, &rt));
+  /* A gated shared expert (float32, the CLBlast path) */
+  clmoe_experts_desc sd;
+  clmoe_experts_desc_init(&sd);
+  sd.num_experts = 1;
+  sd.d_model = D;
+  sd.d_ff = F;
+  sd.w1_host = g_w1;
+  sd.w3_host = g_w3;
+  sd.w2_host = g_w2;
+  sd.path = CLMOE_EXPERTS_PATH_CLBLAST;
+  TRY(clmoe_experts_create(ctx, &sd, &sh));
+  TRY(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 1, (int64_t[]){D}, g_x, &gate));
+  TRY(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 1, (int64_t[]){D}, NULL,
+                          &ggate));
+  TRY(clmoe_tensor_create(ctx, CLMOE_DTYPE_F32, 3, (int64_t[]){1, F, D}, NULL,
+                          &gsw2));
+  clmoe_expert_grads sg;
+  clmoe_expert_grads_init(&sg);
+  sg.w2 = gsw2;
   clmoe_train_desc td;
   clmoe_train_desc_init(&td);
   td.balance_coeff = 0.01f;
@@ -127,8 +150,10 @@ static clmoe_status train_part(clmoe_context *ctx, outputs *out) {
   ed.w3_host = g_w1;
   ed.w2_host = g_w2;
   for (int step = 0; step < 2; ++step) {
-    TRY(clmoe_forward_train(router, ex, x, NULL, y, rt, 0, &td, NULL));
-    TRY(clmoe_backward(router, ex, rt, x, y, dx, &rg, &eg, NULL, 0));
+    TRY(clmoe_forward_train(router, ex, sh, gate, x, NULL, y, rt, 0, &td,
+                            NULL));
+    TRY(clmoe_backward(router, ex, sh, gate, rt, x, y, dx, &rg, &eg, &sg,
+                       ggate, NULL, 0));
     if (step == 0) {
       TRY(clmoe_experts_update(ex, &ed));
       TRY(clmoe_router_update(router, g_wr, NULL, NULL, NULL));
@@ -138,8 +163,14 @@ static clmoe_status train_part(clmoe_context *ctx, outputs *out) {
   TRY(clmoe_tensor_read(dx, out->dx, sizeof out->dx));
   TRY(clmoe_tensor_read(gw1, out->dw1, sizeof out->dw1));
   TRY(clmoe_tensor_read(gwr, out->dwr, sizeof out->dwr));
+  TRY(clmoe_tensor_read(ggate, out->dgate, sizeof out->dgate));
+  TRY(clmoe_tensor_read(gsw2, out->dsw2, sizeof out->dsw2));
   clmoe_routing_destroy(rt);
   clmoe_experts_destroy(ex);
+  clmoe_experts_destroy(sh);
+  clmoe_tensor_destroy(gate);
+  clmoe_tensor_destroy(ggate);
+  clmoe_tensor_destroy(gsw2);
   clmoe_router_destroy(router);
   clmoe_tensor_destroy(x);
   clmoe_tensor_destroy(y);

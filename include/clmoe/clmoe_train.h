@@ -40,7 +40,10 @@
  * calls return UNSUPPORTED for them. Float32, float16 and bfloat16 weights
  * train; gradients are always float32.
  *
- * Shared experts are not supported by the training calls in 0.5. */
+ * Shared experts (clmoe_forward_shared's y = routed + g_t * S(x_t), g_t =
+ * sigmoid(x_t . shared_gate) or 1) train too: their weights get gradients
+ * like the routed experts', the gate vector d(shared_gate) =
+ * sum_t (dy_t . S(x_t)) g_t (1 - g_t) x_t, and dx their share. */
 #ifndef CLMOE_CLMOE_TRAIN_H
 #define CLMOE_CLMOE_TRAIN_H
 
@@ -82,17 +85,20 @@ CLMOE_API void clmoe_aux_losses_init_sized(clmoe_aux_losses *losses,
 #define clmoe_aux_losses_init(losses)                                          \
   clmoe_aux_losses_init_sized((losses), sizeof *(losses))
 
-/* clmoe_forward (same arguments, same y bits) that also keeps in `routing`
- * what clmoe_backward needs (see "Storage" above) and computes the
- * auxiliary losses into *losses (may be NULL). `train` may be NULL (all
+/* clmoe_forward_shared (same arguments; shared and shared_gate may be
+ * NULL; y equal to it within float32 rounding) that also keeps in
+ * `routing` what clmoe_backward needs (see "Storage" above) and computes
+ * the auxiliary losses into *losses (may be NULL). `train` may be NULL (all
  * coefficients 0). Blocks until the losses are read (one small transfer).
  * The saved state belongs to this router and experts object and to this
  * route: any later route into `routing` invalidates it.
- * Errors: those of clmoe_forward, INVALID_ARGUMENT (a coefficient negative
- * or not finite), INVALID_STRUCT_SIZE, UNSUPPORTED (quantized experts; a
- * router without a weight). Thread-safety: as clmoe_forward. */
+ * Errors: those of clmoe_forward_shared, INVALID_ARGUMENT (a coefficient
+ * negative or not finite), INVALID_STRUCT_SIZE, UNSUPPORTED (quantized
+ * experts, routed or shared; a router without a weight). Thread-safety:
+ * as clmoe_forward. */
 CLMOE_API clmoe_status clmoe_forward_train(
-    clmoe_router *router, clmoe_experts *experts, const clmoe_tensor *x,
+    clmoe_router *router, clmoe_experts *experts, clmoe_experts *shared,
+    const clmoe_tensor *shared_gate, const clmoe_tensor *x,
     const clmoe_tensor *importance, clmoe_tensor *y, clmoe_routing *routing,
     uint32_t flags, const clmoe_train_desc *train, clmoe_aux_losses *losses);
 
@@ -136,29 +142,29 @@ enum {
 };
 
 /* The backward of the last clmoe_forward_train into `routing`, for the
- * same router and experts and the same x [T, d]: dy [T, d] (float32,
- * float16 or bfloat16) in, dx [T, d] (any of those; may be NULL), router
- * and expert gradients (either struct may be NULL) out, with the auxiliary
+ * same router, experts, shared experts and gate, and the same x [T, d]:
+ * dy [T, d] (float32, float16 or bfloat16) in, dx [T, d] (any of those;
+ * may be NULL), router, expert and shared-expert gradients (any struct may
+ * be NULL) and the shared gate's gradient ([d] float32, may be NULL) out, with the auxiliary
  * losses' gradients included in the router's: with the coefficients of
  * `aux`, or of that forward when aux is NULL (an autograd engine passes
  * the forward's coefficients times the upstream gradient of the loss). All sums in float32. Blocks while it checks dy (one 4-byte
  * read).
  * Errors: NULL_POINTER, INVALID_STRUCT_SIZE, INVALID_ARGUMENT (the routing
- * holds no training forward of this router and experts, or was routed
- * again since; a coefficient negative or not finite), SHAPE_MISMATCH (x, dy, dx or a gradient tensor of the
+ * holds no training forward of these objects, or was routed again since;
+ * a coefficient negative or not finite; shared_gate_grad without a shared
+ * gate), SHAPE_MISMATCH (x, dy, dx or a gradient tensor of the
  * wrong shape, naming it), DTYPE_MISMATCH (a gradient not float32),
  * NONFINITE_INPUT (a NaN or Inf in dy: the detail names the element),
  * CONTEXT_MISMATCH, OUT_OF_DEVICE_MEMORY, OPENCL, CLBLAST. Thread-safety:
  * as clmoe_forward (one call per routing at a time). */
-CLMOE_API clmoe_status clmoe_backward(clmoe_router *router,
-                                      clmoe_experts *experts,
-                                      clmoe_routing *routing,
-                                      const clmoe_tensor *x,
-                                      const clmoe_tensor *dy, clmoe_tensor *dx,
-                                      clmoe_router_grads *router_grads,
-                                      clmoe_expert_grads *expert_grads,
-                                      const clmoe_train_desc *aux,
-                                      uint32_t flags);
+CLMOE_API clmoe_status clmoe_backward(
+    clmoe_router *router, clmoe_experts *experts, clmoe_experts *shared,
+    const clmoe_tensor *shared_gate, clmoe_routing *routing,
+    const clmoe_tensor *x, const clmoe_tensor *dy, clmoe_tensor *dx,
+    clmoe_router_grads *router_grads, clmoe_expert_grads *expert_grads,
+    clmoe_expert_grads *shared_grads, clmoe_tensor *shared_gate_grad,
+    const clmoe_train_desc *aux, uint32_t flags);
 
 /* Writes new weights into existing experts (an optimizer step): `desc`
  * gives them as for clmoe_experts_create (w1/w3/w2 and optional biases,

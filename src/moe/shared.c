@@ -31,9 +31,8 @@ static clmoe_status fill_int(clmoe_context *ctx, cl_mem buf, size_t index,
              : cm_cl_fail(err, "shared experts: clEnqueueFillBuffer");
 }
 
-/* rt->dense routes all T tokens to expert 0. */
-static clmoe_status dense_routing(clmoe_routing *rt, int T,
-                                  clmoe_routing **out) {
+clmoe_status cm_shared_routing(clmoe_routing *rt, int T,
+                               clmoe_routing **out) {
   clmoe_status st;
   if (!rt->dense && (st = clmoe_routing_create(rt->ctx, &rt->dense)))
     return st;
@@ -51,6 +50,22 @@ static clmoe_status dense_routing(clmoe_routing *rt, int T,
   return CLMOE_SUCCESS;
 }
 
+clmoe_status cm_shared_gates(clmoe_routing *dr, const clmoe_tensor *gate,
+                             const clmoe_tensor *x) {
+  cl_kernel k;
+  int T = dr->T, d = (int)x->shape[1], has_gate = gate != NULL,
+      x_dt = x->dtype;
+  cl_mem w = has_gate ? gate->mem : dr->ws.buf[CM_RB_GATES];
+  size_t g = (size_t)T;
+  clmoe_status st =
+      cm_kernel(dr->ctx, &dr->ws.kernels, CM_K_SHARED_GATE_VALUES, &k);
+  return st ? st
+            : cm_launch(dr->ctx, k, "shared_gate_values", 1, &g, NULL,
+                        CM_ARGS(CM_ARG(T), CM_ARG(d), CM_ARG(x->mem),
+                                CM_ARG(x_dt), CM_ARG(has_gate), CM_ARG(w),
+                                CM_ARG(dr->ws.buf[CM_RB_GATES])));
+}
+
 clmoe_status cm_shared_enqueue(clmoe_routing *rt, clmoe_experts *shared,
                                const clmoe_tensor *gate, const clmoe_tensor *x,
                                cm_shared_rows *out) {
@@ -58,7 +73,7 @@ clmoe_status cm_shared_enqueue(clmoe_routing *rt, clmoe_experts *shared,
   size_t bytes = (size_t)T * d * sizeof(float);
   clmoe_routing *dr;
   clmoe_status st;
-  if ((st = dense_routing(rt, T, &dr)) ||
+  if ((st = cm_shared_routing(rt, T, &dr)) ||
       (st = cm_routing_reserve(dr, CM_RB_Y_SORTED, bytes)) ||
       (st = cm_routing_reserve(dr, CM_RB_GATES, (size_t)T * sizeof(float))))
     return st;
@@ -71,16 +86,8 @@ clmoe_status cm_shared_enqueue(clmoe_routing *rt, clmoe_experts *shared,
       return st;
     xs = dr->ws.buf[CM_RB_X_SORTED];
   }
-  cl_kernel k;
-  int has_gate = gate != NULL, x_dt = x->dtype;
-  cl_mem w = has_gate ? gate->mem : dr->ws.buf[CM_RB_GATES];
-  size_t g = (size_t)T;
   if ((st = cm_experts_run(shared, dr, xs, dr->ws.buf[CM_RB_Y_SORTED], T)) ||
-      (st = cm_kernel(rt->ctx, &dr->ws.kernels, CM_K_SHARED_GATE_VALUES, &k)) ||
-      (st = cm_launch(rt->ctx, k, "shared_gate_values", 1, &g, NULL,
-                      CM_ARGS(CM_ARG(T), CM_ARG(d), CM_ARG(x->mem),
-                              CM_ARG(x_dt), CM_ARG(has_gate), CM_ARG(w),
-                              CM_ARG(dr->ws.buf[CM_RB_GATES])))))
+      (st = cm_shared_gates(dr, gate, x)))
     return st;
   out->rows = dr->ws.buf[CM_RB_Y_SORTED];
   out->gates = dr->ws.buf[CM_RB_GATES];

@@ -84,7 +84,8 @@ static clmoe_status act_forward(clmoe_experts *x, clmoe_routing *rt,
 }
 
 clmoe_status cm_train_experts_forward(clmoe_experts *x, clmoe_routing *rt,
-                                      cm_saved *sv, const clmoe_tensor *in) {
+                                      cm_saved *sv, const clmoe_tensor *in,
+                                      int dense) {
   int N = rt->N, d = x->d, f = x->f;
   set_a_layout(x, sv);
   size_t rows = (size_t)N;
@@ -98,8 +99,11 @@ clmoe_status cm_train_experts_forward(clmoe_experts *x, clmoe_routing *rt,
     return CLMOE_SUCCESS;
   cl_mem xs = buf(sv, CM_SV_XS), A = buf(sv, CM_SV_A), H = buf(sv, CM_SV_H),
          O = buf(sv, CM_SV_O);
-  if ((st = cm_dispatch_rows(rt, d, N, in->mem, in->dtype, xs,
-                             CLMOE_DTYPE_F32)))
+  if ((st = dense ? cm_convert_elements(rt->ctx, &rt->ws.kernels,
+                                        (int64_t)N * d, in->mem, in->dtype,
+                                        xs, CLMOE_DTYPE_F32)
+                  : cm_dispatch_rows(rt, d, N, in->mem, in->dtype, xs,
+                                     CLMOE_DTYPE_F32)))
     return st;
   if (x->path == CLMOE_EXPERTS_PATH_GROUPED) {
     if ((st = cm_experts_tile_offsets(rt, x->E)) ||
@@ -206,6 +210,25 @@ static clmoe_status gate_grads(clmoe_routing *rt, cm_saved *sv, int d,
                                 CM_ARG(sv->ws.buf[CM_SV_DG])));
 }
 
+/* The shared experts' dO and their gate's gradient
+ * (cl/expert_grads.cl train_shared_rows). */
+static clmoe_status shared_rows(clmoe_routing *rt, cm_saved *sv, int d,
+                                const clmoe_tensor *dy, cl_mem gates,
+                                int has_gate) {
+  cl_kernel k;
+  int T = rt->N;
+  size_t g = (size_t)T;
+  clmoe_status st =
+      cm_kernel(rt->ctx, &rt->ws.kernels, CM_K_TRAIN_SHARED_ROWS, &k);
+  return st ? st
+            : cm_launch(rt->ctx, k, "train_shared_rows", 1, &g, NULL,
+                        CM_ARGS(CM_ARG(T), CM_ARG(d), CM_ARG(dy->mem),
+                                CM_ARG(dy->dtype), CM_ARG(gates),
+                                CM_ARG(has_gate), CM_ARG(sv->ws.buf[CM_SV_O]),
+                                CM_ARG(sv->ws.buf[CM_SV_DO]),
+                                CM_ARG(sv->ws.buf[CM_SV_DG])));
+}
+
 static clmoe_status act_backward(clmoe_experts *x, clmoe_routing *rt,
                                  cm_saved *sv) {
   cl_kernel k;
@@ -254,7 +277,8 @@ clmoe_status cm_train_experts_backward(clmoe_experts *x, clmoe_routing *rt,
                                        cm_saved *sv, const clmoe_tensor *in,
                                        const clmoe_tensor *dy,
                                        const clmoe_expert_grads *g,
-                                       int accumulate) {
+                                       int accumulate, cl_mem dense_gates,
+                                       int has_gate) {
   int N = rt->N, d = x->d, f = x->f, E = x->E;
   size_t rows = (size_t)N;
   clmoe_status st;
@@ -266,7 +290,11 @@ clmoe_status cm_train_experts_backward(clmoe_experts *x, clmoe_routing *rt,
     return st;
   cl_mem dO = buf(sv, CM_SV_DO), dA = buf(sv, CM_SV_DA);
   int gate_input = rt->gate_input;
-  if (N > 0) {
+  if (N > 0 && dense_gates) {
+    if ((st = shared_rows(rt, sv, d, dy, dense_gates, has_gate)) ||
+        (st = data_grads(x, rt, sv)))
+      return st;
+  } else if (N > 0) {
     /* dO = g * dy (output-side gates) or dy itself, per row. */
     if ((st = cm_dispatch_rows_scaled(rt, d, N, dy->mem, dy->dtype, dO,
                                       CLMOE_DTYPE_F32, !gate_input)) ||

@@ -5,6 +5,7 @@
 #include "moe/dispatch_combine.h"
 #include "moe/forward.h"
 #include "moe/route.h"
+#include "moe/shared.h"
 #include "train/saved.h"
 
 static const char *const FN = "clmoe_forward_train";
@@ -39,7 +40,28 @@ static clmoe_status read_losses(clmoe_routing *rt, cm_saved *sv,
   return CLMOE_SUCCESS;
 }
 
+/* The shared experts' forward on the routing's dense sub-routing (its own
+ * saved state) and each token's weight; *rows for combine. */
+static clmoe_status shared_forward(clmoe_routing *rt, clmoe_experts *shared,
+                                   const clmoe_tensor *gate,
+                                   const clmoe_tensor *x, cm_shared_rows *rows) {
+  int T = rt->T;
+  clmoe_routing *dr;
+  cm_saved *dsv;
+  clmoe_status st;
+  if ((st = cm_shared_routing(rt, T, &dr)) || (st = cm_saved_get(dr, &dsv)) ||
+      (st = cm_routing_reserve(dr, CM_RB_GATES, (size_t)T * sizeof(float))) ||
+      (st = cm_train_experts_forward(shared, dr, dsv, x, 1)) ||
+      (st = cm_shared_gates(dr, gate, x)))
+    return st;
+  rows->rows = dsv->ws.buf[CM_SV_O];
+  rows->gates = dr->ws.buf[CM_RB_GATES];
+  return CLMOE_SUCCESS;
+}
+
 clmoe_status clmoe_forward_train(clmoe_router *router, clmoe_experts *experts,
+                                 clmoe_experts *shared,
+                                 const clmoe_tensor *shared_gate,
                                  const clmoe_tensor *x,
                                  const clmoe_tensor *importance,
                                  clmoe_tensor *y, clmoe_routing *routing,
@@ -48,8 +70,14 @@ clmoe_status clmoe_forward_train(clmoe_router *router, clmoe_experts *experts,
   float coeff[3];
   clmoe_status st = cm_check_layer(router, experts, x, y, routing, FN);
   if (st || (st = cm_train_coeffs(train, coeff, FN)) ||
-      (st = cm_train_check_experts(experts, FN)))
+      (st = cm_train_check_experts(experts, FN)) ||
+      (shared && ((st = cm_check_shared(shared, shared_gate, routing,
+                                        experts->d, FN)) ||
+                  (st = cm_train_check_experts(shared, FN)))))
     return st;
+  if (!shared && shared_gate)
+    return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                      "shared_gate is given without shared experts");
   if (losses &&
       (st = cm_check_struct(losses, sizeof(clmoe_aux_losses), "aux losses")))
     return st;
@@ -68,18 +96,24 @@ clmoe_status clmoe_forward_train(clmoe_router *router, clmoe_experts *experts,
   sv->coeff[0] = coeff[0];
   sv->coeff[1] = coeff[1];
   sv->coeff[2] = coeff[2];
-  if ((st = cm_train_experts_forward(experts, routing, sv, x)) ||
-      (routing->T > 0 &&
+  int T = routing->T;
+  cm_shared_rows rows;
+  if ((st = cm_train_experts_forward(experts, routing, sv, x, 0)) ||
+      (shared && T > 0 &&
+       (st = shared_forward(routing, shared, shared_gate, x, &rows))) ||
+      (T > 0 &&
        (st = cm_combine_rows(routing, experts->d, sv->ws.buf[CM_SV_O],
                              CLMOE_DTYPE_F32, y->mem, y->dtype, flags,
-                             NULL))) ||
-      (routing->T > 0 && (st = cm_train_router_pass(router, routing, sv, 0, coeff))) ||
+                             shared ? &rows : NULL))) ||
+      (T > 0 && (st = cm_train_router_pass(router, routing, sv, 0, coeff))) ||
       (st = read_losses(routing, sv, losses)))
     goto fail;
   sv->valid = 1;
   sv->serial = routing->serial;
   sv->router = router;
   sv->experts = experts;
+  sv->shared = shared;
+  sv->shared_gate = shared_gate;
   return CLMOE_SUCCESS;
 fail:
   cm_routing_clear(routing);

@@ -59,6 +59,9 @@ clmoe_status clmoe_routing_saved_bytes(const clmoe_routing *routing,
     return CLMOE_SUCCESS;
   for (int i = 0; i < CM_SV_KEPT; ++i)
     *bytes += (int64_t)sv->used[i];
+  const cm_saved *dense = routing->dense ? routing->dense->saved : NULL;
+  for (int i = 0; sv->shared && dense && i < CM_SV_KEPT; ++i)
+    *bytes += (int64_t)dense->used[i];
   return CLMOE_SUCCESS;
 }
 

@@ -45,6 +45,8 @@ typedef struct cm_saved {
   unsigned serial;
   const clmoe_router *router;
   const clmoe_experts *experts;
+  const clmoe_experts *shared; /* NULL: none */
+  const clmoe_tensor *shared_gate;
   float coeff[3]; /* balance, z-loss, entropy */
   /* A's layout (cl/expert_grads.cl a_col): row stride, block, block stride,
    * and the logical gate columns including padding. */
@@ -68,18 +70,24 @@ clmoe_status cm_train_coeffs(const clmoe_train_desc *train, float c[3],
 /* Whether experts can train, naming `fn` in the error. */
 clmoe_status cm_train_check_experts(const clmoe_experts *x, const char *fn);
 
-/* Expert stage forward over the routing's rows (N = routing->N): dispatch x
- * into CM_SV_XS, A, H, O, kept for the backward. */
+/* Expert stage forward over the routing's rows (N = routing->N): x
+ * dispatched (or, for the shared experts' dense routing, copied: row t is
+ * token t) into CM_SV_XS, then A, H, O, kept for the backward. */
 clmoe_status cm_train_experts_forward(clmoe_experts *x, clmoe_routing *rt,
-                                      cm_saved *sv, const clmoe_tensor *in);
+                                      cm_saved *sv, const clmoe_tensor *in,
+                                      int dense);
 
 /* The expert stage's backward: from dy, fills dO, dH, dA, dXs and the
- * gates' gradient CM_SV_DG, and the expert gradients `g` (may be NULL). */
+ * gates' gradient CM_SV_DG, and the expert gradients `g` (may be NULL).
+ * For the shared experts' dense routing, `dense_gates` holds each token's
+ * weight (has_gate: a sigmoid gate, whose logit's gradient goes to
+ * CM_SV_DG); NULL for routed experts. */
 clmoe_status cm_train_experts_backward(clmoe_experts *x, clmoe_routing *rt,
                                        cm_saved *sv, const clmoe_tensor *in,
                                        const clmoe_tensor *dy,
                                        const clmoe_expert_grads *g,
-                                       int accumulate);
+                                       int accumulate, cl_mem dense_gates,
+                                       int has_gate);
 
 /* Per-token loss shares into CM_SV_LOSSES and, with_grad, dz into
  * CM_SV_DZ (reads CM_SV_DG). */

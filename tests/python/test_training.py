@@ -24,7 +24,7 @@ GATED = ("swiglu", "geglu", "swiglu_oai")
 TOL = 1e-4
 
 
-def params(rng, d, f, E, activation, bias=True):
+def params(rng, d, f, E, activation, bias=True, shared=0, gate=False):
     p = {"router_weight": rng.standard_normal((d, E)).astype(np.float32) * .3,
          "w1": rng.standard_normal((E, d, f)).astype(np.float32) * .2,
          "w2": rng.standard_normal((E, f, d)).astype(np.float32) * .2}
@@ -36,15 +36,25 @@ def params(rng, d, f, E, activation, bias=True):
         p["b2"] = rng.standard_normal((E, d)).astype(np.float32) * .1
         if activation in GATED:
             p["b3"] = rng.standard_normal((E, f)).astype(np.float32) * .1
+    if shared:
+        p["shared_w1"] = rng.standard_normal((1, d, shared)).astype(
+            np.float32) * .2
+        p["shared_w2"] = rng.standard_normal((1, shared, d)).astype(
+            np.float32) * .2
+        if activation in GATED:
+            p["shared_w3"] = rng.standard_normal((1, d, shared)).astype(
+                np.float32) * .2
+    if gate:
+        p["shared_gate"] = rng.standard_normal(d).astype(np.float32) * .3
     return p
 
 
 def check_grads(ctx, T=33, d=24, f=20, E=8, activation="swiglu",
                 policy="top_k", coeffs=(0.01, 0.001, 0.01), bias=True,
                 io_dtype=np.float32, seed=0, importance=None, path="auto",
-                **pp):
+                shared=0, gate=False, **pp):
     rng = np.random.default_rng(seed)
-    p = params(rng, d, f, E, activation, bias)
+    p = params(rng, d, f, E, activation, bias, shared, gate)
     m = TrainableMoE(ctx, activation=activation, policy=policy,
                      coeffs=coeffs, path=path, **p, **pp)
     x32 = rng.standard_normal((T, d)).astype(np.float32)
@@ -133,6 +143,16 @@ def test_sizes(ctx, T, E):
     check_grads(ctx, T=T, E=E, k=k, d=16, f=12)
 
 
+@pytest.mark.parametrize("activation,gate,path", [
+    ("swiglu", True, "auto"), ("gelu", False, "auto"),
+    ("swiglu", True, "clblast")])
+def test_shared_experts(ctx, activation, gate, path):
+    m, saved, g = check_grads(ctx, activation=activation, shared=16,
+                              gate=gate, path=path)
+    assert ("shared_gate" in g) == gate and "shared_w2" in g
+    assert saved.saved_bytes > 0
+
+
 def test_bf16_activations(ctx):
     check_grads(ctx, io_dtype=np.uint16)
 
@@ -198,9 +218,9 @@ def raw_backward(m, saved, dy, grads, flags=0, aux=None, dx=None):
     for n in ("w1", "w2", "w3"):
         setattr(eg, n, grads[n].handle)
     return _lib.lib.clmoe_backward(
-        m.router.handle, m.experts.handle, saved.routing.handle,
+        m.router.handle, m.experts.handle, None, None, saved.routing.handle,
         saved.x.handle, dy.handle, dx.handle if dx else None,
-        ctypes.byref(rg), ctypes.byref(eg), aux, flags)
+        ctypes.byref(rg), ctypes.byref(eg), None, None, aux, flags)
 
 
 def grad_tensors(ctx, d, f, E):
@@ -271,7 +291,7 @@ def test_errors(ctx):
     # routed again since: the saved state is gone
     m.router.route(x)  # a different routing: ours still valid
     assert raw_backward(m, s, dy, g) == 0
-    _lib.lib.clmoe_route(m.router.handle, s.x.handle, None,
+    _lib.lib.clmoe_route(m.router.handle, s.x.handle, None,  # noqa: E501
                          s.routing.handle, 0, None, None)
     st, detail = status_of(lambda: raw_backward(m, s, dy, g))
     assert st == -1
@@ -385,3 +405,25 @@ def test_training_demo_loss_falls(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "K and accuracy by difficulty" in out.stdout
     assert plot.read_text().startswith("<svg")
+
+
+def test_torch_module_shared_experts():
+    from clmoe.torch import MoE
+    torch.manual_seed(2)
+    layer = MoE(16, 24, 4, policy="top_k", k=2, shared_d_ff=8,
+                shared_gate=True)
+    with torch.no_grad():
+        layer.shared_gate.normal_()
+    x = torch.randn(10, 16, requires_grad=True)
+    layer(x).pow(2).sum().backward()
+    names = layer._owner._names
+    saved = layer._owner.last_saved
+    slots, rows = ref.slots_of(saved.routing)
+    tp = {n: getattr(layer, n).detach().double().requires_grad_()
+          for n in names}
+    xr = x.detach().double().requires_grad_()
+    yr, _ = ref.layer(xr, tp, slots, "swiglu", expert_rows=rows)
+    yr.pow(2).sum().backward()
+    assert ref.rel_err(x.grad, xr.grad) <= TOL
+    for n in names:
+        assert ref.rel_err(getattr(layer, n).grad, tp[n].grad) <= TOL, n

@@ -29,7 +29,8 @@ def layer(x, p, slots, activation="swiglu", from_score=True, renorm=True,
           gate_scale=1.0, sigmoid=False, gate_input=False, coeffs=(0, 0, 0),
           expert_rows=None):
     """y and the weighted aux loss. p: dict of torch tensors (router_weight,
-    router_bias?, w1, w2, w3?, b1?, b2?, b3?); slots: per token the list of
+    router_bias?, w1, w2, w3?, b1?, b2?, b3?, shared_w1?, shared_w3?,
+    shared_w2?, shared_gate?); slots: per token the list of
     kept experts in slot order; expert_rows: rows per expert (f_i * N)."""
     T, d = x.shape
     z = x.double() @ p["router_weight"].double()
@@ -64,6 +65,14 @@ def layer(x, p, slots, activation="swiglu", from_score=True, renorm=True,
                 if "b2" in p:
                     o = o + p["b2"][e].double()
                 acc = acc + (o if gate_input else g[j] * o)
+        if "shared_w1" in p:  # shared experts on every token
+            a1 = xd[t] @ p["shared_w1"][0].double()
+            a3 = (xd[t] @ p["shared_w3"][0].double()
+                  if "shared_w3" in p else None)
+            o = act(activation, a1, a3) @ p["shared_w2"][0].double()
+            if "shared_gate" in p:
+                o = o * torch.sigmoid(xd[t] @ p["shared_gate"].double())
+            acc = acc + o
         ys.append(acc)
     y = torch.stack(ys) if T else torch.zeros(0, d, dtype=torch.float64)
     aux = torch.zeros((), dtype=torch.float64)

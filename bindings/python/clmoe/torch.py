@@ -27,7 +27,8 @@ def default_context():
     return _default_ctx[0]
 
 
-_PARAMS = ("router_weight", "router_bias", "w1", "w2", "w3", "b1", "b2", "b3")
+_PARAMS = ("router_weight", "router_bias", "w1", "w2", "w3", "b1", "b2", "b3",
+           "shared_w1", "shared_w2", "shared_w3", "shared_gate")
 
 
 def _to_numpy(t):
@@ -110,7 +111,10 @@ class MoE(torch.nn.Module):
     """A routed MoE layer on clmoe. Parameters: router_weight [d, E]
     (router_bias [E] with router_bias=True), w1 [E, d, f], w2 [E, f, d],
     w3 [E, d, f] for gated activations, and b1/b3 [E, f], b2 [E, d] with
-    expert_bias=True. `policy` and its parameters (p, k, k_min, k_max,
+    expert_bias=True; shared experts with shared_d_ff = fs: shared_w1,
+    shared_w3 [1, d, fs], shared_w2 [1, fs, d] and, with shared_gate=True,
+    the gate vector shared_gate [d] (weight sigmoid(x . shared_gate)).
+    `policy` and its parameters (p, k, k_min, k_max,
     capacity_factor, gates, ...) are those of clmoe.Router. forward(x,
     importance=None) returns y; `aux_loss` is the differentiable weighted
     sum of the auxiliary losses of the last forward, and `last_routing`
@@ -119,7 +123,8 @@ class MoE(torch.nn.Module):
     def __init__(self, d_model, d_ff, num_experts, policy="top_p", p=0.4,
                  activation="swiglu", balance_coeff=0.01, z_coeff=0.0,
                  entropy_coeff=0.0, router_bias=False, expert_bias=False,
-                 ctx=None, dtype="f32", init_scale=None, **policy_params):
+                 shared_d_ff=0, shared_gate=False, ctx=None, dtype="f32",
+                 init_scale=None, **policy_params):
         super().__init__()
         d, f, E = d_model, d_ff, num_experts
         gated = activation in ("swiglu", "geglu", "swiglu_oai")
@@ -142,6 +147,19 @@ class MoE(torch.nn.Module):
             if gated:
                 self.b3 = torch.nn.Parameter(torch.zeros(E, f))
                 names.append("b3")
+        if shared_d_ff:
+            fs = shared_d_ff
+            self.shared_w1 = torch.nn.Parameter(torch.randn(1, d, fs) * s_in)
+            self.shared_w2 = torch.nn.Parameter(
+                torch.randn(1, fs, d) / math.sqrt(fs))
+            names += ["shared_w1", "shared_w2"]
+            if gated:
+                self.shared_w3 = torch.nn.Parameter(
+                    torch.randn(1, d, fs) * s_in)
+                names.append("shared_w3")
+            if shared_gate:
+                self.shared_gate = torch.nn.Parameter(torch.zeros(d))
+                names.append("shared_gate")
         if policy == "top_p":
             policy_params.setdefault("p", p)
         self._owner = _Owner(ctx or default_context(), tuple(names),
