@@ -188,11 +188,11 @@ kernel void train_shared_rows(int T, int d, global const uchar *dy, int dy_dt,
   dg[t] = has_gate ? acc * g * (1.0f - g) : acc;
 }
 
-/* dx[t, c] = (accumulate ? dx : 0) + sum over t's slots j in slot order of
+/* dx[t, c] = (accumulate ? dx : 0) + (sum over t's slots j in slot order of
  * w_j * dxs[slot_rows[j], c] (w_j = the gate for input-side gates, else 1)
  * + sum over e of dz[t, e] * Wr[c, e] (the router's share, when has_router)
  * + shared[t, c] + dgate[t] * sgate[c] (shared experts and their gate's
- * logit, when has_shared / has_sgate). float32 sums, dx rounded once into
+ * logit, when has_shared / has_sgate)). float32 sums, dx rounded once into
  * its dtype. Global (d, T). */
 kernel void train_input_grad(int T, int d, int E,
                              global const int *token_offsets,
@@ -208,7 +208,7 @@ kernel void train_input_grad(int T, int d, int E,
   if (c >= d || t >= T)
     return;
   size_t at = (size_t)t * d + c;
-  float acc = accumulate ? cm_load1(dx, dx_dt, at) : 0.0f;
+  float acc = 0.0f;
   for (int s = token_offsets[t]; s < token_offsets[t + 1]; ++s) {
     float v = dxs[(size_t)slot_rows[s] * d + c];
     acc += gate_input ? gates[s] * v : v;
@@ -223,7 +223,8 @@ kernel void train_input_grad(int T, int d, int E,
     acc += shared[at];
   if (has_sgate)
     acc += dgate[t] * sgate[c];
-  cm_store1(acc, dx, dx_dt, at);
+  /* The gradient is summed first and then added: dx + g, one rounding. */
+  cm_store1(accumulate ? cm_load1(dx, dx_dt, at) + acc : acc, dx, dx_dt, at);
 }
 
 /* bad[0] = the lowest index of a NaN or Inf among n elements of p (stays
