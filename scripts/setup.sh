@@ -11,7 +11,7 @@ packages=(build-essential cmake pkg-config ocl-icd-opencl-dev opencl-c-headers
           libclblast-dev pocl-opencl-icd clinfo python3-numpy python3-pytest
           python3-pyopencl python3-matplotlib python3-venv python3-pip
           libopenblas-dev abigail-tools clang libclang-rt-14-dev libjansson-dev
-          libopenmpi-dev openmpi-bin python3-mpi4py cargo rustc)
+          libopenmpi-dev openmpi-bin python3-mpi4py cargo rustc python3-torch)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -457,7 +457,12 @@ static void errors(const config *c, const weights *w) {
   clmoe_tensor *short_dy = tensor(2, (int64_t[]){T - 1, D}, NULL);
   CHECK_STATUS(clmoe_backward(L.router, L.experts, NULL, NULL, L.rt, L.x,
                               short_dy, L.dx, &rg, NULL, NULL, NULL, NULL, 0),
+               CLMOE_ERROR_INVALID_ARGUMENT); /* another batch's */
+  clmoe_tensor *narrow_dy = tensor(2, (int64_t[]){T, D - 1}, NULL);
+  CHECK_STATUS(clmoe_backward(L.router, L.experts, NULL, NULL, L.rt, L.x,
+                              narrow_dy, L.dx, &rg, NULL, NULL, NULL, NULL, 0),
                CLMOE_ERROR_SHAPE_MISMATCH);
+  clmoe_tensor_destroy(narrow_dy);
   rg.weight = L.g[1];
   CHECK_STATUS(clmoe_backward(L.router, L.experts, NULL, NULL, L.rt, L.x,
                               L.dy, L.dx, &rg, NULL, NULL, NULL, NULL, 0),

@@ -152,9 +152,10 @@ enum {
  * read).
  * Errors: NULL_POINTER, INVALID_STRUCT_SIZE, INVALID_ARGUMENT (the routing
  * holds no training forward of these objects, or was routed again since;
- * a coefficient negative or not finite; shared_gate_grad without a shared
- * gate), SHAPE_MISMATCH (x, dy, dx or a gradient tensor of the
- * wrong shape, naming it), DTYPE_MISMATCH (a gradient not float32),
+ * x, dy or dx with another row count than that forward's T; a coefficient
+ * negative or not finite; shared_gate_grad without a shared gate),
+ * SHAPE_MISMATCH (any other wrong shape: x, dy or dx not [T, d], a
+ * gradient tensor not its documented shape; the detail names it), DTYPE_MISMATCH (a gradient not float32),
  * NONFINITE_INPUT (a NaN or Inf in dy: the detail names the element),
  * CONTEXT_MISMATCH, OUT_OF_DEVICE_MEMORY, OPENCL, CLBLAST. Thread-safety:
  * as clmoe_forward (one call per routing at a time). */

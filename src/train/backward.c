@@ -110,6 +110,15 @@ static clmoe_status check_call(const backward_args *a) {
   clmoe_context *ctx = routing->ctx;
   int64_t T = routing->T, d = experts->d;
   clmoe_status st;
+  /* Row counts other than the forward's T: tensors of another batch. */
+  const clmoe_tensor *rows[3] = {x, dy, dx};
+  static const char *const names[3] = {"x", "dy", "dx"};
+  for (int i = 0; i < 3; ++i)
+    if (rows[i] && rows[i]->rank >= 1 && rows[i]->shape[0] != T)
+      return cm_fail_at(CLMOE_ERROR_INVALID_ARGUMENT, FN,
+                        "%s has %lld rows but the training forward in the "
+                        "routing had T = %lld tokens",
+                        names[i], (long long)rows[i]->shape[0], (long long)T);
   if ((st = cm_check_float_rows(ctx, x, "x", T, d)) ||
       (st = cm_check_float_rows(ctx, dy, "dy", T, d)) ||
       (dx && (st = cm_check_float_rows(ctx, dx, "dx", T, d))) ||

@@ -276,6 +276,9 @@ def test_errors(ctx):
     # wrong shapes
     st, detail = status_of(lambda: raw_backward(
         m, s, clmoe.Tensor.from_numpy(ctx, dy_np[:19]), g))
+    assert st == -1 and "dy" in detail  # another batch's rows
+    st, detail = status_of(lambda: raw_backward(
+        m, s, clmoe.Tensor.from_numpy(ctx, dy_np[:, :15]), g))
     assert st == -4 and "dy" in detail
     wrong = dict(g, w2=clmoe.Tensor.from_numpy(ctx, np.zeros((4, 16, 12))))
     st, detail = status_of(lambda: raw_backward(m, s, dy, wrong))

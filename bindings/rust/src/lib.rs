@@ -122,7 +122,7 @@ fn fixed_str(a: &[c_char]) -> String {
 
 /* ---- version, devices, conversions ---- */
 
-/// Version of the loaded libclmoe ("0.4.0").
+/// Version of the loaded libclmoe ("0.5.0").
 pub fn version() -> String {
     unsafe { cstr(ffi::clmoe_version_string()) }
 }
