@@ -112,40 +112,100 @@ kernel void train_act_backward(int N, int f, int fpad, int kind, float lim,
   dA[at + blk] = du;
 }
 
-/* Per expert e, G[e][k][n] (+)= sum over its rows r, ascending, of
- * X[r * ldx + k] * D[r * ldd + col(n)], col(n) = (n / blk) * bstride +
- * n % blk + off: X^T D over the expert's rows, read through the column map
- * that picks the gate or up half of A. ldx = 0 with X = {1} makes it a
- * column sum (bias gradients). A work-item owns one n and TRAIN_KT
- * consecutive k. Global (ncols, ceil(K / TRAIN_KT), E). */
-#define TRAIN_KT 8
+/* Per group e of rows (offsets), the reduction X^T D over the group's rows
+ * in ascending order: S[e][k][c] = sum_r X[r * ldx + k] * D[r * ldd + c]
+ * for k < K and D's columns c < ncols. Each S column c is stored at
+ * column j of G0 or G1 (which) by the inverse of A's block map: p = c /
+ * bstride, q = c % bstride, which = q / blk, j = p * blk + q % blk; j >=
+ * nout (padding) is dropped. So the gate and up halves of the
+ * pre-activation gradient go to dW1 and dW3 in one pass; a plain D is
+ * blk = bstride = ncols. G (+)= S, [E][K][nout]; an absent G's columns
+ * (has_g0 / has_g1 = 0) are dropped. ldx = 0 with X = {1}
+ * makes the column sums (bias gradients). A work-item owns TRAIN_KT
+ * consecutive k and 16 consecutive c (one float16 of D per row): 8 vector
+ * FMAs per row for one vector and TRAIN_KT scalar loads. Global
+ * (ceil(ncols / 16), ceil(K / TRAIN_KT), E). */
+#define TRAIN_KT 16
 kernel void train_weight_grad(int K, int ncols, global const int *offsets,
                               global const float *X, int ldx,
                               global const float *D, int ldd, int blk,
-                              int bstride, int off, global float *G,
+                              int bstride, int nout, int has_g0,
+                              global float *G0, int has_g1, global float *G1,
                               int accumulate) {
-  int n = get_global_id(0), k0 = get_global_id(1) * TRAIN_KT,
+  int c0 = get_global_id(0) * 16, k0 = get_global_id(1) * TRAIN_KT,
       e = get_global_id(2);
-  if (n >= ncols || k0 >= K)
+  if (c0 >= ncols || k0 >= K)
     return;
-  float acc[TRAIN_KT];
-  for (int i = 0; i < TRAIN_KT; ++i)
-    acc[i] = 0.0f;
-  size_t col = (size_t)(n / blk) * bstride + n % blk + off;
-  int kn = min(TRAIN_KT, K - k0);
-  for (int r = offsets[e]; r < offsets[e + 1]; ++r) {
-    float dv = D[(size_t)r * ldd + col];
-    const global float *x = X + (size_t)r * ldx + k0;
-    if (kn == TRAIN_KT)
-      for (int i = 0; i < TRAIN_KT; ++i)
-        acc[i] = fma(x[i], dv, acc[i]);
-    else
-      for (int i = 0; i < kn; ++i)
-        acc[i] = fma(x[i], dv, acc[i]);
+  /* Named accumulators (not an array: kept in registers). */
+  float16 a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, a4 = 0.0f, a5 = 0.0f,
+          a6 = 0.0f, a7 = 0.0f, a8 = 0.0f, a9 = 0.0f, a10 = 0.0f, a11 = 0.0f,
+          a12 = 0.0f, a13 = 0.0f, a14 = 0.0f, a15 = 0.0f;
+  int kn = min(TRAIN_KT, K - k0), cn = min(16, ncols - c0);
+  int r0 = offsets[e], r1 = offsets[e + 1];
+#define TRAIN_ACC(i) a##i = fma((float16)(x[XI(i)]), dv, a##i);
+#define TRAIN_ROW                                                              \
+  TRAIN_ACC(0) TRAIN_ACC(1) TRAIN_ACC(2) TRAIN_ACC(3) TRAIN_ACC(4)             \
+  TRAIN_ACC(5) TRAIN_ACC(6) TRAIN_ACC(7) TRAIN_ACC(8) TRAIN_ACC(9)             \
+  TRAIN_ACC(10) TRAIN_ACC(11) TRAIN_ACC(12) TRAIN_ACC(13) TRAIN_ACC(14)        \
+  TRAIN_ACC(15)
+  if (kn == TRAIN_KT && cn == 16) { /* the common case: no edge */
+#define XI(i) (i)
+    for (int r = r0; r < r1; ++r) {
+      float16 dv = vload16(0, D + (size_t)r * ldd + c0);
+      const global float *x = X + (size_t)r * ldx + k0;
+      TRAIN_ROW
+    }
+#undef XI
+  } else { /* edges: missing columns read as 0, k past K repeats its last
+              valid row (never stored) */
+#define XI(i) min(i, kn - 1)
+    for (int r = r0; r < r1; ++r) {
+      const global float *drow = D + (size_t)r * ldd + c0;
+      float lanes[16];
+      for (int l = 0; l < 16; ++l)
+        lanes[l] = l < cn ? drow[l] : 0.0f;
+      float16 dv = vload16(0, lanes);
+      const global float *x = X + (size_t)r * ldx + k0;
+      TRAIN_ROW
+    }
+#undef XI
   }
-  global float *g = G + ((size_t)e * K + k0) * ncols + n;
-  for (int i = 0; i < kn; ++i)
-    g[(size_t)i * ncols] = accumulate ? g[(size_t)i * ncols] + acc[i] : acc[i];
+#undef TRAIN_ROW
+#undef TRAIN_ACC
+  float16 acc[TRAIN_KT] = {a0, a1, a2,  a3,  a4,  a5,  a6,  a7,
+                           a8, a9, a10, a11, a12, a13, a14, a15};
+  /* Each lane's destination, once per work-item (divisions are slow). */
+  int col[16];
+  for (int l = 0; l < 16; ++l) {
+    int c = c0 + l, q = c % bstride, which = q / blk;
+    int jj = (c / bstride) * blk + q % blk;
+    int keep = l < cn && jj < nout && (which ? has_g1 : has_g0);
+    col[l] = keep ? (which ? -1 - jj : jj) : INT_MIN; /* < 0: in G1 */
+  }
+  /* Usually the 16 lanes land on 16 consecutive columns of one G: then
+   * vector stores. */
+  int run = col[0] != INT_MIN;
+  for (int l = 1; l < 16; ++l)
+    run &= col[l] == col[0] + (col[0] >= 0 ? l : -l);
+  if (run) {
+    global float *g = col[0] >= 0 ? G0 + col[0] : G1 - 1 - col[0];
+    for (int i = 0; i < kn; ++i) {
+      global float *at = g + ((size_t)e * K + k0 + i) * nout;
+      vstore16(accumulate ? vload16(0, at) + acc[i] : acc[i], 0, at);
+    }
+    return;
+  }
+  for (int i = 0; i < kn; ++i) {
+    float lanes[16];
+    vstore16(acc[i], 0, lanes);
+    size_t row = ((size_t)e * K + k0 + i) * nout;
+    for (int l = 0; l < cn; ++l) {
+      if (col[l] == INT_MIN)
+        continue;
+      global float *g = col[l] >= 0 ? G0 + row + col[l] : G1 + row - 1 - col[l];
+      *g = accumulate ? *g + lanes[l] : lanes[l];
+    }
+  }
 }
 
 /* dg[slot of row r] = U[token of r, :] . V[r, :] (U in dtype u_dt: dy for
@@ -242,7 +302,9 @@ kernel void train_find_nonfinite(int n, global const uchar *p, int dt,
  * Kt rows (the source's packed columns) in Pt panels ([E][Pt][Kt][TN]);
  * destination columns past Ks are 0. `il`: bfloat16 rows interleave their
  * two halves (element 2i is column i, 2i + 1 is column VW + i). Elements are
- * moved as bits (32- or 16-bit), never converted. Global (TN, Kt, E * Pt). */
+ * moved as bits (32- or 16-bit), never converted. A work-item moves one
+ * TN x TN block (TN contiguous source runs into TN destination rows, all
+ * in L1). Global (Pt, ceil(Kt / TN), E). */
 inline size_t in_row(int c, int vw, int il) {
   return il ? (c < vw ? 2 * c : 2 * (c - vw) + 1) : c;
 }
@@ -250,15 +312,20 @@ inline size_t in_row(int c, int vw, int il) {
 #define TRAIN_TRANSPOSE(name, type)                                            \
   kernel void name(int Ks, int Ps, int Kt, int Pt, int vw, int il,             \
                    global const type *src, global type *dst) {                 \
-    int c = get_global_id(0), k = get_global_id(1), ep = get_global_id(2);     \
-    int tn = 2 * vw;                                                           \
-    if (c >= tn || k >= Kt)                                                    \
+    int p = get_global_id(0), k0 = get_global_id(1) * 2 * vw,                 \
+        e = get_global_id(2), tn = 2 * vw;                                     \
+    if (p >= Pt || k0 >= Kt)                                                   \
       return;                                                                  \
-    int e = ep / Pt, p = ep % Pt, n = p * tn + c; /* column of the result */   \
-    type v = 0;                                                                \
-    if (n < Ks)                                                                \
-      v = src[(((size_t)e * Ps + k / tn) * Ks + n) * tn + in_row(k % tn, vw, il)]; \
-    dst[(((size_t)e * Pt + p) * Kt + k) * tn + in_row(c, vw, il)] = v;         \
+    int kn = min(tn, Kt - k0);                                                 \
+    const global type *from = src + ((size_t)e * Ps + k0 / tn) * Ks * tn;      \
+    global type *to = dst + (((size_t)e * Pt + p) * Kt + k0) * tn;             \
+    for (int c = 0; c < tn; ++c) {                                             \
+      int n = p * tn + c; /* the source row */                                 \
+      size_t at = in_row(c, vw, il);                                           \
+      for (int kk = 0; kk < kn; ++kk)                                          \
+        to[(size_t)kk * tn + at] =                                             \
+            n < Ks ? from[(size_t)n * tn + in_row(kk, vw, il)] : (type)0;      \
+    }                                                                          \
   }
 TRAIN_TRANSPOSE(train_transpose_panels32, uint)
 TRAIN_TRANSPOSE(train_transpose_panels16, ushort)

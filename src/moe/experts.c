@@ -447,6 +447,7 @@ clmoe_status cm_experts_alloc(clmoe_context *ctx,
   x->path = path;
   x->wdtype = wdtype;
   x->vw = ctx->tuning.vw;
+  pthread_mutex_init(&x->wt_lock, NULL);
   return CLMOE_SUCCESS;
 }
 
@@ -513,6 +514,9 @@ void clmoe_experts_destroy(clmoe_experts *experts) {
   cm_release_mem(&experts->b13);
   cm_release_mem(&experts->s13);
   cm_release_mem(&experts->s2);
+  cm_release_mem(&experts->w13t);
+  cm_release_mem(&experts->w2t);
+  pthread_mutex_destroy(&experts->wt_lock);
   free(experts);
 }
 
@@ -626,8 +630,12 @@ clmoe_status clmoe_experts_update(clmoe_experts *experts,
     cm_release_mem(weight_mems(drop, i));
   if (st)
     return st;
-  unsigned version = x->version + 1;
-  *x = fresh;
-  x->version = version;
+  /* Only the weights and biases change: the lock and the transposed
+   * copies (stale from now on, rebuilt by the next backward) stay. */
+  for (int i = 0; weight_mems(x, i); ++i)
+    *weight_mems(x, i) = *weight_mems(&fresh, i);
+  x->weight_bytes = fresh.weight_bytes;
+  x->bias_bytes = fresh.bias_bytes;
+  ++x->version;
   return CLMOE_SUCCESS;
 }

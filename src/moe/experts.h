@@ -27,6 +27,13 @@ struct clmoe_experts {
   clmoe_dtype wdtype; /* storage dtype of w13 and w2: F32, F16 or BF16 */
   int64_t weight_bytes, bias_bytes;
   unsigned version; /* counts clmoe_experts_update calls */
+  /* Training on the grouped path (src/train/expert_grads.c): [W1 | W3] and
+   * W2 transposed into panels, made on first use for `wt_version`;
+   * wt_lock guards them (the object may be shared by threads). */
+  cl_mem w13t, w2t;
+  int wt_valid;
+  unsigned wt_version;
+  pthread_mutex_t wt_lock;
 };
 
 int cm_is_gated(clmoe_activation a);

@@ -202,12 +202,16 @@ static clmoe_status router_weight_grads(clmoe_router *r, clmoe_routing *rt,
       return st;
     x32 = sv->ws.buf[CM_SV_X32];
   }
-  if (rg->weight)
-    st = cm_train_weight_grad(rt, sv, 1, rows, d, E, x32, d, dz, E, E, E, 0,
-                              rg->weight->mem, accumulate);
-  if (!st && rg->bias)
-    st = cm_train_weight_grad(rt, sv, 1, rows, 1, E, NULL, 0, dz, E, E, E, 0,
-                              rg->bias->mem, accumulate);
+  cm_grad_job w = {d, E, x32, d, dz, E, E, E, E, NULL, NULL};
+  cm_grad_job b = {1, E, NULL, 0, dz, E, E, E, E, NULL, NULL};
+  if (rg->weight) {
+    w.G0 = rg->weight->mem;
+    st = cm_train_weight_grad(rt, sv, 1, rows, &w, accumulate);
+  }
+  if (!st && rg->bias) {
+    b.G0 = rg->bias->mem;
+    st = cm_train_weight_grad(rt, sv, 1, rows, &b, accumulate);
+  }
   return st;
 }
 
@@ -285,9 +289,10 @@ static clmoe_status shared_backward(const backward_args *a, int accumulate,
   if (a->x->dtype != CLMOE_DTYPE_F32)
     x32 = dsv->ws.buf[CM_SV_XS]; /* the dense rows are x widened */
   /* d(shared_gate)[c] = sum_t x[t, c] * dgate[t]: one group of T rows. */
-  return cm_train_weight_grad(a->routing, sv, 1, sv->ws.buf[CM_SV_ROWS], d, 1,
-                              x32, d, dsv->ws.buf[CM_SV_DG], 1, 1, 1, 0,
-                              a->sgate_grad->mem, accumulate);
+  cm_grad_job job = {d,    1, x32, d, dsv->ws.buf[CM_SV_DG], 1, 1, 1, 1,
+                     a->sgate_grad->mem, NULL};
+  return cm_train_weight_grad(a->routing, sv, 1, sv->ws.buf[CM_SV_ROWS], &job,
+                              accumulate);
 }
 
 clmoe_status clmoe_backward(clmoe_router *router, clmoe_experts *experts,

@@ -132,65 +132,88 @@ clmoe_status cm_train_experts_forward(clmoe_experts *x, clmoe_routing *rt,
                            CM_ARG(x->b2), CM_ARG(O)));
 }
 
-/* The grouped path's weights transposed for the backward products (bits
- * moved, never converted): made once per experts version. */
+/* The grouped path's weights transposed for the backward's products (bits
+ * moved, never converted), kept in the experts object. */
 static clmoe_status transpose_one(clmoe_experts *x, clmoe_routing *rt,
-                                  cm_saved *sv, cl_mem src, int Ks, int Ps,
-                                  int Kt, int Pt, cm_saved_buffer which) {
+                                  cl_mem src, int Ks, int Ps, int Kt, int Pt,
+                                  cl_mem *dst) {
   size_t esize = cm_dtype_size(x->wdtype);
-  int vw = x->vw, il = x->wdtype == CLMOE_DTYPE_BF16;
-  size_t n = (size_t)x->E * Pt * Kt * 2 * vw;
+  int vw = x->vw, tn = 2 * vw, il = x->wdtype == CLMOE_DTYPE_BF16;
+  size_t bytes = (size_t)x->E * Pt * Kt * tn * esize;
   cl_kernel k;
-  clmoe_status st = cm_saved_reserve(rt, sv, which, n * esize);
+  clmoe_status st = CLMOE_SUCCESS;
+  if (!*dst)
+    st = cm_buffer_create(rt->ctx, bytes, CL_MEM_READ_WRITE, dst);
   if (st || (st = cm_kernel(rt->ctx, &rt->ws.kernels,
                             esize == 4 ? CM_K_TRAIN_TRANSPOSE_PANELS32
                                        : CM_K_TRAIN_TRANSPOSE_PANELS16,
                             &k)))
     return st;
-  size_t g[3] = {(size_t)2 * vw, (size_t)Kt, (size_t)x->E * Pt};
-  return cm_launch(rt->ctx, k, "train_transpose_panels", 3, g, NULL,
+  size_t g[3] = {(size_t)Pt, ((size_t)Kt + tn - 1) / tn, (size_t)x->E};
+  size_t lx = (size_t)rt->ctx->tuning.lx, local[3] = {lx, 1, 1};
+  return cm_launch(rt->ctx, k, "train_transpose_panels", 3, g,
+                   lx ? local : NULL,
                    CM_ARGS(CM_ARG(Ks), CM_ARG(Ps), CM_ARG(Kt), CM_ARG(Pt),
                            CM_ARG(vw), CM_ARG(il), CM_ARG(src),
-                           CM_ARG(sv->ws.buf[which])));
+                           CM_ARG(*dst)));
 }
 
+/* Made once per weights version, under the object's lock, and finished
+ * before the lock is released: other threads' queues read them next. */
 static clmoe_status transposed_weights(clmoe_experts *x, clmoe_routing *rt,
-                                       cm_saved *sv) {
-  if (sv->wt_experts == x && sv->wt_version == x->version)
-    return CLMOE_SUCCESS;
-  sv->wt_experts = NULL;
-  int vw = x->vw;
-  clmoe_status st = transpose_one(x, rt, sv, x->w13, x->d, x->panels_up,
-                                  sv->lda, cm_panel_count(x->d, vw, 0),
-                                  CM_SV_W13T);
-  if (st || (st = transpose_one(x, rt, sv, x->w2, x->f, x->panels_down, x->d,
-                                cm_panel_count(x->f, vw, 0), CM_SV_W2T)))
-    return st;
-  sv->wt_experts = x;
-  sv->wt_version = x->version;
-  return CLMOE_SUCCESS;
+                                       const cm_saved *sv) {
+  pthread_mutex_lock(&x->wt_lock);
+  clmoe_status st = CLMOE_SUCCESS;
+  if (!x->wt_valid || x->wt_version != x->version) {
+    x->wt_valid = 0;
+    int vw = x->vw;
+    if (!(st = transpose_one(x, rt, x->w13, x->d, x->panels_up, sv->lda,
+                             cm_panel_count(x->d, vw, 0), &x->w13t)) &&
+        !(st = transpose_one(x, rt, x->w2, x->f, x->panels_down, x->d,
+                             cm_panel_count(x->f, vw, 0), &x->w2t))) {
+      cl_int err = clFinish(rt->ctx->queue);
+      if (err != CL_SUCCESS)
+        st = cm_cl_fail(err, "clmoe_backward: clFinish");
+    }
+    x->wt_valid = !st;
+    x->wt_version = x->version;
+  }
+  pthread_mutex_unlock(&x->wt_lock);
+  return st;
 }
 
 clmoe_status cm_train_weight_grad(clmoe_routing *rt, cm_saved *sv, int groups,
-                                  cl_mem offsets, int K, int ncols, cl_mem X,
-                                  int ldx, cl_mem D, int ldd, int blk,
-                                  int bstride, int off, cl_mem G,
+                                  cl_mem offsets, const cm_grad_job *job,
                                   int accumulate) {
-  enum { KT = 8 }; /* TRAIN_KT */
+  enum { KT = 16, CT = 16 }; /* TRAIN_KT, columns per work-item */
   cl_kernel k;
+  cl_mem X = job->X;
+  int K = job->K, ldx = job->ldx, has_g0 = job->G0 != NULL,
+      has_g1 = job->G1 != NULL;
   if (!X) { /* column sums: X = {1} */
     X = sv->ws.buf[CM_SV_CONST];
     ldx = 0;
     K = 1;
   }
-  size_t g[3] = {(size_t)ncols, ((size_t)K + KT - 1) / KT, (size_t)groups};
-  clmoe_status st = cm_kernel(rt->ctx, &rt->ws.kernels, CM_K_TRAIN_WEIGHT_GRAD, &k);
+  /* An absent half's columns are dropped; any valid buffer stands in. */
+  cl_mem G0 = has_g0 ? job->G0 : job->G1, G1 = has_g1 ? job->G1 : job->G0;
+  size_t g[3] = {((size_t)job->ncols + CT - 1) / CT, ((size_t)K + KT - 1) / KT,
+                 (size_t)groups};
+  /* The grouped kernel's work-group width (1 on CPUs: explicit vectors,
+   * no implicit vectorising across work-items). */
+  size_t lx = (size_t)rt->ctx->tuning.lx, local[3] = {lx, 1, 1};
+  clmoe_status st =
+      cm_kernel(rt->ctx, &rt->ws.kernels, CM_K_TRAIN_WEIGHT_GRAD, &k);
   return st ? st
-            : cm_launch(rt->ctx, k, "train_weight_grad", 3, g, NULL,
-                        CM_ARGS(CM_ARG(K), CM_ARG(ncols), CM_ARG(offsets),
-                                CM_ARG(X), CM_ARG(ldx), CM_ARG(D), CM_ARG(ldd),
-                                CM_ARG(blk), CM_ARG(bstride), CM_ARG(off),
-                                CM_ARG(G), CM_ARG(accumulate)));
+            : cm_launch(rt->ctx, k, "train_weight_grad", 3, g,
+                        lx ? local : NULL,
+                        CM_ARGS(CM_ARG(K), CM_ARG(job->ncols), CM_ARG(offsets),
+                                CM_ARG(X), CM_ARG(ldx), CM_ARG(job->D),
+                                CM_ARG(job->ldd), CM_ARG(job->blk),
+                                CM_ARG(job->bstride), CM_ARG(job->nout),
+                                CM_ARG(has_g0), CM_ARG(G0), CM_ARG(has_g1),
+                                CM_ARG(G1),
+                                CM_ARG(accumulate)));
 }
 
 /* dg[slot] = U[token] . V[row] (cl/expert_grads.cl train_gate_grads). */
@@ -257,13 +280,11 @@ static clmoe_status data_grads(clmoe_experts *x, clmoe_routing *rt,
     if ((st = transposed_weights(x, rt, sv)) ||
         (st = cm_experts_tile_offsets(rt, x->E)) ||
         (st = cm_experts_gemm(x, rt, N, d, cm_panel_count(f, vw, 0), dO,
-                              buf(sv, CM_SV_W2T), NULL, 0, CM_EPI_NONE, NULL,
-                              dH, f)) ||
+                              x->w2t, NULL, 0, CM_EPI_NONE, NULL, dH, f)) ||
         (st = act_backward(x, rt, sv)))
       return st;
     return cm_experts_gemm(x, rt, N, sv->lda, cm_panel_count(d, vw, 0), dA,
-                           buf(sv, CM_SV_W13T), NULL, 0, CM_EPI_NONE, NULL,
-                           dxs, d);
+                           x->w13t, NULL, 0, CM_EPI_NONE, NULL, dxs, d);
   }
   const char *what = "clmoe_backward: expert GEMM";
   if ((st = read_host_offsets(x, rt, FN_B)) ||
@@ -308,24 +329,18 @@ clmoe_status cm_train_experts_backward(clmoe_experts *x, clmoe_routing *rt,
   cl_mem off = rt->ws.buf[CM_RB_EXPERT_OFFSETS], xs = buf(sv, CM_SV_XS),
          H = buf(sv, CM_SV_H);
   int blk = sv->blk, bs = sv->bstride, lda = sv->lda;
-  struct {
-    clmoe_tensor *t;
-    int K, ncols;
-    cl_mem X, D;
-    int ldx, ldd, blk, bstride, off;
-  } jobs[] = {
-      {g->w1, d, f, xs, dA, d, lda, blk, bs, 0},
-      {g->w3, d, f, xs, dA, d, lda, blk, bs, blk},
-      {g->w2, f, d, H, dO, f, d, d, d, 0},
-      {g->b1, 1, f, NULL, dA, 0, lda, blk, bs, 0},
-      {g->b3, 1, f, NULL, dA, 0, lda, blk, bs, blk},
-      {g->b2, 1, d, NULL, dO, 0, d, d, d, 0},
+  /* dW1 and dW3 in one pass over dA's columns (an absent one's columns
+   * are dropped), dW2 over dO's; then the biases' column sums. */
+#define MEM(t) ((t) ? (t)->mem : NULL)
+  cm_grad_job jobs[4] = {
+      {d, lda, xs, d, dA, lda, blk, bs, f, MEM(g->w1), MEM(g->w3)},
+      {f, d, H, f, dO, d, d, d, d, MEM(g->w2), NULL},
+      {1, lda, NULL, 0, dA, lda, blk, bs, f, MEM(g->b1), MEM(g->b3)},
+      {1, d, NULL, 0, dO, d, d, d, d, MEM(g->b2), NULL},
   };
-  for (size_t i = 0; i < sizeof jobs / sizeof *jobs && !st; ++i)
-    if (jobs[i].t)
-      st = cm_train_weight_grad(rt, sv, E, off, jobs[i].K, jobs[i].ncols,
-                                jobs[i].X, jobs[i].ldx, jobs[i].D, jobs[i].ldd,
-                                jobs[i].blk, jobs[i].bstride, jobs[i].off,
-                                jobs[i].t->mem, accumulate);
+#undef MEM
+  for (int i = 0; i < 4 && !st; ++i)
+    if (jobs[i].G0 || jobs[i].G1)
+      st = cm_train_weight_grad(rt, sv, E, off, &jobs[i], accumulate);
   return st;
 }

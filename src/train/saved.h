@@ -17,8 +17,6 @@ typedef enum cm_saved_buffer {
   CM_SV_H,       /* kept [N, f] activations */
   CM_SV_O,       /* kept [N, d] expert outputs */
   CM_SV_LOSSES,  /* kept [T, 3] per-token loss shares */
-  CM_SV_W13T,    /* kept: [W1 | W3] transposed, grouped path's panels */
-  CM_SV_W2T,     /* kept: W2 transposed, grouped path's panels */
   CM_SV_DO,      /* scratch [N, d] gradient of the expert outputs */
   CM_SV_DH,      /* scratch [N, f] gradient of the activations */
   CM_SV_DA,      /* scratch [N, lda] gradient of the pre-activations */
@@ -51,9 +49,6 @@ typedef struct cm_saved {
   /* A's layout (cl/expert_grads.cl a_col): row stride, block, block stride,
    * and the logical gate columns including padding. */
   int lda, blk, bstride, fpad;
-  /* Which weights CM_SV_W13T / CM_SV_W2T transpose. */
-  const clmoe_experts *wt_experts;
-  unsigned wt_version;
 } cm_saved;
 
 /* The routing's saved state, created on first use. */
@@ -96,12 +91,19 @@ clmoe_status cm_train_router_pass(clmoe_router *r, clmoe_routing *rt,
                                   const float coeff[3]);
 
 /* G (+)= X^T D per group of rows (cl/expert_grads.cl train_weight_grad):
- * groups `offsets` [groups + 1], D read through the column map (blk,
- * bstride, off). X NULL: column sums (K = 1). */
+ * groups `offsets` [groups + 1]; D's ncols columns go to G0 or G1 by the
+ * block map (blk, bstride), nout columns each. X NULL: column sums
+ * (K = 1). G1 may be NULL (its columns dropped). */
+typedef struct cm_grad_job {
+  int K, ncols;
+  cl_mem X;
+  int ldx;
+  cl_mem D;
+  int ldd, blk, bstride, nout;
+  cl_mem G0, G1;
+} cm_grad_job;
 clmoe_status cm_train_weight_grad(clmoe_routing *rt, cm_saved *sv, int groups,
-                                  cl_mem offsets, int K, int ncols, cl_mem X,
-                                  int ldx, cl_mem D, int ldd, int blk,
-                                  int bstride, int off, cl_mem G,
+                                  cl_mem offsets, const cm_grad_job *job,
                                   int accumulate);
 
 #endif /* CLMOE_TRAIN_SAVED_H */

@@ -143,6 +143,15 @@ def test_sizes(ctx, T, E):
     check_grads(ctx, T=T, E=E, k=k, d=16, f=12)
 
 
+@pytest.mark.parametrize("path", ["auto", "clblast"])
+def test_whole_vector_tiles(ctx, path):
+    """Widths that are multiples of 16: the weight reduction's vector
+    stores (the other tests mostly take its per-lane edge path)."""
+    check_grads(ctx, T=65, E=4, k=2, d=64, f=48, path=path)
+    check_grads(ctx, T=40, E=3, k=2, d=32, f=32, activation="gelu",
+                path=path)
+
+
 @pytest.mark.parametrize("activation,gate,path", [
     ("swiglu", True, "auto"), ("gelu", False, "auto"),
     ("swiglu", True, "clblast")])

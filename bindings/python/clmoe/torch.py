@@ -189,12 +189,16 @@ class MoE(torch.nn.Module):
 
 def moe(x, router_weight, w1, w2, w3=None, router_bias=None, b1=None, b2=None,
         b3=None, policy="top_k", activation=None, importance=None,
-        balance_coeff=0.0, z_coeff=0.0, entropy_coeff=0.0, ctx=None,
+        balance_coeff=0.0, z_coeff=0.0, entropy_coeff=0.0, shared_w1=None,
+        shared_w2=None, shared_w3=None, shared_gate=None, ctx=None,
         **policy_params):
-    """Functional form: (y, aux_loss) for the given parameters. It creates
-    the device objects on every call; the module keeps them."""
+    """Functional form: (y, aux_loss) for the given parameters (shapes as
+    MoE's). It creates the device objects on every call; the module keeps
+    them."""
     params = {"router_weight": router_weight, "w1": w1, "w2": w2, "w3": w3,
-              "router_bias": router_bias, "b1": b1, "b2": b2, "b3": b3}
+              "router_bias": router_bias, "b1": b1, "b2": b2, "b3": b3,
+              "shared_w1": shared_w1, "shared_w2": shared_w2,
+              "shared_w3": shared_w3, "shared_gate": shared_gate}
     names = tuple(n for n in _PARAMS if params[n] is not None)
     act = activation or ("swiglu" if w3 is not None else "relu")
     owner = _Owner(ctx or default_context(), names, act, policy,
