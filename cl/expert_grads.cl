@@ -112,68 +112,73 @@ kernel void train_act_backward(int N, int f, int fpad, int kind, float lim,
   dA[at + blk] = du;
 }
 
+/* src [N, ld] row-major in 16-column panels: dst[(b * N + r) * 16 + l] =
+ * src[r * ld + b * 16 + l], 0 past ncols. The weight reduction then reads
+ * each operand as one sequential stream per panel instead of one cache
+ * line (and page) per row. Global (ceil(ncols / 16), N). */
+kernel void train_pack_panels16(int N, int ncols, global const float *src,
+                                int ld, global float *dst) {
+  int b = get_global_id(0), r = get_global_id(1);
+  if (b * 16 >= ncols || r >= N)
+    return;
+  const global float *from = src + (size_t)r * ld + b * 16;
+  global float *to = dst + ((size_t)b * N + r) * 16;
+  int n = min(16, ncols - b * 16);
+  if (n == 16) {
+    vstore16(vload16(0, from), 0, to);
+    return;
+  }
+  for (int l = 0; l < 16; ++l)
+    to[l] = l < n ? from[l] : 0.0f;
+}
+
 /* Per group e of rows (offsets), the reduction X^T D over the group's rows
- * in ascending order: S[e][k][c] = sum_r X[r * ldx + k] * D[r * ldd + c]
- * for k < K and D's columns c < ncols. Each S column c is stored at
+ * in ascending order: S[e][k][c] = sum_r X[r, k] * D[r, c] for k < K and
+ * D's columns c < ncols, X and D given as 16-column panels of N rows
+ * (train_pack_panels16; X NULL-like with K = 1 and xones: X = 1, the
+ * column sums of the bias gradients). Each S column c is stored at
  * column j of G0 or G1 (which) by the inverse of A's block map: p = c /
  * bstride, q = c % bstride, which = q / blk, j = p * blk + q % blk; j >=
  * nout (padding) is dropped. So the gate and up halves of the
  * pre-activation gradient go to dW1 and dW3 in one pass; a plain D is
  * blk = bstride = ncols. G (+)= S, [E][K][nout]; an absent G's columns
- * (has_g0 / has_g1 = 0) are dropped. ldx = 0 with X = {1}
- * makes the column sums (bias gradients). A work-item owns TRAIN_KT
- * consecutive k and 16 consecutive c (one float16 of D per row): 8 vector
- * FMAs per row for one vector and TRAIN_KT scalar loads. Global
- * (ceil(ncols / 16), ceil(K / TRAIN_KT), E). */
-#define TRAIN_KT 16
-kernel void train_weight_grad(int K, int ncols, global const int *offsets,
-                              global const float *X, int ldx,
-                              global const float *D, int ldd, int blk,
-                              int bstride, int nout, int has_g0,
-                              global float *G0, int has_g1, global float *G1,
-                              int accumulate) {
-  int c0 = get_global_id(0) * 16, k0 = get_global_id(1) * TRAIN_KT,
-      e = get_global_id(2);
+ * (has_g0 / has_g1 = 0) are dropped. A work-item owns 16 k and 16 c: per
+ * row one vector of each panel and 16 vector FMAs. Global
+ * (ceil(ncols / 16), ceil(K / 16), E). */
+kernel void train_weight_grad(int N, int K, int ncols,
+                              global const int *offsets,
+                              global const float *Xp, int xones,
+                              global const float *Dp, int blk, int bstride,
+                              int nout, int has_g0, global float *G0,
+                              int has_g1, global float *G1, int accumulate) {
+  int cb = get_global_id(0), kb = get_global_id(1), e = get_global_id(2);
+  int c0 = cb * 16, k0 = kb * 16;
   if (c0 >= ncols || k0 >= K)
     return;
   /* Named accumulators (not an array: kept in registers). */
   float16 a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, a4 = 0.0f, a5 = 0.0f,
           a6 = 0.0f, a7 = 0.0f, a8 = 0.0f, a9 = 0.0f, a10 = 0.0f, a11 = 0.0f,
           a12 = 0.0f, a13 = 0.0f, a14 = 0.0f, a15 = 0.0f;
-  int kn = min(TRAIN_KT, K - k0), cn = min(16, ncols - c0);
+  int kn = min(16, K - k0), cn = min(16, ncols - c0);
   int r0 = offsets[e], r1 = offsets[e + 1];
-#define TRAIN_ACC(i) a##i = fma((float16)(x[XI(i)]), dv, a##i);
-#define TRAIN_ROW                                                              \
-  TRAIN_ACC(0) TRAIN_ACC(1) TRAIN_ACC(2) TRAIN_ACC(3) TRAIN_ACC(4)             \
-  TRAIN_ACC(5) TRAIN_ACC(6) TRAIN_ACC(7) TRAIN_ACC(8) TRAIN_ACC(9)             \
-  TRAIN_ACC(10) TRAIN_ACC(11) TRAIN_ACC(12) TRAIN_ACC(13) TRAIN_ACC(14)        \
-  TRAIN_ACC(15)
-  if (kn == TRAIN_KT && cn == 16) { /* the common case: no edge */
-#define XI(i) (i)
-    for (int r = r0; r < r1; ++r) {
-      float16 dv = vload16(0, D + (size_t)r * ldd + c0);
-      const global float *x = X + (size_t)r * ldx + k0;
-      TRAIN_ROW
+  const global float *d = Dp + ((size_t)cb * N + r0) * 16;
+  const global float *x = Xp + ((size_t)kb * N + r0) * 16;
+#define TRAIN_ACC(i, lane) a##i = fma((float16)(xv.lane), dv, a##i);
+  if (xones) {
+    for (int r = r0; r < r1; ++r, d += 16)
+      a0 += vload16(0, d);
+  } else {
+    for (int r = r0; r < r1; ++r, d += 16, x += 16) {
+      float16 dv = vload16(0, d), xv = vload16(0, x);
+      TRAIN_ACC(0, s0) TRAIN_ACC(1, s1) TRAIN_ACC(2, s2) TRAIN_ACC(3, s3)
+      TRAIN_ACC(4, s4) TRAIN_ACC(5, s5) TRAIN_ACC(6, s6) TRAIN_ACC(7, s7)
+      TRAIN_ACC(8, s8) TRAIN_ACC(9, s9) TRAIN_ACC(10, sa) TRAIN_ACC(11, sb)
+      TRAIN_ACC(12, sc) TRAIN_ACC(13, sd) TRAIN_ACC(14, se) TRAIN_ACC(15, sf)
     }
-#undef XI
-  } else { /* edges: missing columns read as 0, k past K repeats its last
-              valid row (never stored) */
-#define XI(i) min(i, kn - 1)
-    for (int r = r0; r < r1; ++r) {
-      const global float *drow = D + (size_t)r * ldd + c0;
-      float lanes[16];
-      for (int l = 0; l < 16; ++l)
-        lanes[l] = l < cn ? drow[l] : 0.0f;
-      float16 dv = vload16(0, lanes);
-      const global float *x = X + (size_t)r * ldx + k0;
-      TRAIN_ROW
-    }
-#undef XI
   }
-#undef TRAIN_ROW
 #undef TRAIN_ACC
-  float16 acc[TRAIN_KT] = {a0, a1, a2,  a3,  a4,  a5,  a6,  a7,
-                           a8, a9, a10, a11, a12, a13, a14, a15};
+  float16 acc[16] = {a0, a1, a2,  a3,  a4,  a5,  a6,  a7,
+                     a8, a9, a10, a11, a12, a13, a14, a15};
   /* Each lane's destination, once per work-item (divisions are slow). */
   int col[16];
   for (int l = 0; l < 16; ++l) {

@@ -74,6 +74,7 @@ static const struct {
                                        "train_transpose_panels16"},
     [CM_K_TRAIN_ROUTER_GRAD] = {CM_PROG_ROUTER_GRADS, "train_router_grad"},
     [CM_K_TRAIN_SHARED_ROWS] = {CM_PROG_EXPERT_GRADS, "train_shared_rows"},
+    [CM_K_TRAIN_PACK_PANELS16] = {CM_PROG_EXPERT_GRADS, "train_pack_panels16"},
 };
 
 clmoe_status cm_kernel(clmoe_context *ctx, cm_kernels *ks, cm_kernel_id id,

@@ -89,6 +89,7 @@ typedef enum cm_kernel_id {
   CM_K_TRAIN_TRANSPOSE_PANELS16,
   CM_K_TRAIN_ROUTER_GRAD,
   CM_K_TRAIN_SHARED_ROWS,
+  CM_K_TRAIN_PACK_PANELS16,
   CM_K_COUNT
 } cm_kernel_id;
 

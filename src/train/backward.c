@@ -202,8 +202,9 @@ static clmoe_status router_weight_grads(clmoe_router *r, clmoe_routing *rt,
       return st;
     x32 = sv->ws.buf[CM_SV_X32];
   }
-  cm_grad_job w = {d, E, x32, d, dz, E, E, E, E, NULL, NULL};
-  cm_grad_job b = {1, E, NULL, 0, dz, E, E, E, E, NULL, NULL};
+  cm_grad_job w = {T, d, E, x32, d, dz, E, E, E, E, NULL, NULL};
+  cm_grad_job b = {T, 1, E, NULL, 0, dz, E, E, E, E, NULL, NULL};
+  sv->packed_x = sv->packed_d = NULL; /* the expert stage's were packed */
   if (rg->weight) {
     w.G0 = rg->weight->mem;
     st = cm_train_weight_grad(rt, sv, 1, rows, &w, accumulate);
@@ -289,8 +290,9 @@ static clmoe_status shared_backward(const backward_args *a, int accumulate,
   if (a->x->dtype != CLMOE_DTYPE_F32)
     x32 = dsv->ws.buf[CM_SV_XS]; /* the dense rows are x widened */
   /* d(shared_gate)[c] = sum_t x[t, c] * dgate[t]: one group of T rows. */
-  cm_grad_job job = {d,    1, x32, d, dsv->ws.buf[CM_SV_DG], 1, 1, 1, 1,
-                     a->sgate_grad->mem, NULL};
+  cm_grad_job job = {a->routing->T, d, 1, x32, d, dsv->ws.buf[CM_SV_DG],
+                     1, 1, 1, 1, a->sgate_grad->mem, NULL};
+  sv->packed_x = sv->packed_d = NULL;
   return cm_train_weight_grad(a->routing, sv, 1, sv->ws.buf[CM_SV_ROWS], &job,
                               accumulate);
 }

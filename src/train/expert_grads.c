@@ -182,38 +182,59 @@ static clmoe_status transposed_weights(clmoe_experts *x, clmoe_routing *rt,
   return st;
 }
 
+/* src [rows, ld] into 16-column panels in scratch `which` (unless it
+ * already holds them: *cached == src). */
+static clmoe_status pack16(clmoe_routing *rt, cm_saved *sv, int which,
+                           cl_mem *cached, int rows, int ncols, cl_mem src,
+                           int ld) {
+  if (*cached == src)
+    return CLMOE_SUCCESS;
+  *cached = NULL;
+  size_t blocks = ((size_t)ncols + 15) / 16;
+  cl_kernel k;
+  clmoe_status st =
+      cm_saved_reserve(rt, sv, which, blocks * (size_t)rows * 16 * 4);
+  size_t g[2] = {blocks, (size_t)rows};
+  if (st ||
+      (st = cm_kernel(rt->ctx, &rt->ws.kernels, CM_K_TRAIN_PACK_PANELS16,
+                      &k)) ||
+      (st = cm_launch(rt->ctx, k, "train_pack_panels16", 2, g, NULL,
+                      CM_ARGS(CM_ARG(rows), CM_ARG(ncols), CM_ARG(src),
+                              CM_ARG(ld), CM_ARG(sv->ws.buf[which])))))
+    return st;
+  *cached = src;
+  return CLMOE_SUCCESS;
+}
+
 clmoe_status cm_train_weight_grad(clmoe_routing *rt, cm_saved *sv, int groups,
                                   cl_mem offsets, const cm_grad_job *job,
                                   int accumulate) {
-  enum { KT = 16, CT = 16 }; /* TRAIN_KT, columns per work-item */
   cl_kernel k;
-  cl_mem X = job->X;
-  int K = job->K, ldx = job->ldx, has_g0 = job->G0 != NULL,
-      has_g1 = job->G1 != NULL;
-  if (!X) { /* column sums: X = {1} */
-    X = sv->ws.buf[CM_SV_CONST];
-    ldx = 0;
-    K = 1;
-  }
+  int K = job->X ? job->K : 1, xones = job->X == NULL, N = job->rows;
+  int has_g0 = job->G0 != NULL, has_g1 = job->G1 != NULL;
+  clmoe_status st;
+  if ((st = pack16(rt, sv, CM_SV_PACK_D, &sv->packed_d, N, job->ncols,
+                   job->D, job->ldd)) ||
+      (!xones && (st = pack16(rt, sv, CM_SV_PACK_X, &sv->packed_x, N, K,
+                              job->X, job->ldx))))
+    return st;
+  cl_mem Xp = xones ? sv->ws.buf[CM_SV_PACK_D] : sv->ws.buf[CM_SV_PACK_X];
   /* An absent half's columns are dropped; any valid buffer stands in. */
   cl_mem G0 = has_g0 ? job->G0 : job->G1, G1 = has_g1 ? job->G1 : job->G0;
-  size_t g[3] = {((size_t)job->ncols + CT - 1) / CT, ((size_t)K + KT - 1) / KT,
+  size_t g[3] = {((size_t)job->ncols + 15) / 16, ((size_t)K + 15) / 16,
                  (size_t)groups};
   /* The grouped kernel's work-group width (1 on CPUs: explicit vectors,
    * no implicit vectorising across work-items). */
   size_t lx = (size_t)rt->ctx->tuning.lx, local[3] = {lx, 1, 1};
-  clmoe_status st =
-      cm_kernel(rt->ctx, &rt->ws.kernels, CM_K_TRAIN_WEIGHT_GRAD, &k);
-  return st ? st
-            : cm_launch(rt->ctx, k, "train_weight_grad", 3, g,
-                        lx ? local : NULL,
-                        CM_ARGS(CM_ARG(K), CM_ARG(job->ncols), CM_ARG(offsets),
-                                CM_ARG(X), CM_ARG(ldx), CM_ARG(job->D),
-                                CM_ARG(job->ldd), CM_ARG(job->blk),
-                                CM_ARG(job->bstride), CM_ARG(job->nout),
-                                CM_ARG(has_g0), CM_ARG(G0), CM_ARG(has_g1),
-                                CM_ARG(G1),
-                                CM_ARG(accumulate)));
+  if ((st = cm_kernel(rt->ctx, &rt->ws.kernels, CM_K_TRAIN_WEIGHT_GRAD, &k)))
+    return st;
+  return cm_launch(rt->ctx, k, "train_weight_grad", 3, g, lx ? local : NULL,
+                   CM_ARGS(CM_ARG(N), CM_ARG(K), CM_ARG(job->ncols),
+                           CM_ARG(offsets), CM_ARG(Xp), CM_ARG(xones),
+                           CM_ARG(sv->ws.buf[CM_SV_PACK_D]), CM_ARG(job->blk),
+                           CM_ARG(job->bstride), CM_ARG(job->nout),
+                           CM_ARG(has_g0), CM_ARG(G0), CM_ARG(has_g1),
+                           CM_ARG(G1), CM_ARG(accumulate)));
 }
 
 /* dg[slot] = U[token] . V[row] (cl/expert_grads.cl train_gate_grads). */
@@ -333,11 +354,12 @@ clmoe_status cm_train_experts_backward(clmoe_experts *x, clmoe_routing *rt,
    * are dropped), dW2 over dO's; then the biases' column sums. */
 #define MEM(t) ((t) ? (t)->mem : NULL)
   cm_grad_job jobs[4] = {
-      {d, lda, xs, d, dA, lda, blk, bs, f, MEM(g->w1), MEM(g->w3)},
-      {f, d, H, f, dO, d, d, d, d, MEM(g->w2), NULL},
-      {1, lda, NULL, 0, dA, lda, blk, bs, f, MEM(g->b1), MEM(g->b3)},
-      {1, d, NULL, 0, dO, d, d, d, d, MEM(g->b2), NULL},
+      {N, d, lda, xs, d, dA, lda, blk, bs, f, MEM(g->w1), MEM(g->w3)},
+      {N, 1, lda, NULL, 0, dA, lda, blk, bs, f, MEM(g->b1), MEM(g->b3)},
+      {N, f, d, H, f, dO, d, d, d, d, MEM(g->w2), NULL},
+      {N, 1, d, NULL, 0, dO, d, d, d, d, MEM(g->b2), NULL},
   };
+  sv->packed_x = sv->packed_d = NULL; /* this backward's operands */
 #undef MEM
   for (int i = 0; i < 4 && !st; ++i)
     if (jobs[i].G0 || jobs[i].G1)

@@ -26,6 +26,8 @@ typedef enum cm_saved_buffer {
   CM_SV_X32,     /* scratch [T, d] float32 copy of 16-bit x */
   CM_SV_CONST,   /* {1.0f}: the ones of column sums */
   CM_SV_ROWS,    /* {0, T}: the router's one group of rows */
+  CM_SV_PACK_X,  /* scratch: the weight reduction's X in 16-column panels */
+  CM_SV_PACK_D,  /* scratch: ... and its D */
   CM_SV_BAD,     /* scratch [1] first non-finite element of dy */
   CM_SV_COUNT
 } cm_saved_buffer;
@@ -46,6 +48,9 @@ typedef struct cm_saved {
   const clmoe_experts *shared; /* NULL: none */
   const clmoe_tensor *shared_gate;
   float coeff[3]; /* balance, z-loss, entropy */
+  /* What CM_SV_PACK_X / _D hold now (NULL: nothing valid), so that jobs
+   * over the same operand pack it once per backward. */
+  cl_mem packed_x, packed_d;
   /* A's layout (cl/expert_grads.cl a_col): row stride, block, block stride,
    * and the logical gate columns including padding. */
   int lda, blk, bstride, fpad;
@@ -90,11 +95,15 @@ clmoe_status cm_train_router_pass(clmoe_router *r, clmoe_routing *rt,
                                   cm_saved *sv, int with_grad,
                                   const float coeff[3]);
 
-/* G (+)= X^T D per group of rows (cl/expert_grads.cl train_weight_grad):
+/* G (+)= X^T D per group of rows (cl/expert_grads.cl train_weight_grad),
+ * X and D first packed into 16-column panels (once per backward for an
+ * operand that several jobs share; set sv->packed_x / packed_d to NULL
+ * when their sources change):
  * groups `offsets` [groups + 1]; D's ncols columns go to G0 or G1 by the
  * block map (blk, bstride), nout columns each. X NULL: column sums
  * (K = 1). G1 may be NULL (its columns dropped). */
 typedef struct cm_grad_job {
+  int rows; /* N: the rows all groups hold */
   int K, ncols;
   cl_mem X;
   int ldx;
