@@ -6,8 +6,8 @@ README.md marks each generated table with
     ...
     <!-- /bench-table -->
 where KIND is stages, policies, weights or targets (from
-bench/results/MACHINE/clmoe-bench.json), or score or score-targets (from
-score.json). Each table opens with a line that
+bench/results/MACHINE/clmoe-bench.json), score or score-targets (from
+score.json), or train (train.json, clmoe-bench --train). Each table opens with a line that
 names the machine, the commit and the date its figures come from.
 
     bench/readme_tables.py          rewrite README.md's tables
@@ -126,13 +126,42 @@ def score_targets(d):
     return rows
 
 
+def train(d):
+    t = d["train"]
+    torch_ms = t["torch_ms"]
+    rows = [f"T {t['T']}, d {t['d']}, f {t['f']}, E {t['E']}, SwiGLU, float32 "
+            "weights, every gradient.", "",
+            "| | ms | ratio | target | |", "|---|---|---|---|---|",
+            f"| clmoe_forward, top-2 | {fmt(t['forward_ms'], 2)} | | | |",
+            f"| training forward (kept state, aux losses) | "
+            f"{fmt(t['forward_train_ms'], 2)} | | | |"]
+
+    def verdict(ok):
+        return "met" if ok else "**not met**"
+    rows.append(f"| forward + backward, top-2 | {fmt(t['fwd_bwd_top2_ms'], 2)} "
+                f"| ÷ forward {t['fwd_bwd_over_fwd']:.2f} | <= 3.3 | "
+                f"{verdict(t['fwd_bwd_over_fwd'] <= 3.3)} |")
+    rows.append(f"| forward + backward, top-p (p {t['topp_p']:.3f}, mean K "
+                f"{t['topp_mean_k']:.2f}) | {fmt(t['fwd_bwd_topp_ms'], 2)} | "
+                f"÷ top-2 {t['topp_over_top2']:.2f} | <= 0.8 | "
+                f"{verdict(t['topp_over_top2'] <= 0.8)} |")
+    if torch_ms > 0:
+        rows.append(f"| PyTorch fp32 expert loop + autograd | "
+                    f"{fmt(torch_ms, 1)} | ÷ clmoe {t['torch_over_clmoe']:.2f}"
+                    f" | >= 1.5 | {verdict(t['torch_over_clmoe'] >= 1.5)} |")
+    else:
+        rows.append("| PyTorch peer | skipped (torch not installed) | | | |")
+    return rows
+
+
 # kind: (results file, table)
 KINDS = {"stages": ("clmoe-bench", stages),
          "policies": ("clmoe-bench", policies),
          "weights": ("clmoe-bench", weights),
          "targets": ("clmoe-bench", targets),
          "score": ("score", score),
-         "score-targets": ("score", score_targets)}
+         "score-targets": ("score", score_targets),
+         "train": ("train", train)}
 
 
 def render(kind, machine):
