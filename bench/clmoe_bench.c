@@ -78,6 +78,9 @@ typedef struct result {
   double dense_clblast;  /* one dense CLBlast SGEMM pair, equal FLOPs */
   double openblas_loop;  /* cblas_sgemm per expert group */
   double openblas_dense; /* cblas_sgemm, one dense pair, equal FLOPs */
+  /* PyTorch's matmul over the same groups, float32 and bfloat16 (ms; 0:
+   * torch not installed), bench/torch_gemm_peer.py in a child process */
+  double torch_fp32, torch_bf16;
   double flops;          /* expert GEMM FLOPs of one forward */
   int num_policies;
   const char *policy[MAX_POLICIES];
@@ -253,6 +256,28 @@ static double openblas_loop(const workload *w, const int *off, const float *xs,
       samples[r] = now_ms() - t0;
   }
   return median(samples, g_runs);
+}
+
+/* The PyTorch peer (bench/torch_gemm_peer.py, a child process) on the same
+ * groups: *fp32 and *bf16 in ms, both 0 when torch is absent. */
+static void torch_peer(const workload *w, const int *off, double *fp32,
+                       double *bf16) {
+  size_t len = 256 + (size_t)w->E * 12;
+  char *cmd = malloc(len);
+  int at = snprintf(cmd, len, "/usr/bin/python3 %s/torch_gemm_peer.py %d %d %d",
+                    CLMOE_BENCH_DIR, w->d, w->f, g_runs);
+  for (int e = 0; e < w->E && at > 0 && (size_t)at < len; ++e)
+    at += snprintf(cmd + at, len - (size_t)at, " %d", off[e + 1] - off[e]);
+  snprintf(cmd + at, len - (size_t)at, " 2>&1");
+  *fp32 = *bf16 = 0;
+  FILE *p = popen(cmd, "r");
+  char line[512];
+  while (p && fgets(line, sizeof line, p))
+    if (sscanf(line, "torch_gemm fp32_ms %lf bf16_ms %lf", fp32, bf16) != 2)
+      *fp32 = *bf16 = 0;
+  if (p)
+    pclose(p);
+  free(cmd);
 }
 
 /* The same FLOPs as one dense expert over all N rows, OpenBLAS. */
@@ -463,6 +488,7 @@ static void run_workload(const workload *w, result *res, const float *w1,
   die(clmoe_tensor_read(xs, xsh, sizeof *xsh * (size_t)N * d), "x_sorted");
   res->openblas_loop = openblas_loop(w, off, xsh, w1, w3, w2, h1, h3, ysh);
   res->openblas_dense = openblas_dense(w, N, xsh, w1, w3, w2, h1, h3, ysh);
+  torch_peer(w, off, &res->torch_fp32, &res->torch_bf16);
   res->dense_clblast = dense_clblast(w, N);
   clmoe_experts_path path;
   die(clmoe_experts_get_path(ex, &path), "path");
@@ -535,6 +561,12 @@ static void print_result(const result *r, const char *path,
          gflops(r->flops, r->openblas_dense),
          gflops(r->flops, r->dense_clblast), path,
          gflops(r->flops, r->dense_same));
+  if (r->torch_fp32 > 0)
+    printf("  PyTorch matmul over the same groups, GFLOP/s: float32 %.1f | "
+           "bfloat16 %.1f\n",
+           gflops(r->flops, r->torch_fp32), gflops(r->flops, r->torch_bf16));
+  else
+    printf("  PyTorch peer skipped (python3-torch not installed)\n");
   printf("  %s experts alternating with the one-expert run: %.1f GFLOP/s "
          "(%.3f ms against %.3f ms)\n",
          path, gflops(r->flops, r->grouped_paired), r->grouped_paired,
@@ -776,10 +808,12 @@ static void write_json(const char *file, const clmoe_device_info *info,
             "\"experts_%s\": %.4f, \"dense_same_kernel\": %.4f, "
             "\"experts_alternating_with_dense\": %.4f, "
             "\"dense_clblast\": %.4f, \"openblas_loop\": %.4f, "
-            "\"openblas_dense\": %.4f},\n",
+            "\"openblas_dense\": %.4f, \"torch_fp32_loop\": %.4f, "
+            "\"torch_bf16_loop\": %.4f},\n",
             r->score, r->route, r->dispatch, r->experts, r->combine, r->forward,
             alt_path, r->alt_experts, r->dense_same, r->grouped_paired,
-            r->dense_clblast, r->openblas_loop, r->openblas_dense);
+            r->dense_clblast, r->openblas_loop, r->openblas_dense,
+            r->torch_fp32, r->torch_bf16);
     fprintf(f, "     \"expert_gflop\": %.4f,\n     \"policies\": [",
             r->flops / 1e9);
     for (int j = 0; j < r->num_policies; ++j)

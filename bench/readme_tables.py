@@ -42,8 +42,9 @@ def fmt(v, digits=1):
 def stages(d):
     rows = ["| workload | N | score | route | dispatch | experts | combine "
             "| forward | grouped GFLOP/s | other path | OpenBLAS loop | "
-            "OpenBLAS dense | CLBlast dense | grouped, 1 dense expert |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "OpenBLAS dense | CLBlast dense | grouped, 1 dense expert | "
+            "PyTorch fp32 loop | PyTorch bf16 loop |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for w in d["workloads"]:
         ms, gf = w["ms"], w["expert_gflop"]
         other = next(v for k, v in ms.items()
@@ -58,7 +59,9 @@ def stages(d):
             f"{fmt(ms['experts'])} | {fmt(ms['combine'], 2)} | "
             f"{fmt(ms['forward'])} | {g(ms['experts'])} | {g(other)} | "
             f"{g(ms['openblas_loop'])} | {g(ms['openblas_dense'])} | "
-            f"{g(ms['dense_clblast'])} | {g(ms['dense_same_kernel'])} |")
+            f"{g(ms['dense_clblast'])} | {g(ms['dense_same_kernel'])} | "
+            f"{g(ms.get('torch_fp32_loop'))} | {g(ms.get('torch_bf16_loop'))} "
+            "|")
     return rows
 
 
