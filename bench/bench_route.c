@@ -1,6 +1,8 @@
 /* Routing cost per token, and the policy kernels' time relative to the
  * router GEMM, measured side by side in one run (T = 4096, d = 1024).
- * Goal (issue "Routing"): policy kernels cost less than the GEMM itself. */
+ * Goal: policy kernels cost less than the GEMM itself. Usage:
+ *   bench_route [--json FILE]   (FILE: the figures with their provenance,
+ *                                for bench/readme_tables.py) */
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
 #include <clblast_c.h>
@@ -12,6 +14,20 @@
 #include "clmoe/clmoe.h"
 
 #define REPS 9
+
+/* The figures, kept for --json. */
+typedef struct policy_row {
+  const char *policy;
+  int E;
+  double gemm_ms, policy_ms, route_ns_per_token;
+} policy_row;
+typedef struct family_row {
+  int E;
+  double softmax_ms, deepseek_ms, softmax_policy_ms, deepseek_policy_ms;
+} family_row;
+static policy_row g_rows[6];
+static family_row g_family[2];
+static int g_nrows;
 
 /* A top-8 router over E experts: softmax, or DeepSeek-V3's (sigmoid
  * scores, selection bias, 8 groups of which 4 are kept, scaled gates). */
@@ -83,6 +99,7 @@ static void family_router_cost(clmoe_context *ctx, clmoe_tensor *xt, int T,
     double p0 = median(pol[0], N), p1 = median(pol[1], N);
     printf("%5d %14.3f %14.3f %10.3f %14.3f %14.3f %10.3f\n", E, f0, f1,
            f1 / f0, p0, p1, p1 / p0);
+    g_family[ei] = (family_row){E, f0, f1, p0, p1};
     clmoe_tensor_destroy(logits);
     clmoe_routing_destroy(rt);
     clmoe_router_destroy(r[0]);
@@ -94,8 +111,45 @@ static void family_router_cost(clmoe_context *ctx, clmoe_tensor *xt, int T,
          "<= 1.10 at E = 256 for the whole route).\n");
 }
 
-int main(void) {
+static void write_json(const char *file, const bench_provenance *prov, int T,
+                       int d) {
+  FILE *f = fopen(file, "w");
+  if (!f)
+    die(CLMOE_ERROR_INVALID_ARGUMENT, "cannot write the --json file");
+  fprintf(f, "{\n");
+  bench_provenance_json(f, prov);
+  fprintf(f, ",\n  \"T\": %d, \"d\": %d, \"runs\": %d,\n  \"policies\": [\n",
+          T, d, REPS);
+  for (int i = 0; i < g_nrows; ++i)
+    fprintf(f,
+            "    {\"policy\": \"%s\", \"E\": %d, \"gemm_ms\": %.4f, "
+            "\"policy_ms\": %.4f, \"route_ns_per_token\": %.2f}%s\n",
+            g_rows[i].policy, g_rows[i].E, g_rows[i].gemm_ms,
+            g_rows[i].policy_ms, g_rows[i].route_ns_per_token,
+            i + 1 < g_nrows ? "," : "");
+  fprintf(f, "  ],\n  \"deepseek_vs_softmax\": [\n");
+  for (int i = 0; i < 2; ++i)
+    fprintf(f,
+            "    {\"E\": %d, \"softmax_ms\": %.4f, \"deepseek_ms\": %.4f, "
+            "\"softmax_policy_ms\": %.4f, \"deepseek_policy_ms\": %.4f}%s\n",
+            g_family[i].E, g_family[i].softmax_ms, g_family[i].deepseek_ms,
+            g_family[i].softmax_policy_ms, g_family[i].deepseek_policy_ms,
+            i ? "" : ",");
+  fprintf(f, "  ]\n}\n");
+  fclose(f);
+}
+
+int main(int argc, char **argv) {
   const int T = 4096, d = 1024;
+  const char *json = NULL;
+  for (int i = 1; i < argc; ++i) {
+    if (!strcmp(argv[i], "--json") && i + 1 < argc) {
+      json = argv[++i];
+    } else {
+      fprintf(stderr, "usage: %s [--json FILE]\n", argv[0]);
+      return 2;
+    }
+  }
   clmoe_context *ctx = NULL;
   die(clmoe_context_create(NULL, &ctx), "context");
   bench_provenance prov;
@@ -167,6 +221,8 @@ int main(void) {
              p = median(policy, REPS);
       printf("%-6s %5d %12.3f %12.3f %14.1f %14.2f\n", pol ? "top-p" : "top-2",
              E, g, p, f * 1e6 / T, p / g);
+      g_rows[g_nrows++] =
+          (policy_row){pol ? "top-p" : "top-2", E, g, p, f * 1e6 / T};
       clmoe_tensor_destroy(wt);
       clmoe_tensor_destroy(logits);
       clmoe_routing_destroy(rt);
@@ -177,6 +233,8 @@ int main(void) {
   printf("\npolicy/gemm < 1 means the routing kernels cost less than the "
          "router GEMM.\n");
   family_router_cost(ctx, xt, T, d);
+  if (json)
+    write_json(json, &prov, T, d);
   clmoe_tensor_destroy(xt);
   free(x);
   clmoe_context_destroy(ctx);

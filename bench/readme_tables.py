@@ -7,7 +7,8 @@ README.md marks each generated table with
     <!-- /bench-table -->
 where KIND is stages, policies, weights or targets (from
 bench/results/MACHINE/clmoe-bench.json), score or score-targets (from
-score.json), or train (train.json, clmoe-bench --train). Each table opens with a line that
+score.json), train (train.json, clmoe-bench --train), or route or
+route-families (route.json, bench_route). Each table opens with a line that
 names the machine, the commit and the date its figures come from.
 
     bench/readme_tables.py          rewrite README.md's tables
@@ -157,6 +158,31 @@ def train(d):
     return rows
 
 
+def route(d):
+    rows = [f"T = {d['T']}, d = {d['d']}, median of {d['runs']}.", "",
+            "| policy | E | router GEMM ms | policy kernels ms | route ns/token "
+            "| policy / GEMM |", "|---|---|---|---|---|---|"]
+    for r in d["policies"]:
+        rows.append(f"| {r['policy']} | {r['E']} | {r['gemm_ms']:.3f} | "
+                    f"{r['policy_ms']:.3f} | {r['route_ns_per_token']:.1f} | "
+                    f"{r['policy_ms'] / r['gemm_ms']:.2f} |")
+    return rows
+
+
+def route_families(d):
+    rows = ["| E | softmax top-8 ms | DeepSeek-V3 ms | ratio (goal <= 1.10) "
+            "| softmax policy ms | DeepSeek-V3 policy ms | ratio |",
+            "|---|---|---|---|---|---|---|"]
+    for r in d["deepseek_vs_softmax"]:
+        rows.append(f"| {r['E']} | {r['softmax_ms']:.3f} | "
+                    f"{r['deepseek_ms']:.3f} | "
+                    f"{r['deepseek_ms'] / r['softmax_ms']:.3f} | "
+                    f"{r['softmax_policy_ms']:.3f} | "
+                    f"{r['deepseek_policy_ms']:.3f} | "
+                    f"{r['deepseek_policy_ms'] / r['softmax_policy_ms']:.3f} |")
+    return rows
+
+
 # kind: (results file, table)
 KINDS = {"stages": ("clmoe-bench", stages),
          "policies": ("clmoe-bench", policies),
@@ -164,7 +190,9 @@ KINDS = {"stages": ("clmoe-bench", stages),
          "targets": ("clmoe-bench", targets),
          "score": ("score", score),
          "score-targets": ("score", score_targets),
-         "train": ("train", train)}
+         "train": ("train", train),
+         "route": ("route", route),
+         "route-families": ("route", route_families)}
 
 
 def render(kind, machine):
