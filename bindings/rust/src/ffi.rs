@@ -219,6 +219,43 @@ pub struct clmoe_moe_layer {
     pub swiglu_limit: f32,
 }
 
+/* ---- training (clmoe_train.h) ---- */
+
+#[repr(C)]
+pub struct clmoe_train_desc {
+    pub struct_size: usize,
+    pub balance_coeff: f32,
+    pub z_loss_coeff: f32,
+    pub entropy_coeff: f32,
+}
+
+#[repr(C)]
+pub struct clmoe_aux_losses {
+    pub struct_size: usize,
+    pub balance: f64,
+    pub z_loss: f64,
+    pub entropy: f64,
+    pub total: f64,
+}
+
+#[repr(C)]
+pub struct clmoe_expert_grads {
+    pub struct_size: usize,
+    pub w1: *mut clmoe_tensor,
+    pub w3: *mut clmoe_tensor,
+    pub w2: *mut clmoe_tensor,
+    pub b1: *mut clmoe_tensor,
+    pub b3: *mut clmoe_tensor,
+    pub b2: *mut clmoe_tensor,
+}
+
+#[repr(C)]
+pub struct clmoe_router_grads {
+    pub struct_size: usize,
+    pub weight: *mut clmoe_tensor,
+    pub bias: *mut clmoe_tensor,
+}
+
 #[link(name = "clmoe")]
 extern "C" {
     pub fn clmoe_version_string() -> *const c_char;
@@ -418,5 +455,52 @@ extern "C" {
         ck: *const clmoe_checkpoint,
         desc: *const clmoe_layer_desc,
         out: *mut clmoe_moe_layer,
+    ) -> clmoe_status;
+
+    pub fn clmoe_train_desc_init_sized(desc: *mut clmoe_train_desc, size: usize);
+    pub fn clmoe_aux_losses_init_sized(losses: *mut clmoe_aux_losses, size: usize);
+    pub fn clmoe_expert_grads_init_sized(g: *mut clmoe_expert_grads, size: usize);
+    pub fn clmoe_router_grads_init_sized(g: *mut clmoe_router_grads, size: usize);
+    pub fn clmoe_forward_train(
+        router: *mut clmoe_router,
+        experts: *mut clmoe_experts,
+        shared: *mut clmoe_experts,
+        shared_gate: *const clmoe_tensor,
+        x: *const clmoe_tensor,
+        importance: *const clmoe_tensor,
+        y: *mut clmoe_tensor,
+        routing: *mut clmoe_routing,
+        flags: u32,
+        train: *const clmoe_train_desc,
+        losses: *mut clmoe_aux_losses,
+    ) -> clmoe_status;
+    pub fn clmoe_routing_saved_bytes(routing: *const clmoe_routing, bytes: *mut i64)
+        -> clmoe_status;
+    pub fn clmoe_backward(
+        router: *mut clmoe_router,
+        experts: *mut clmoe_experts,
+        shared: *mut clmoe_experts,
+        shared_gate: *const clmoe_tensor,
+        routing: *mut clmoe_routing,
+        x: *const clmoe_tensor,
+        dy: *const clmoe_tensor,
+        dx: *mut clmoe_tensor,
+        router_grads: *mut clmoe_router_grads,
+        expert_grads: *mut clmoe_expert_grads,
+        shared_grads: *mut clmoe_expert_grads,
+        shared_gate_grad: *mut clmoe_tensor,
+        aux: *const clmoe_train_desc,
+        flags: u32,
+    ) -> clmoe_status;
+    pub fn clmoe_experts_update(
+        experts: *mut clmoe_experts,
+        desc: *const clmoe_experts_desc,
+    ) -> clmoe_status;
+    pub fn clmoe_router_update(
+        router: *mut clmoe_router,
+        weight_host: *const f32,
+        weight: *const clmoe_tensor,
+        bias_host: *const f32,
+        bias: *const clmoe_tensor,
     ) -> clmoe_status;
 }

@@ -5,7 +5,9 @@
 //! outlive it (the C API requires objects to be destroyed before their
 //! context); dropping an object releases it. Errors are [`Error`]s carrying
 //! the C status and `clmoe_last_error_detail()`. Thread safety follows the
-//! header's rules, stated on each `Send`/`Sync` impl.
+//! header's rules, stated on each `Send`/`Sync` impl. Training (the
+//! backward of every stage, weight updates) is in [`forward_train`] and
+//! [`backward`].
 //!
 //! ```no_run
 //! let ctx = clmoe::Context::new().unwrap();
@@ -20,6 +22,9 @@
 //! ```
 
 pub mod ffi;
+mod train;
+
+pub use train::{backward, forward_train, AuxLosses, ExpertGrads, RouterGrads, TrainConfig};
 
 use std::ffi::{CStr, CString};
 use std::fmt;
@@ -912,6 +917,59 @@ pub struct Biases<'a> {
     pub b2: Option<&'a [f32]>,
 }
 
+/// The descriptor of E experts from host weights (checked against the
+/// sizes), shared by `Experts::new` and `Experts::update`.
+#[allow(clippy::too_many_arguments)]
+fn experts_desc(
+    num_experts: usize,
+    d_model: usize,
+    d_ff: usize,
+    w1: Weights,
+    w3: Option<Weights>,
+    w2: Weights,
+    biases: Biases,
+    cfg: &ExpertsConfig,
+) -> Result<ffi::clmoe_experts_desc> {
+    let want = num_experts * d_model * d_ff;
+    let (dt1, p1, n1) = w1.parts();
+    let (dt2, p2, n2) = w2.parts();
+    let m3 = w3.map(|w| w.parts());
+    let host = dt1;
+    if dt2 != host || m3.map_or(false, |m| m.0 != host) {
+        return fail(Status::DTYPE_MISMATCH, "w1, w3 and w2 must share one host dtype".into());
+    }
+    if n1 != want || n2 != want || m3.map_or(false, |m| m.2 != want) {
+        return fail(Status::SHAPE_MISMATCH, format!("each weight must hold E * d * f = {} values", want));
+    }
+    for (b, n, name) in [
+        (biases.b1, num_experts * d_ff, "b1"),
+        (biases.b3, num_experts * d_ff, "b3"),
+        (biases.b2, num_experts * d_model, "b2"),
+    ] {
+        if b.map_or(false, |b| b.len() != n) {
+            return fail(Status::SHAPE_MISMATCH, format!("{} must hold {} values", name, n));
+        }
+    }
+    let mut d: ffi::clmoe_experts_desc = init(ffi::clmoe_experts_desc_init_sized);
+    d.num_experts = num_experts as i32;
+    d.d_model = d_model as i32;
+    d.d_ff = d_ff as i32;
+    d.activation = cfg.activation as i32;
+    d.layout = cfg.layout as i32;
+    d.path = cfg.path as i32;
+    d.weight_dtype = cfg.weight_dtype as i32;
+    d.host_dtype = host as i32;
+    d.swiglu_limit = cfg.swiglu_limit;
+    d.swiglu_alpha = cfg.swiglu_alpha;
+    d.w1_host = p1;
+    d.w2_host = p2;
+    d.w3_host = m3.map_or(ptr::null(), |m| m.1);
+    d.b1_host = biases.b1.map_or(ptr::null(), |b| b.as_ptr());
+    d.b3_host = biases.b3.map_or(ptr::null(), |b| b.as_ptr());
+    d.b2_host = biases.b2.map_or(ptr::null(), |b| b.as_ptr());
+    Ok(d)
+}
+
 /// E expert FFNs (`clmoe_experts`).
 pub struct Experts<'c> {
     raw: NonNull<ffi::clmoe_experts>,
@@ -937,43 +995,7 @@ impl<'c> Experts<'c> {
         biases: Biases,
         cfg: &ExpertsConfig,
     ) -> Result<Experts<'c>> {
-        let want = num_experts * d_model * d_ff;
-        let (dt1, p1, n1) = w1.parts();
-        let (dt2, p2, n2) = w2.parts();
-        let m3 = w3.map(|w| w.parts());
-        let host = dt1;
-        if dt2 != host || m3.map_or(false, |m| m.0 != host) {
-            return fail(Status::DTYPE_MISMATCH, "w1, w3 and w2 must share one host dtype".into());
-        }
-        if n1 != want || n2 != want || m3.map_or(false, |m| m.2 != want) {
-            return fail(Status::SHAPE_MISMATCH, format!("each weight must hold E * d * f = {} values", want));
-        }
-        for (b, n, name) in [
-            (biases.b1, num_experts * d_ff, "b1"),
-            (biases.b3, num_experts * d_ff, "b3"),
-            (biases.b2, num_experts * d_model, "b2"),
-        ] {
-            if b.map_or(false, |b| b.len() != n) {
-                return fail(Status::SHAPE_MISMATCH, format!("{} must hold {} values", name, n));
-            }
-        }
-        let mut d: ffi::clmoe_experts_desc = init(ffi::clmoe_experts_desc_init_sized);
-        d.num_experts = num_experts as i32;
-        d.d_model = d_model as i32;
-        d.d_ff = d_ff as i32;
-        d.activation = cfg.activation as i32;
-        d.layout = cfg.layout as i32;
-        d.path = cfg.path as i32;
-        d.weight_dtype = cfg.weight_dtype as i32;
-        d.host_dtype = host as i32;
-        d.swiglu_limit = cfg.swiglu_limit;
-        d.swiglu_alpha = cfg.swiglu_alpha;
-        d.w1_host = p1;
-        d.w2_host = p2;
-        d.w3_host = m3.map_or(ptr::null(), |m| m.1);
-        d.b1_host = biases.b1.map_or(ptr::null(), |b| b.as_ptr());
-        d.b3_host = biases.b3.map_or(ptr::null(), |b| b.as_ptr());
-        d.b2_host = biases.b2.map_or(ptr::null(), |b| b.as_ptr());
+        let d = experts_desc(num_experts, d_model, d_ff, w1, w3, w2, biases, cfg)?;
         let mut raw = ptr::null_mut();
         check(unsafe { ffi::clmoe_experts_create(ctx.ptr(), &d, &mut raw) })?;
         Ok(Experts { raw: NonNull::new(raw).expect("clmoe_experts_create"), _ctx: PhantomData })

@@ -1,7 +1,8 @@
 //! The crate against plain-Rust references written here from
 //! docs/policies.md: routing (top-k, top-p with its strict threshold and
 //! tie rule, importance) and the whole layer (softmax router, SwiGLU experts
-//! in f64), 16-bit round trips, a checkpoint written by hand, error paths,
+//! in f64), training (dW1, dW2 against an f64 backward, updates against
+//! fresh objects), 16-bit round trips, a checkpoint written by hand, error paths,
 //! drop orders, and two threads (each with its own context and queue on one
 //! cl_context) sharing one experts object.
 use clmoe::*;
@@ -436,4 +437,86 @@ fn two_threads_share_one_experts_object() {
     assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
     assert!(version().starts_with("0."));
     assert!(version_number() >= 400);
+}
+
+/// d/dg of SiLU in f64.
+fn silu_grad(g: f64) -> f64 {
+    let s = 1.0 / (1.0 + (-g).exp());
+    s * (1.0 + g * (1.0 - s))
+}
+
+#[test]
+fn training_gradients_match_reference() {
+    let c = ctx();
+    let m = model(4, 16, 12);
+    let (t, d, f) = (13, m.d, m.f);
+    let x = grid(t * d, 21, 2.0);
+    let dy = grid(t * d, 22, 1.0);
+    let router = Router::new(&c, &m.wr, d, m.e, None, &RouterConfig::default()).unwrap();
+    let mut experts = swiglu_experts(&c, &m, &ExpertsConfig::default());
+    let xt = Tensor::from_f32(&c, &[t, d], &x).unwrap();
+    let dyt = Tensor::from_f32(&c, &[t, d], &dy).unwrap();
+    let mut y = Tensor::zeros(&c, Dtype::F32, &[t, d]).unwrap();
+    let mut dx = Tensor::zeros(&c, Dtype::F32, &[t, d]).unwrap();
+    let mut g1 = Tensor::zeros(&c, Dtype::F32, &[m.e, d, f]).unwrap();
+    let mut g2 = Tensor::zeros(&c, Dtype::F32, &[m.e, f, d]).unwrap();
+    let mut rt = Routing::new(&c).unwrap();
+    let cfg = TrainConfig { balance_coeff: 0.01, ..Default::default() };
+    // No training forward yet: refused.
+    let err = backward(&router, &experts, None, &mut rt, &xt, &dyt, None, None, None, None, None, None, false, false)
+        .unwrap_err();
+    assert_eq!(err.status, Status::INVALID_ARGUMENT);
+    let losses = forward_train(&router, &experts, None, &xt, None, &mut y, &mut rt, &cfg).unwrap();
+    assert!(losses.balance > 0.0 && (losses.total - 0.01 * losses.balance).abs() < 1e-9);
+    assert!(rt.saved_bytes().unwrap() > 0);
+    {
+        let mut eg = ExpertGrads { w1: Some(&mut g1), w2: Some(&mut g2), ..Default::default() };
+        backward(&router, &experts, None, &mut rt, &xt, &dyt, Some(&mut dx), None, Some(&mut eg), None, None, None, false, false)
+            .unwrap();
+    }
+    // dW1 and dW2 from the routing's decisions, in f64.
+    let (mut w1, mut w2) = (vec![0f64; m.e * d * f], vec![0f64; m.e * f * d]);
+    for tok in 0..t {
+        let xr = &x[tok * d..(tok + 1) * d];
+        let (ids, gates) = ref_route(&logits(&m, &x, tok), Policy::TopK, 2, 0.0, 0, 0.0);
+        for (&e, g) in ids.iter().zip(gates) {
+            for j in 0..f {
+                let (mut a1, mut a3) = (0f64, 0f64);
+                for i in 0..d {
+                    a1 += xr[i] as f64 * m.w1[(e * d + i) * f + j] as f64;
+                    a3 += xr[i] as f64 * m.w3[(e * d + i) * f + j] as f64;
+                }
+                let h = a1 / (1.0 + (-a1).exp()) * a3;
+                let mut dh = 0f64;
+                for col in 0..d {
+                    let d_o = g * dy[tok * d + col] as f64;
+                    w2[(e * f + j) * d + col] += h * d_o;
+                    dh += d_o * m.w2[(e * f + j) * d + col] as f64;
+                }
+                let da1 = dh * a3 * silu_grad(a1);
+                for i in 0..d {
+                    w1[(e * d + i) * f + j] += xr[i] as f64 * da1;
+                }
+            }
+        }
+    }
+    assert!(max_rel(&g1.read_f32().unwrap(), &w1) <= 1e-4);
+    assert!(max_rel(&g2.read_f32().unwrap(), &w2) <= 1e-4);
+    // An update equals fresh objects with the new weights.
+    let mut m2 = model(4, 16, 12);
+    m2.w2 = grid(m.e * f * d, 31, 0.5);
+    m2.wr = grid(d * m.e, 32, 2.0);
+    experts
+        .update(m.e, d, f, Weights::F32(&m2.w1), Some(Weights::F32(&m2.w3)), Weights::F32(&m2.w2), Biases::default(), &ExpertsConfig::default())
+        .unwrap();
+    let mut router = router;
+    router.update(Some(&m2.wr), None).unwrap();
+    assert!(router.update(Some(&m2.wr[..3]), None).is_err());
+    let fresh_router = Router::new(&c, &m2.wr, d, m.e, None, &RouterConfig::default()).unwrap();
+    let fresh = swiglu_experts(&c, &m2, &ExpertsConfig::default());
+    let mut y2 = Tensor::zeros(&c, Dtype::F32, &[t, d]).unwrap();
+    forward_train(&router, &experts, None, &xt, None, &mut y, &mut rt, &cfg).unwrap();
+    let mut rt2 = Routing::new(&c).unwrap();
+    forward_train(&fresh_router, &fresh, None, &xt, None, &mut y2, &mut rt2, &cfg).unwrap();
+    assert_eq!(y.read_f32().unwrap(), y2.read_f32().unwrap());
 }
