@@ -901,7 +901,9 @@ int main(int argc, char **argv) {
     g_runs = 9;
   die(clmoe_context_create(NULL, &g_ctx), "context");
   if (load) {
-    int rc = bench_load_checkpoint(g_ctx, quick);
+    bench_provenance_read(g_ctx, &g_prov);
+    bench_provenance_print(stdout, &g_prov);
+    int rc = bench_load_checkpoint(g_ctx, quick, &g_prov, json);
     clmoe_context_destroy(g_ctx);
     return rc;
   }

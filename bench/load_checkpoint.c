@@ -106,7 +106,29 @@ static uint64_t write_model(const char *dir, const shape *s) {
   return (uint64_t)s->E * 3 * m;
 }
 
-int bench_load_checkpoint(clmoe_context *ctx, int quick) {
+static void write_json(const char *file, const bench_provenance *prov,
+                       const shape *s, double expert_mib, double largest_mib,
+                       double ms, int have_memory, double growth_mib,
+                       double device_mib, double own_mib, double bound_mib) {
+  FILE *f = fopen(file, "w");
+  if (!f)
+    die(CLMOE_ERROR_INVALID_ARGUMENT, "cannot write the --json file");
+  fprintf(f, "{\n");
+  bench_provenance_json(f, prov);
+  fprintf(f,
+          ",\n  \"load\": {\"E\": %d, \"d\": %d, \"f\": %d, "
+          "\"expert_mib\": %.3f, \"largest_tensor_mib\": %.3f, "
+          "\"open_load_ms\": %.3f,\n    \"memory_measured\": %s, "
+          "\"peak_growth_mib\": %.3f, \"device_buffers_mib\": %.3f, "
+          "\"loader_own_mib\": %.3f, \"bound_mib\": %.3f}\n}\n",
+          s->E, s->d, s->f, expert_mib, largest_mib, ms,
+          have_memory ? "true" : "false", growth_mib, device_mib, own_mib,
+          bound_mib);
+  fclose(f);
+}
+
+int bench_load_checkpoint(clmoe_context *ctx, int quick,
+                          const bench_provenance *prov, const char *json) {
   shape s = quick ? (shape){4, 128, 256, 2} : (shape){8, 2048, 11264, 2};
   char dir[] = "/tmp/clmoe-bench-load-XXXXXX";
   if (!mkdtemp(dir)) {
@@ -150,7 +172,12 @@ int bench_load_checkpoint(clmoe_context *ctx, int quick) {
          expert_bytes / mib, largest / mib);
   printf("  open + load_layer    %10.1f ms (%.2f GB/s of expert data)\n", ms,
          expert_bytes / (ms * 1e6));
-  if (!peak_ok || rss0 < 0 || hwm < 0) {
+  int have_memory = peak_ok && rss0 >= 0 && hwm >= 0;
+  if (json)
+    write_json(json, prov, &s, expert_bytes / mib, largest / mib, ms,
+               have_memory, growth / mib, device_bytes / mib, own / mib,
+               bound / mib);
+  if (!have_memory) {
     printf("  peak memory: /proc/self/clear_refs or status unavailable\n");
     return 0;
   }

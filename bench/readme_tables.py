@@ -8,7 +8,8 @@ README.md marks each generated table with
 where KIND is stages, policies, weights or targets (from
 bench/results/MACHINE/clmoe-bench.json), score or score-targets (from
 score.json), train (train.json, clmoe-bench --train), or route or
-route-families (route.json, bench_route). Each table opens with a line that
+route-families (route.json, bench_route), or load (load.json,
+clmoe-bench --load). Each table opens with a line that
 names the machine, the commit and the date its figures come from.
 
     bench/readme_tables.py          rewrite README.md's tables
@@ -183,6 +184,27 @@ def route_families(d):
     return rows
 
 
+def load(d):
+    x = d["load"]
+    gbs = x["expert_mib"] * 1048576 / (x["open_load_ms"] * 1e6)
+    rows = [f"Mixtral-shaped: E {x['E']}, d {x['d']}, f {x['f']}, bfloat16.",
+            "", "| expert data MiB | largest tensor MiB | open + load_layer ms "
+            "| GB/s | peak resident growth MiB | experts' device buffers MiB "
+            "| loader's own MiB | target (largest + 64 MiB) |",
+            "|---|---|---|---|---|---|---|---|"]
+    if x["memory_measured"]:
+        verdict = "met" if x["loader_own_mib"] <= x["bound_mib"] else \
+            "**not met**"
+        mem = (f"{x['peak_growth_mib']:.1f} | {x['device_buffers_mib']:.1f} "
+               f"| {x['loader_own_mib']:.1f} | <= {x['bound_mib']:.1f}: "
+               f"{verdict}")
+    else:
+        mem = "- | - | - | not measured"
+    rows.append(f"| {x['expert_mib']:.1f} | {x['largest_tensor_mib']:.1f} | "
+                f"{x['open_load_ms']:.1f} | {gbs:.2f} | {mem} |")
+    return rows
+
+
 # kind: (results file, table)
 KINDS = {"stages": ("clmoe-bench", stages),
          "policies": ("clmoe-bench", policies),
@@ -192,7 +214,8 @@ KINDS = {"stages": ("clmoe-bench", stages),
          "score-targets": ("score", score_targets),
          "train": ("train", train),
          "route": ("route", route),
-         "route-families": ("route", route_families)}
+         "route-families": ("route", route_families),
+         "load": ("load", load)}
 
 
 def render(kind, machine):
