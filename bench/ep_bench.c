@@ -121,16 +121,48 @@ static float calibrate_p(const float *wr, clmoe_tensor *x) {
   return 0.5f * (lo + hi);
 }
 
+/* Rank 0's figures with their provenance (bench/readme_tables.py). */
+static void write_json(const char *file, const bench_provenance *prov, int T,
+                       int bf16, float p, const char *const *names,
+                       const measured *m, double bulk, double overlap) {
+  FILE *f = fopen(file, "w");
+  if (!f)
+    die(CLMOE_ERROR_INVALID_ARGUMENT, "cannot write the --json file");
+  fprintf(f, "{\n");
+  bench_provenance_json(f, prov);
+  fprintf(f,
+          ",\n  \"ranks\": %d, \"tokens_per_rank\": %d, \"E\": %d, \"d\": "
+          "%d, \"f\": %d, \"rows\": \"%s\", \"runs\": %d, \"topp_p\": %.4f,"
+          "\n  \"policies\": [\n",
+          g_P, T, E, D, F, bf16 ? "bf16" : "f32", RUNS, p);
+  for (int k = 0; k < 2; ++k)
+    fprintf(f,
+            "    {\"policy\": \"%s\", \"mean_k\": %.4f, \"route_ms\": %.4f, "
+            "\"exchange_out_ms\": %.4f, \"experts_ms\": %.4f, "
+            "\"exchange_back_ms\": %.4f, \"combine_ms\": %.4f, "
+            "\"bytes_per_token\": %.1f, \"minimum_bytes_per_token\": %.1f}%s\n",
+            names[k], m[k].mean_k, m[k].stage_ms[0], m[k].stage_ms[1],
+            m[k].stage_ms[2], m[k].stage_ms[3], m[k].stage_ms[4],
+            m[k].bytes_per_token, m[k].min_bytes_per_token, k ? "" : ",");
+  fprintf(f, "  ],\n  \"schedules\": {\"bulk_ms\": %.4f, \"overlap_ms\": "
+             "%.4f}\n}\n",
+          bulk, overlap);
+  fclose(f);
+}
+
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
   MPI_Comm_size(MPI_COMM_WORLD, &g_P);
   int T = 256, bf16 = 0;
+  const char *json = NULL;
   for (int i = 1; i < argc; ++i)
     if (!strcmp(argv[i], "--tokens") && i + 1 < argc)
       T = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--bf16"))
       bf16 = 1;
+    else if (!strcmp(argv[i], "--json") && i + 1 < argc)
+      json = argv[++i];
   die(clmoe_context_create(NULL, &g_ctx), "context");
   bench_provenance prov;
   bench_provenance_read(g_ctx, &prov);
@@ -259,6 +291,8 @@ int main(int argc, char **argv) {
     printf("MPI reports device-buffer support: %s (rows are staged through "
            "host memory either way)\n",
            es_stats.mpi_device_buffers ? "yes" : "no");
+    if (json)
+      write_json(json, &prov, T, bf16, p, names, m, bulk, overlap);
   }
   clmoe_routing_destroy(rt);
   clmoe_tensor_destroy(x);

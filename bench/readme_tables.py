@@ -8,8 +8,8 @@ README.md marks each generated table with
 where KIND is stages, policies, weights or targets (from
 bench/results/MACHINE/clmoe-bench.json), score or score-targets (from
 score.json), train (train.json, clmoe-bench --train), or route or
-route-families (route.json, bench_route), or load (load.json,
-clmoe-bench --load). Each table opens with a line that
+route-families (route.json, bench_route), load (load.json,
+clmoe-bench --load), or ep (ep.json, clmoe-bench-ep). Each table opens with a line that
 names the machine, the commit and the date its figures come from.
 
     bench/readme_tables.py          rewrite README.md's tables
@@ -205,6 +205,31 @@ def load(d):
     return rows
 
 
+def ep(d):
+    rows = [f"{d['ranks']} ranks, {d['tokens_per_rank']} tokens each, E "
+            f"{d['E']}, d {d['d']}, f {d['f']}, {d['rows']} rows; stage ms = "
+            f"the slowest rank's median of {d['runs']}.", "",
+            "| policy | K | route | exchange out | experts | exchange back | "
+            "combine | bytes/token | minimum | ratio |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in d["policies"]:
+        rows.append(f"| {r['policy']} | {r['mean_k']:.2f} | "
+                    f"{r['route_ms']:.2f} | {r['exchange_out_ms']:.2f} | "
+                    f"{r['experts_ms']:.2f} | {r['exchange_back_ms']:.2f} | "
+                    f"{r['combine_ms']:.2f} | {r['bytes_per_token']:.0f} | "
+                    f"{r['minimum_bytes_per_token']:.0f} | "
+                    f"{r['bytes_per_token'] / r['minimum_bytes_per_token']:.2f} |")
+    a, b = d["policies"]
+    s = d["schedules"]
+    rows += ["", f"top-p (p = {d['topp_p']:.3f}) / top-2: K "
+             f"{b['mean_k'] / a['mean_k']:.3f}, bytes per token "
+             f"{b['bytes_per_token'] / a['bytes_per_token']:.3f} (the bytes "
+             f"follow K). Schedules, top-2 whole forward: bulk "
+             f"{s['bulk_ms']:.2f} ms, overlap {s['overlap_ms']:.2f} ms "
+             f"(overlap / bulk {s['overlap_ms'] / s['bulk_ms']:.3f})."]
+    return rows
+
+
 # kind: (results file, table)
 KINDS = {"stages": ("clmoe-bench", stages),
          "policies": ("clmoe-bench", policies),
@@ -215,7 +240,8 @@ KINDS = {"stages": ("clmoe-bench", stages),
          "train": ("train", train),
          "route": ("route", route),
          "route-families": ("route", route_families),
-         "load": ("load", load)}
+         "load": ("load", load),
+         "ep": ("ep", ep)}
 
 
 def render(kind, machine):
