@@ -52,11 +52,17 @@ def params(rng, d, f, E, activation, bias=True, shared=0, gate=False):
 def check_grads(ctx, T=33, d=24, f=20, E=8, activation="swiglu",
                 policy="top_k", coeffs=(0.01, 0.001, 0.01), bias=True,
                 io_dtype=np.float32, seed=0, importance=None, path="auto",
-                shared=0, gate=False, **pp):
+                shared=0, gate=False, dtype="f32", **pp):
     rng = np.random.default_rng(seed)
     p = params(rng, d, f, E, activation, bias, shared, gate)
     m = TrainableMoE(ctx, activation=activation, policy=policy,
-                     coeffs=coeffs, path=path, **p, **pp)
+                     coeffs=coeffs, path=path, dtype=dtype, **p, **pp)
+    if dtype != "f32":  # the reference uses the weights as stored
+        for k in ("w1", "w2", "w3", "shared_w1", "shared_w2", "shared_w3"):
+            if k in p:
+                p[k] = (clmoe.from_bf16_bits(clmoe.to_bf16_bits(p[k]))
+                        if dtype == "bf16" else
+                        p[k].astype(np.float16).astype(np.float32))
     x32 = rng.standard_normal((T, d)).astype(np.float32)
     dy32 = rng.standard_normal((T, d)).astype(np.float32)
     if io_dtype == np.uint16:  # bfloat16 activations
@@ -160,6 +166,13 @@ def test_shared_experts(ctx, activation, gate, path):
                               gate=gate, path=path)
     assert ("shared_gate" in g) == gate and "shared_w2" in g
     assert saved.saved_bytes > 0
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "f16"])
+def test_16bit_weights(ctx, dtype):
+    check_grads(ctx, dtype=dtype)
+    check_grads(ctx, dtype=dtype, T=65, E=4, k=2, d=64, f=48, shared=16,
+                gate=True)
 
 
 def test_bf16_activations(ctx):
