@@ -1042,6 +1042,15 @@ impl Drop for Experts<'_> {
 
 /* ---- the layer ---- */
 
+/// The C arguments for optional shared experts and their gate.
+fn shared_ptrs(
+    shared: Option<(&Experts, Option<&Tensor>)>,
+) -> (*mut ffi::clmoe_experts, *const ffi::clmoe_tensor) {
+    shared.map_or((ptr::null_mut(), ptr::null()), |(e, g)| {
+        (e.ptr(), g.map_or(ptr::null(), |g| g.ptr() as *const _))
+    })
+}
+
 /// The whole layer: route x [T, d] with `router`, dispatch, run `experts`,
 /// combine into y [T, d], plus `shared` experts (one expert) weighted by
 /// sigmoid(x . shared_gate) or 1. x and y share a dtype (F32, F16, BF16);
@@ -1056,9 +1065,7 @@ pub fn forward(
     routing: &mut Routing,
     accumulate: bool,
 ) -> Result<()> {
-    let (sx, sg) = shared.map_or((ptr::null_mut(), ptr::null()), |(e, g)| {
-        (e.ptr(), g.map_or(ptr::null(), |g| g.ptr() as *const _))
-    });
+    let (sx, sg) = shared_ptrs(shared);
     check(unsafe {
         ffi::clmoe_forward_shared(
             router.ptr(),

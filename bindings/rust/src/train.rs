@@ -4,7 +4,7 @@
 use std::ptr;
 
 use crate::{
-    check, experts_desc, fail, ffi, init, Biases, Experts, ExpertsConfig, Result, Router,
+    check, experts_desc, fail, ffi, init, shared_ptrs, Biases, Experts, ExpertsConfig, Result, Router,
     Routing, Status, Tensor, Weights,
 };
 
@@ -89,9 +89,7 @@ pub fn forward_train(
     routing: &mut Routing,
     cfg: &TrainConfig,
 ) -> Result<AuxLosses> {
-    let (sx, sg) = shared.map_or((ptr::null_mut(), ptr::null()), |(e, g)| {
-        (e.ptr(), g.map_or(ptr::null(), |g| g.ptr() as *const _))
-    });
+    let (sx, sg) = shared_ptrs(shared);
     let desc = cfg.raw();
     let mut l: ffi::clmoe_aux_losses = init(ffi::clmoe_aux_losses_init_sized);
     check(unsafe {
@@ -133,9 +131,7 @@ pub fn backward(
     accumulate: bool,
     accumulate_dx: bool,
 ) -> Result<()> {
-    let (sx, sg) = shared.map_or((ptr::null_mut(), ptr::null()), |(e, g)| {
-        (e.ptr(), g.map_or(ptr::null(), |g| g.ptr() as *const _))
-    });
+    let (sx, sg) = shared_ptrs(shared);
     let mut rg = router_grads.map(|g| {
         let mut r: ffi::clmoe_router_grads = init(ffi::clmoe_router_grads_init_sized);
         r.weight = raw_tensor(&mut g.weight);
