@@ -36,8 +36,11 @@ void bench_provenance_read(clmoe_context *ctx, bench_provenance *p) {
   if (!p->commit[0])
     snprintf(p->commit, sizeof p->commit, "unknown");
   char line[256];
+  /* The results folder does not count: a benchmark writing its own
+   * results file there does not make the code it measures dirty. */
   first_line("git -C '" CLMOE_SOURCE_DIR
-             "' status --porcelain --untracked-files=no 2>/dev/null",
+             "' status --porcelain --untracked-files=no -- . "
+             "':(exclude)bench/results' 2>/dev/null",
              line, sizeof line);
   p->dirty = line[0] != 0;
   clmoe_device_info info;
