@@ -4,7 +4,7 @@
  * grouped kernel over transposed weight panels, or CLBlast with B
  * transposed); the weight gradients are clmoe's own reduction over each
  * expert's rows in ascending order. */
-#include <limits.h>
+#include <stdio.h>
 
 #include "moe/blas.h"
 #include "moe/dispatch_combine.h"
@@ -59,9 +59,11 @@ static clmoe_status read_host_offsets(clmoe_experts *x, clmoe_routing *rt,
   cl_int err = clEnqueueReadBuffer(
       rt->ctx->queue, rt->ws.buf[CM_RB_EXPERT_OFFSETS], CL_TRUE, 0,
       sizeof(int) * ((size_t)x->E + 1), rt->host_offsets, 0, NULL, NULL);
-  return err == CL_SUCCESS
-             ? CLMOE_SUCCESS
-             : cm_cl_fail(err, "clmoe_forward_train: clEnqueueReadBuffer");
+  if (err == CL_SUCCESS)
+    return CLMOE_SUCCESS;
+  char what[96];
+  snprintf(what, sizeof what, "%s: clEnqueueReadBuffer", fn);
+  return cm_cl_fail(err, what);
 }
 
 static clmoe_status act_forward(clmoe_experts *x, clmoe_routing *rt,
