@@ -31,10 +31,11 @@
  * keeps the router logits and token distribution [T, E], and per routed
  * row the dispatched input [N, d], the pre-activations [N, F'], the
  * activations [N, f] and the expert outputs [N, d] (F' = 2 f for gated
- * kinds, rounded up to the grouped kernel's panels), plus, the first time
- * experts are trained through a routing, transposed copies of their weights
- * (refreshed after clmoe_experts_update). clmoe_routing_saved_bytes reports
- * the total.
+ * kinds, rounded up to the grouped kernel's panels), and the same for the
+ * shared experts' T rows; clmoe_routing_saved_bytes reports the total.
+ * On the grouped path the experts object also keeps transposed copies of
+ * its weight panels for the backward (made by the first backward, remade
+ * after clmoe_experts_update; as large as the weights, not counted above).
  *
  * Quantized experts (F8_E4M3, MXFP4, I8, I4) are inference-only: training
  * calls return UNSUPPORTED for them. Float32, float16 and bfloat16 weights
